@@ -1,0 +1,67 @@
+import { timingSafeEqual } from 'node:crypto'
+import { isIP } from 'node:net'
+import Fastify, { type FastifyInstance } from 'fastify'
+import { UsageError } from '../errors.js'
+import type { Daemon } from '../daemon/daemon.js'
+import { registerControlRoutes } from './control.js'
+
+export interface ApiServer {
+  url: string
+  app: FastifyInstance
+  listen: (at: { host: string, port: number }) => Promise<void>
+  close: () => Promise<void>
+}
+
+export function isLoopback (host: string): boolean {
+  return host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'))
+}
+
+function tokenMatches (header: string | undefined, token: string): boolean {
+  const given = Buffer.from(header?.replace(/^Bearer\s+/i, '') ?? '')
+  const want = Buffer.from(token)
+  return given.length === want.length && timingSafeEqual(given, want)
+}
+
+/** The daemon's HTTP surface: OpenAI- and Ollama-compatible APIs, control API, /metrics. */
+export async function createApiServer (daemon: Daemon): Promise<ApiServer> {
+  const app = Fastify({
+    logger: false,
+    bodyLimit: 8 * 1024 * 1024,
+    // a request must not hold a connection forever
+    requestTimeout: 0,
+    connectionTimeout: 0,
+    keepAliveTimeout: 5_000
+  })
+  const token = daemon.config.apiToken
+
+  app.addHook('onRequest', async (request, reply) => {
+    if (token == null) return
+    if (!tokenMatches(request.headers.authorization, token)) {
+      await reply.code(401).send({ error: { message: 'missing or wrong bearer token: send "Authorization: Bearer <KRILL_API_TOKEN>"', type: 'authentication_error', code: 'unauthorized' } })
+    }
+  })
+
+  registerControlRoutes(app, daemon)
+
+  const server: ApiServer = {
+    url: '',
+    app,
+    listen: async ({ host, port }) => {
+      if (!isLoopback(host) && token == null) {
+        throw new UsageError(`--api ${host}:${port} is not a loopback address: set an API token (KRILL_API_TOKEN or "apiToken" in krill.json, at least 16 characters) so strangers cannot use your node`)
+      }
+      try {
+        await app.listen({ host, port })
+      } catch (err: any) {
+        if (err.code === 'EADDRINUSE') throw new UsageError(`API address ${host}:${port} is already in use: is another krill daemon running? Use --api with another port (0 picks a free one)`, 1)
+        if (err.code === 'EADDRNOTAVAIL') throw new UsageError(`API address ${host} is not an address of this machine; use --api 127.0.0.1:11435`, 1)
+        throw err
+      }
+      const address = app.server.address()
+      const bound = typeof address === 'object' && address != null ? address.port : port
+      server.url = `http://${host.includes(':') ? `[${host}]` : host}:${bound}`
+    },
+    close: async () => { await app.close() }
+  }
+  return server
+}

@@ -1,0 +1,86 @@
+import type { Command } from 'commander'
+import { Daemon } from '../../daemon/daemon.js'
+import type { DaemonEvent } from '../../daemon/events.js'
+import { resolveConfig, type FlagConfig } from '../../node/config.js'
+import { logger } from '../../log.js'
+import { collect, cliOptions } from '../options.js'
+
+const log = logger('krill')
+
+function describe (event: DaemonEvent): string | undefined {
+  switch (event.event) {
+    case 'peer:joined': return `peer joined ${event.peerId}`
+    case 'peer:left': return `peer left ${event.peerId}`
+    case 'model:appeared': return `model ${event.model} appeared at ${event.peerId}`
+    case 'model:vanished': return `model ${event.model} vanished from ${event.peerId}`
+    case 'request:served': return `served ${event.model} for ${event.peerId}: ${event.outcome}, ${event.tokens} tokens in ${event.durationMs} ms`
+    default: return undefined
+  }
+}
+
+export function registerDaemon (program: Command): void {
+  program.command('daemon')
+    .description('run a node: serve local models, route requests, expose the HTTP API')
+    .option('--data-dir <dir>', 'identity, datastore and krill.json (env KRILL_HOME)')
+    .option('--listen <multiaddr>', 'libp2p listen address, repeatable (env KRILL_LISTEN, comma list)', collect)
+    .option('--api <host:port>', 'HTTP API address, port 0 picks a free one (env KRILL_API)')
+    .option('--bootstrap <multiaddr>', 'peer to join through, repeatable (env KRILL_BOOTSTRAP)', collect)
+    .option('--no-mdns', 'do not discover peers on the local network')
+    .option('--ollama <url>', 'Ollama to serve from (env OLLAMA_HOST)')
+    .option('--no-serve', 'only consume and relay; never serve local models')
+    .option('--share <model>', 'share only this model (repeatable; a trailing * matches a prefix)', collect)
+    .option('--relay', 'act as a circuit-relay server for peers behind NATs')
+    .option('--swarm-key <file>', 'join the private swarm of this pre-shared key (env KRILL_SWARM_KEY)')
+    .option('--json', 'print the ready line and events as JSON lines on stdout')
+    .action(async (_opts, command: Command) => {
+      const opts = cliOptions(command)
+      const json = opts.json === true
+      const flags: FlagConfig = {
+        dataDir: opts.dataDir,
+        listen: opts.listen,
+        api: opts.api,
+        bootstrap: opts.bootstrap,
+        mdns: opts.mdns,
+        ollama: opts.ollama,
+        serve: opts.serve,
+        share: opts.share,
+        relay: opts.relay,
+        swarmKey: opts.swarmKey
+      }
+      const config = await resolveConfig(flags)
+      const onEvent = (event: DaemonEvent): void => {
+        if (json) {
+          process.stdout.write(JSON.stringify(event) + '\n')
+        } else if (event.event === 'ready') {
+          process.stdout.write(`krill daemon ready\n  peer id  ${event.peerId}\n  api      ${event.api}\n${event.addrs.map(a => `  address  ${a}`).join('\n')}\n`)
+        } else {
+          const line = describe(event)
+          if (line != null) log.info(line)
+        }
+      }
+      // Signal handlers go in before start: a SIGTERM right after the ready line
+      // must still mean a clean shutdown.
+      let firstSignalAt = 0
+      let signalled!: (signal: NodeJS.Signals) => void
+      const stopRequested = new Promise<NodeJS.Signals>(resolve => { signalled = resolve })
+      const onSignal = (signal: NodeJS.Signals): void => {
+        // Ctrl-C reaches both this process and a launcher that forwards it:
+        // only a repeat after a pause means "force quit"
+        if (firstSignalAt > 0 && Date.now() - firstSignalAt < 1_000) return
+        if (firstSignalAt > 0) {
+          log.warn(`second ${signal}: exiting without a clean shutdown`)
+          process.exit(1)
+        }
+        firstSignalAt = Date.now()
+        signalled(signal)
+      }
+      process.on('SIGINT', onSignal)
+      process.on('SIGTERM', onSignal)
+
+      const daemon = await Daemon.start(config, { onEvent })
+      const signal = await stopRequested
+      log.info(`${signal}: shutting down (in-flight requests are finished or cancelled)`)
+      await daemon.stop()
+      log.info('stopped')
+    })
+}

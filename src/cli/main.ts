@@ -1,0 +1,43 @@
+import { Command, CommanderError } from 'commander'
+import { UsageError } from '../errors.js'
+import { VERSION } from '../version.js'
+import { registerDaemon } from './commands/daemon.js'
+import { registerId } from './commands/id.js'
+import { registerStatus } from './commands/status.js'
+import { registerSwarmKey } from './commands/swarm-key.js'
+
+export function buildProgram (): Command {
+  const program = new Command('krill')
+    .description('peer-to-peer inference network for Ollama models')
+    .version(VERSION)
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride()
+  registerDaemon(program)
+  registerId(program)
+  registerStatus(program)
+  registerSwarmKey(program)
+  for (const command of program.commands) command.exitOverride()
+  return program
+}
+
+/** Runs the CLI; exit codes: 0 ok, 1 failure, 2 bad usage. */
+export async function main (argv: string[]): Promise<void> {
+  const program = buildProgram()
+  try {
+    await program.parseAsync(argv)
+  } catch (err: any) {
+    if (err instanceof CommanderError) {
+      // help and version are successes; everything else commander rejects is usage
+      process.exitCode = err.exitCode === 0 ? 0 : 2
+      return
+    }
+    if (err instanceof UsageError) {
+      process.stderr.write(`krill: ${err.message}\n`)
+      process.exitCode = err.exitCode
+      return
+    }
+    process.stderr.write(`krill: ${err?.message ?? err}\n`)
+    if (process.env.KRILL_LOG === 'debug') process.stderr.write(`${err?.stack}\n`)
+    process.exitCode = 1
+  }
+}

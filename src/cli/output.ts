@@ -1,0 +1,35 @@
+/** Output helpers: aligned tables for people, JSON for programs. */
+
+export function printJson (value: unknown): void {
+  process.stdout.write(JSON.stringify(value, null, 2) + '\n')
+}
+
+export type Cell = string | number | boolean | null | undefined
+
+/** Renders rows as a left-aligned table with a header line. */
+export function formatTable (headers: string[], rows: Cell[][]): string {
+  const text = rows.map(row => row.map(cell => cell == null || cell === '' ? '-' : String(cell)))
+  const widths = headers.map((h, i) => Math.max(h.length, ...text.map(r => r[i]?.length ?? 0)))
+  const line = (cells: string[]): string => cells.map((c, i) => i === cells.length - 1 ? c : c.padEnd(widths[i])).join('  ').trimEnd()
+  return [line(headers), ...text.map(line)].join('\n') + '\n'
+}
+
+export function printTable (headers: string[], rows: Cell[][], empty = '(none)'): void {
+  process.stdout.write(rows.length === 0 ? formatTable(headers, []) + empty + '\n' : formatTable(headers, rows))
+}
+
+export function formatMs (ms: number | null | undefined): string {
+  if (ms == null || !Number.isFinite(ms)) return '-'
+  return ms < 10 ? `${ms.toFixed(1)} ms` : `${Math.round(ms)} ms`
+}
+
+export function formatDuration (ms: number): string {
+  const s = Math.floor(ms / 1000)
+  if (s < 60) return `${s}s`
+  if (s < 3600) return `${Math.floor(s / 60)}m ${s % 60}s`
+  return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`
+}
+
+export function shortPeer (id: string): string {
+  return id.length > 16 ? `${id.slice(0, 8)}…${id.slice(-6)}` : id
+}

@@ -1,0 +1,13 @@
+/** The notable things a daemon reports as JSON lines on stdout (with --json). */
+export type DaemonEvent =
+  | { event: 'ready', peerId: string, addrs: string[], api: string }
+  | { event: 'peer:joined', peerId: string }
+  | { event: 'peer:left', peerId: string }
+  | { event: 'model:appeared', model: string, digest: string, peerId: string }
+  | { event: 'model:vanished', model: string, digest: string, peerId: string }
+  | { event: 'request:served', model: string, peerId: string, tokens: number, durationMs: number, outcome: string }
+  | { event: 'ollama:unreachable', url: string }
+  | { event: 'ollama:reachable', url: string }
+  | { event: 'stopping' }
+
+export type EventSink = (event: DaemonEvent) => void

@@ -1,0 +1,196 @@
+import { readFile } from 'node:fs/promises'
+import { homedir } from 'node:os'
+import { join } from 'node:path'
+import { multiaddr } from '@multiformats/multiaddr'
+import { z } from 'zod'
+import { UsageError } from '../errors.js'
+
+/** Default libp2p ports: clear of Ollama (11434) and IPFS (4001). */
+export const DEFAULT_TCP_PORT = 4747
+export const DEFAULT_WS_PORT = 4748
+export const DEFAULT_API = '127.0.0.1:11435'
+export const DEFAULT_OLLAMA = 'http://127.0.0.1:11434'
+export const CONFIG_FILE = 'krill.json'
+
+/** Everything a daemon needs to start, after flags, env and krill.json are merged. */
+export interface KrillConfig {
+  dataDir: string
+  listen: string[]
+  api: { host: string, port: number }
+  /** bearer token the API requires when bound to a non-loopback address */
+  apiToken?: string
+  bootstrap: string[]
+  mdns: boolean
+  ollama: string
+  /** false: never serve, even when Ollama is reachable */
+  serve: boolean
+  /** models to share; undefined shares all */
+  share?: string[]
+  relay: boolean
+  swarmKey?: string
+  /** concurrent Ollama requests this node runs for the network */
+  slots: number
+  /** requests waiting for a slot before new ones get BUSY */
+  maxQueue: number
+  maxConnections: number
+  /** 'server' answers DHT queries; 'client' only asks */
+  dhtMode: 'server' | 'client'
+  /** lifetime of our model announcements; re-announced well before it ends */
+  announceTtlMs: number
+  /** how often the Ollama model list is refreshed */
+  modelRefreshMs: number
+}
+
+/** The subset a user can set in krill.json (and, for most keys, by flag or env). */
+const fileSchema = z.object({
+  listen: z.array(z.string()).optional(),
+  api: z.string().optional(),
+  apiToken: z.string().min(16).optional(),
+  bootstrap: z.array(z.string()).optional(),
+  mdns: z.boolean().optional(),
+  ollama: z.string().optional(),
+  serve: z.boolean().optional(),
+  share: z.array(z.string().min(1)).optional(),
+  relay: z.boolean().optional(),
+  swarmKey: z.string().optional(),
+  slots: z.number().int().min(1).max(256).optional(),
+  maxQueue: z.number().int().min(0).max(10_000).optional(),
+  maxConnections: z.number().int().min(1).max(10_000).optional(),
+  dhtMode: z.enum(['server', 'client']).optional(),
+  announceTtlMs: z.number().int().min(1_000).max(3_600_000).optional(),
+  modelRefreshMs: z.number().int().min(100).max(3_600_000).optional()
+}).strict()
+
+export type FileConfig = z.infer<typeof fileSchema>
+
+/** Options as they come from the command line (commander's camelCased names). */
+export interface FlagConfig extends Omit<FileConfig, 'api'> {
+  dataDir?: string
+  api?: string
+}
+
+export function defaultDataDir (env: NodeJS.ProcessEnv = process.env): string {
+  if (env.KRILL_HOME != null && env.KRILL_HOME !== '') return env.KRILL_HOME
+  const xdg = env.XDG_DATA_HOME
+  return join(xdg != null && xdg !== '' ? xdg : join(homedir(), '.local', 'share'), 'krill')
+}
+
+function list (value: string | undefined): string[] | undefined {
+  if (value == null || value.trim() === '') return undefined
+  return value.split(',').map(s => s.trim()).filter(s => s !== '')
+}
+
+/** Reads the env vars DESIGN.md names. */
+export function envConfig (env: NodeJS.ProcessEnv = process.env): FlagConfig {
+  const out: FlagConfig = {}
+  if (env.KRILL_HOME != null && env.KRILL_HOME !== '') out.dataDir = env.KRILL_HOME
+  if (list(env.KRILL_LISTEN) != null) out.listen = list(env.KRILL_LISTEN)
+  if (env.KRILL_API != null && env.KRILL_API !== '') out.api = env.KRILL_API
+  if (env.KRILL_API_TOKEN != null && env.KRILL_API_TOKEN !== '') out.apiToken = env.KRILL_API_TOKEN
+  if (list(env.KRILL_BOOTSTRAP) != null) out.bootstrap = list(env.KRILL_BOOTSTRAP)
+  if (env.OLLAMA_HOST != null && env.OLLAMA_HOST !== '') out.ollama = env.OLLAMA_HOST
+  if (env.KRILL_SWARM_KEY != null && env.KRILL_SWARM_KEY !== '') out.swarmKey = env.KRILL_SWARM_KEY
+  return out
+}
+
+export async function readConfigFile (dataDir: string): Promise<FileConfig> {
+  const path = join(dataDir, CONFIG_FILE)
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch (err: any) {
+    if (err.code === 'ENOENT') return {}
+    throw new UsageError(`cannot read ${path}: ${err.message}`, 1)
+  }
+  let json: unknown
+  try {
+    json = JSON.parse(text)
+  } catch (err: any) {
+    throw new UsageError(`${path} is not valid JSON (${err.message}); fix it or remove the file`)
+  }
+  const parsed = fileSchema.safeParse(json)
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]
+    const where = issue.path.length > 0 ? `"${issue.path.join('.')}"` : 'the file'
+    throw new UsageError(`${path}: ${where}: ${issue.message}`)
+  }
+  return parsed.data
+}
+
+/** Parses "host:port", "[::1]:port" or ":port" into parts. */
+export function parseHostPort (value: string, what = '--api'): { host: string, port: number } {
+  const stripped = value.replace(/^https?:\/\//, '').replace(/\/$/, '')
+  const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(stripped)
+  const port = match != null ? Number(match[3]) : NaN
+  if (match == null || port > 65535) {
+    throw new UsageError(`${what} "${value}" is not HOST:PORT (for example 127.0.0.1:11435; port 0 picks a free one)`)
+  }
+  const host = match[1] ?? match[2]
+  return { host: host === '' ? '127.0.0.1' : host, port }
+}
+
+export function normalizeOllamaUrl (value: string): string {
+  // OLLAMA_HOST is often given without a scheme, as Ollama itself accepts.
+  const withScheme = /^https?:\/\//.test(value) ? value : `http://${value}`
+  try {
+    const url = new URL(withScheme)
+    if (url.port === '' && !/^https?:\/\/[^/]+:\d+/.test(withScheme)) url.port = '11434'
+    return url.origin
+  } catch {
+    throw new UsageError(`--ollama "${value}" is not a URL (for example http://127.0.0.1:11434)`)
+  }
+}
+
+function checkMultiaddrs (values: string[], flag: string): string[] {
+  for (const value of values) {
+    try {
+      multiaddr(value)
+    } catch (err: any) {
+      throw new UsageError(`${flag} "${value}" is not a valid multiaddr (${err.message}); example: /ip4/192.0.2.10/tcp/${DEFAULT_TCP_PORT}/p2p/12D3KooW…`)
+    }
+  }
+  return values
+}
+
+/**
+ * Merges flags over env over krill.json over defaults and validates the result.
+ * Throws UsageError with a one-line, fixable message.
+ */
+export async function resolveConfig (flags: FlagConfig, env: NodeJS.ProcessEnv = process.env): Promise<KrillConfig> {
+  const fromEnv = envConfig(env)
+  const dataDir = flags.dataDir ?? fromEnv.dataDir ?? defaultDataDir(env)
+  const file = await readConfigFile(dataDir)
+  const pick = <K extends keyof FlagConfig>(key: K): FlagConfig[K] | undefined =>
+    flags[key] ?? fromEnv[key] ?? (file as FlagConfig)[key]
+
+  const listen = checkMultiaddrs(pick('listen') ?? [
+    `/ip4/0.0.0.0/tcp/${DEFAULT_TCP_PORT}`,
+    `/ip4/0.0.0.0/tcp/${DEFAULT_WS_PORT}/ws`
+  ], '--listen')
+  const bootstrap = checkMultiaddrs(pick('bootstrap') ?? [], '--bootstrap')
+  for (const addr of bootstrap) {
+    if (multiaddr(addr).getComponents().every(c => c.name !== 'p2p')) {
+      throw new UsageError(`--bootstrap "${addr}" has no /p2p/<peer id> part; copy the full address that \`krill id\` prints on that machine`)
+    }
+  }
+
+  return {
+    dataDir,
+    listen,
+    api: parseHostPort(pick('api') ?? DEFAULT_API),
+    apiToken: pick('apiToken'),
+    bootstrap,
+    mdns: pick('mdns') ?? true,
+    ollama: normalizeOllamaUrl(pick('ollama') ?? DEFAULT_OLLAMA),
+    serve: pick('serve') ?? true,
+    share: pick('share'),
+    relay: pick('relay') ?? false,
+    swarmKey: pick('swarmKey'),
+    slots: pick('slots') ?? 4,
+    maxQueue: pick('maxQueue') ?? 64,
+    maxConnections: pick('maxConnections') ?? 200,
+    dhtMode: pick('dhtMode') ?? 'server',
+    announceTtlMs: pick('announceTtlMs') ?? 60_000,
+    modelRefreshMs: pick('modelRefreshMs') ?? 10_000
+  }
+}

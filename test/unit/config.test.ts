@@ -1,0 +1,70 @@
+import { rm, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { afterEach, describe, expect, it } from 'vitest'
+import { UsageError } from '../../src/errors.js'
+import { parseHostPort, resolveConfig, normalizeOllamaUrl, defaultDataDir } from '../../src/node/config.js'
+import { tempDir } from '../helpers/swarm.js'
+
+const dirs: string[] = []
+afterEach(async () => { await Promise.all(dirs.splice(0).map(async d => { await rm(d, { recursive: true, force: true }) })) })
+
+async function dir (file?: unknown): Promise<string> {
+  const d = await tempDir()
+  dirs.push(d)
+  if (file !== undefined) await writeFile(join(d, 'krill.json'), JSON.stringify(file))
+  return d
+}
+
+describe('configuration precedence: flags > env > krill.json > defaults', () => {
+  it('uses the defaults of DESIGN.md when nothing is set', async () => {
+    const c = await resolveConfig({ dataDir: await dir() }, {})
+    expect(c.api).toEqual({ host: '127.0.0.1', port: 11435 })
+    expect(c.ollama).toBe('http://127.0.0.1:11434')
+    expect(c.mdns).toBe(true)
+    expect(c.serve).toBe(true)
+    expect(c.relay).toBe(false)
+    expect(c.listen.some(a => a.includes('/tcp/11434') || a.includes('/tcp/4001'))).toBe(false)
+    expect(c.listen.some(a => a.endsWith('/ws'))).toBe(true)
+  })
+
+  it('lets the file override defaults, env override the file and flags override env', async () => {
+    const d = await dir({ api: '127.0.0.1:1000', ollama: 'http://127.0.0.1:1', slots: 2, mdns: false })
+    const fileOnly = await resolveConfig({ dataDir: d }, {})
+    expect(fileOnly.api.port).toBe(1000)
+    expect(fileOnly.slots).toBe(2)
+    expect(fileOnly.mdns).toBe(false)
+
+    const env = { KRILL_API: '127.0.0.1:2000', OLLAMA_HOST: '127.0.0.1:2', KRILL_BOOTSTRAP: '/ip4/127.0.0.1/tcp/5/p2p/12D3KooWRBy97UB99e3J6hiPesre1MZeuNQvfan4gBziswrRJsNK' }
+    const withEnv = await resolveConfig({ dataDir: d }, env)
+    expect(withEnv.api.port).toBe(2000)
+    expect(withEnv.ollama).toBe('http://127.0.0.1:2')
+    expect(withEnv.bootstrap).toHaveLength(1)
+
+    const withFlags = await resolveConfig({ dataDir: d, api: '127.0.0.1:3000', mdns: true }, env)
+    expect(withFlags.api.port).toBe(3000)
+    expect(withFlags.mdns).toBe(true)
+  })
+
+  it('finds the data dir from KRILL_HOME, then XDG_DATA_HOME', () => {
+    expect(defaultDataDir({ KRILL_HOME: '/x/k' })).toBe('/x/k')
+    expect(defaultDataDir({ XDG_DATA_HOME: '/x/data' })).toBe('/x/data/krill')
+    expect(defaultDataDir({ HOME: '/h' })).toMatch(/\.local\/share\/krill$/)
+  })
+
+  it('rejects mistakes with a UsageError that says what to do', async () => {
+    const d = await dir()
+    await expect(resolveConfig({ dataDir: d, listen: ['/ip4/1.2.3.4/tcpx/1'] }, {})).rejects.toThrow(/--listen .* is not a valid multiaddr/)
+    await expect(resolveConfig({ dataDir: d, bootstrap: ['/ip4/127.0.0.1/tcp/1'] }, {})).rejects.toThrow(/no \/p2p\/<peer id> part/)
+    await expect(resolveConfig({ dataDir: d, api: 'localhost' }, {})).rejects.toBeInstanceOf(UsageError)
+    await expect(resolveConfig({ dataDir: await dir({ slots: 'four' }) }, {})).rejects.toThrow(/"slots"/)
+  })
+
+  it('parses API addresses and Ollama URLs the way users write them', () => {
+    expect(parseHostPort('127.0.0.1:0')).toEqual({ host: '127.0.0.1', port: 0 })
+    expect(parseHostPort('[::1]:8080')).toEqual({ host: '::1', port: 8080 })
+    expect(parseHostPort('http://127.0.0.1:11435')).toEqual({ host: '127.0.0.1', port: 11435 })
+    expect(() => parseHostPort('127.0.0.1:99999')).toThrow(UsageError)
+    expect(normalizeOllamaUrl('127.0.0.1')).toBe('http://127.0.0.1:11434')
+    expect(normalizeOllamaUrl('http://gpu-box:8000/')).toBe('http://gpu-box:8000')
+  })
+})
