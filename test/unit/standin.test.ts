@@ -238,6 +238,24 @@ describe('OllamaStandin', () => {
       .rejects.toMatchObject({ status_code: 500 })
   })
 
+  it('ends a stream cleanly without the done line with endAfterTokens', async () => {
+    standin.knobs.endAfterTokens = 2
+    const got: string[] = []
+    await expect((async () => {
+      for await (const p of await client.chat({ model: 'llama3.2:1b', stream: true, messages: [{ role: 'user', content: 'x' }] })) got.push(p.message.content)
+    })()).rejects.toThrow(/Did not receive done/)
+    expect(got).toEqual(DEFAULT_TOKENS.slice(0, 2))
+    expect(standin.requests[0]).toMatchObject({ aborted: false, completed: false, tokensSent: 2 })
+  })
+
+  it('logs every HTTP request in httpLog', async () => {
+    await client.list()
+    await client.show({ model: 'qwen3:8b' })
+    await client.version()
+    expect(standin.httpLog.map(h => `${h.method} ${h.path}`)).toEqual(['GET /api/tags', 'POST /api/show', 'GET /api/version'])
+    expect(standin.requests).toHaveLength(0)
+  })
+
   it('paces tokens with tokensPerSecond', async () => {
     standin.knobs.tokensPerSecond = 40
     standin.knobs.tokens = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i']

@@ -1,0 +1,413 @@
+/**
+ * The Ollama adapter: krill's Engine on top of the official `ollama` npm client.
+ *
+ * Two things matter more than anything else here:
+ * - nothing but whitelisted keys ever reaches Ollama (requests may come from any peer);
+ * - an aborted chat closes the HTTP request to Ollama at once, so no tokens are
+ *   generated for nobody.
+ */
+import { Ollama } from 'ollama'
+import type {
+  AbortableAsyncIterator,
+  ChatRequest as OllamaChatRequest,
+  ChatResponse as OllamaChatResponse,
+  Message as OllamaMessage,
+  ModelResponse as OllamaModel,
+  Tool as OllamaTool
+} from 'ollama'
+import { KrillError } from '../errors.js'
+import {
+  CHAT_OPTION_KEYS,
+  type ChatEvent,
+  type ChatMessage,
+  type ChatOptions,
+  type ChatRequest,
+  type Engine,
+  type ModelInfo,
+  type ToolCall,
+  type Usage
+} from './types.js'
+
+export interface OllamaEngineOptions {
+  /** Ollama's base URL, e.g. http://127.0.0.1:11434 (same forms OLLAMA_HOST accepts) */
+  host: string
+  /** limit for list/show/version calls (default 10 s) */
+  requestTimeoutMs?: number
+  /** limit for the isHealthy probe (default 2 s, never more than requestTimeoutMs) */
+  healthTimeoutMs?: number
+  /**
+   * Longest silence tolerated from Ollama during a chat, model loading included,
+   * before the chat fails with TIMEOUT (default 5 min, Ollama's own load timeout).
+   */
+  stallTimeoutMs?: number
+}
+
+type ChatStreamEvent = Exclude<ChatEvent, { type: 'accepted' }>
+
+const ROLES = new Set(['system', 'user', 'assistant', 'tool'])
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/
+const THINK_LEVELS = new Set(['low', 'medium', 'high'])
+/** connection errors that mean "nobody is listening there" rather than "it broke" */
+const UNREACHABLE_CODES = new Set([
+  'ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'UND_ERR_CONNECT_TIMEOUT'
+])
+/** errors of a reused connection that died before the answer started */
+const STALE_SOCKET_CODES = new Set(['UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'ECONNRESET', 'EPIPE'])
+/** how long a failed /api/show is remembered before it is tried again */
+const SHOW_RETRY_MS = 60_000
+
+function badRequest (message: string): KrillError {
+  return new KrillError('BAD_REQUEST', message)
+}
+
+function isRecord (v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v)
+}
+
+function toOllamaOptions (options: ChatOptions | undefined): Partial<Record<string, unknown>> | undefined {
+  if (options === undefined) return undefined
+  if (!isRecord(options)) throw badRequest('options must be an object')
+  const out: Record<string, unknown> = {}
+  for (const key of CHAT_OPTION_KEYS) {
+    const value = (options as Record<string, unknown>)[key]
+    if (value === undefined) continue
+    if (key === 'stop') {
+      if (!Array.isArray(value) || !value.every(s => typeof s === 'string')) throw badRequest('options.stop must be a list of strings')
+    } else if (typeof value !== 'number' || !Number.isFinite(value)) {
+      throw badRequest(`options.${key} must be a finite number`)
+    }
+    out[key] = value
+  }
+  return Object.keys(out).length > 0 ? out : undefined
+}
+
+function toOllamaToolCalls (calls: ToolCall[]): OllamaMessage['tool_calls'] {
+  return calls.map(c => {
+    if (!isRecord(c?.function) || typeof c.function.name !== 'string' || !isRecord(c.function.arguments)) {
+      throw badRequest('a tool call needs function.name and function.arguments')
+    }
+    return { function: { name: c.function.name, arguments: c.function.arguments } }
+  })
+}
+
+function toOllamaMessage (m: ChatMessage, i: number): OllamaMessage {
+  if (!isRecord(m) || typeof m.role !== 'string' || !ROLES.has(m.role)) throw badRequest(`messages[${i}].role must be one of system, user, assistant, tool`)
+  if (typeof m.content !== 'string') throw badRequest(`messages[${i}].content must be a string`)
+  const out: OllamaMessage = { role: m.role, content: m.content }
+  if (m.images !== undefined) {
+    if (!Array.isArray(m.images)) throw badRequest(`messages[${i}].images must be a list`)
+    // Bytes, not strings: the ollama client treats a string naming an existing file as
+    // a path and uploads that file. A peer must never be able to make us read our disk.
+    out.images = m.images.map((img, j) => {
+      if (typeof img !== 'string' || !BASE64.test(img)) throw badRequest(`messages[${i}].images[${j}] is not base64`)
+      return new Uint8Array(Buffer.from(img, 'base64'))
+    })
+  }
+  if (m.thinking !== undefined) {
+    if (typeof m.thinking !== 'string') throw badRequest(`messages[${i}].thinking must be a string`)
+    out.thinking = m.thinking
+  }
+  if (m.toolCalls !== undefined) {
+    if (!Array.isArray(m.toolCalls)) throw badRequest(`messages[${i}].toolCalls must be a list`)
+    out.tool_calls = toOllamaToolCalls(m.toolCalls)
+  }
+  if (m.toolName !== undefined) {
+    if (typeof m.toolName !== 'string') throw badRequest(`messages[${i}].toolName must be a string`)
+    out.tool_name = m.toolName
+  }
+  return out
+}
+
+/**
+ * Maps a krill ChatRequest to the Ollama request, copying only whitelisted keys
+ * (model, messages, options ⊂ CHAT_OPTION_KEYS, format, tools, think, keep_alive).
+ * Throws KrillError BAD_REQUEST on values of the wrong type.
+ */
+export function toOllamaChatRequest (request: ChatRequest): OllamaChatRequest & { stream: true } {
+  if (!isRecord(request)) throw badRequest('request must be an object')
+  if (typeof request.model !== 'string' || request.model === '') throw badRequest('model is required')
+  if (!Array.isArray(request.messages)) throw badRequest('messages must be a list')
+  const out: OllamaChatRequest & { stream: true } = {
+    model: request.model,
+    messages: request.messages.map(toOllamaMessage),
+    stream: true
+  }
+  const options = toOllamaOptions(request.options)
+  if (options !== undefined) out.options = options
+  if (request.format !== undefined) {
+    if (request.format !== 'json' && !isRecord(request.format)) throw badRequest("format must be 'json' or a JSON schema object")
+    out.format = request.format
+  }
+  if (request.tools !== undefined) {
+    if (!Array.isArray(request.tools) || !request.tools.every(isRecord)) throw badRequest('tools must be a list of objects')
+    out.tools = request.tools as unknown as OllamaTool[]
+  }
+  if (request.think !== undefined) {
+    if (typeof request.think !== 'boolean' && !THINK_LEVELS.has(request.think)) throw badRequest('think must be a boolean or low, medium, high')
+    out.think = request.think
+  }
+  if (request.keepAlive !== undefined) {
+    if (typeof request.keepAlive !== 'string' && (typeof request.keepAlive !== 'number' || !Number.isFinite(request.keepAlive))) {
+      throw badRequest('keepAlive must be a duration string or a number of seconds')
+    }
+    out.keep_alive = request.keepAlive
+  }
+  return out
+}
+
+function num (v: unknown): number {
+  return typeof v === 'number' && Number.isFinite(v) ? v : 0
+}
+
+function toDelta (part: OllamaChatResponse): ChatStreamEvent | undefined {
+  const msg = isRecord(part.message) ? part.message : undefined
+  const delta: { type: 'delta', content?: string, thinking?: string, toolCalls?: ToolCall[] } = { type: 'delta' }
+  if (typeof msg?.content === 'string' && msg.content !== '') delta.content = msg.content
+  if (typeof msg?.thinking === 'string' && msg.thinking !== '') delta.thinking = msg.thinking
+  if (Array.isArray(msg?.tool_calls) && msg.tool_calls.length > 0) {
+    delta.toolCalls = msg.tool_calls
+      .filter(c => isRecord(c?.function) && typeof c.function.name === 'string')
+      .map(c => ({ function: { name: c.function.name, arguments: isRecord(c.function.arguments) ? c.function.arguments : {} } }))
+  }
+  return delta.content !== undefined || delta.thinking !== undefined || (delta.toolCalls?.length ?? 0) > 0 ? delta : undefined
+}
+
+function toUsage (part: OllamaChatResponse): Usage {
+  return {
+    doneReason: typeof part.done_reason === 'string' && part.done_reason !== '' ? part.done_reason : 'stop',
+    promptTokens: num(part.prompt_eval_count),
+    completionTokens: num(part.eval_count),
+    totalDurationNs: num(part.total_duration),
+    loadDurationNs: num(part.load_duration),
+    promptEvalDurationNs: num(part.prompt_eval_duration),
+    evalDurationNs: num(part.eval_duration)
+  }
+}
+
+/** The network error code buried in undici's `TypeError: fetch failed` chain, if any. */
+function networkCode (err: unknown): string | undefined {
+  let e: unknown = err
+  for (let depth = 0; depth < 5 && e != null; depth++) {
+    if (isRecord(e) || e instanceof Error) {
+      const rec = e as unknown as Record<string, unknown>
+      if (typeof rec.code === 'string' && rec.code !== 'ABORT_ERR') return rec.code
+      if (Array.isArray(rec.errors)) {
+        const inner = rec.errors.map(networkCode).find(c => c !== undefined)
+        if (inner !== undefined) return inner
+      }
+      e = rec.cause
+    } else {
+      return undefined
+    }
+  }
+  return undefined
+}
+
+function message (err: unknown): string {
+  return err instanceof Error ? err.message : String(err)
+}
+
+export class OllamaEngine implements Engine {
+  readonly host: string
+  private readonly requestTimeoutMs: number
+  private readonly healthTimeoutMs: number
+  private readonly stallTimeoutMs: number
+  /** context length per model digest: /api/show is asked once per digest */
+  private readonly contextLengths = new Map<string, { value: number, retryAt?: number }>()
+  private readonly showsInFlight = new Map<string, Promise<number>>()
+
+  constructor (opts: OllamaEngineOptions) {
+    this.host = opts.host
+    this.requestTimeoutMs = opts.requestTimeoutMs ?? 10_000
+    this.healthTimeoutMs = Math.min(opts.healthTimeoutMs ?? 2_000, this.requestTimeoutMs)
+    this.stallTimeoutMs = opts.stallTimeoutMs ?? 300_000
+  }
+
+  /**
+   * A client whose every request is bound to `signal`. The ollama client cannot take a
+   * signal for list/show/version, nor for a stream before its headers arrive, so the
+   * signal goes in through fetch.
+   */
+  private client (signal: AbortSignal): Ollama {
+    return new Ollama({
+      host: this.host,
+      fetch: async (input, init) => {
+        const opts: RequestInit = { ...init, signal: init?.signal != null ? AbortSignal.any([init.signal, signal]) : signal }
+        try {
+          return await fetch(input, opts)
+        } catch (err) {
+          const code = networkCode(err)
+          if (opts.signal?.aborted === true || code === undefined || !STALE_SOCKET_CODES.has(code)) throw err
+          // A kept-alive connection that Ollama closed (it restarted or died) fails before
+          // any answer; one try on a fresh connection tells "down" from "broken".
+          return await fetch(input, opts)
+        }
+      }
+    })
+  }
+
+  /** Turns whatever the client threw into a KrillError with a message a person can act on. */
+  private classify (err: unknown, what: string, opts: { notFoundIsModel?: boolean, midStream?: boolean } = {}): KrillError {
+    if (err instanceof KrillError) return err
+    const status = isRecord(err) || err instanceof Error ? (err as unknown as Record<string, unknown>).status_code : undefined
+    if (typeof status === 'number') {
+      const text = message(err)
+      if (status === 404 && opts.notFoundIsModel === true) return new KrillError('UNKNOWN_MODEL', text, { cause: err })
+      if (status === 400) return new KrillError('BAD_REQUEST', `Ollama rejected the request: ${text}`, { cause: err })
+      if (status === 429 || status === 503) return new KrillError('BUSY', `Ollama at ${this.host} is busy: ${text}`, { cause: err })
+      return new KrillError('ENGINE_FAILED', `Ollama at ${this.host} answered ${what} with HTTP ${status}: ${text}`, { cause: err })
+    }
+    const code = networkCode(err)
+    if (code !== undefined && UNREACHABLE_CODES.has(code)) {
+      return new KrillError('ENGINE_FAILED', `Ollama at ${this.host} is unreachable (${code})`, { cause: err })
+    }
+    if (opts.midStream === true) {
+      return new KrillError('ENGINE_FAILED', `Ollama at ${this.host} failed mid-stream: ${message(err)}${code !== undefined ? ` (${code})` : ''}`, { cause: err })
+    }
+    return new KrillError('ENGINE_FAILED', `Ollama at ${this.host} failed on ${what}: ${message(err)}${code !== undefined ? ` (${code})` : ''}`, { cause: err })
+  }
+
+  /** Runs a non-streaming call with the caller's signal plus a time limit. */
+  private async call<T> (what: string, signal: AbortSignal | undefined, timeoutMs: number,
+    fn: (client: Ollama, signal: AbortSignal) => Promise<T>, opts: { notFoundIsModel?: boolean } = {}): Promise<T> {
+    // a function, not a narrowed property: the signal can flip while we await
+    const cancelled = (): boolean => signal?.aborted === true
+    if (cancelled()) throw new KrillError('CANCELLED', `${what} cancelled`)
+    const timeout = AbortSignal.timeout(timeoutMs)
+    const combined = signal != null ? AbortSignal.any([signal, timeout]) : timeout
+    try {
+      return await fn(this.client(combined), combined)
+    } catch (err) {
+      if (err instanceof KrillError) throw err
+      if (cancelled()) throw new KrillError('CANCELLED', `${what} cancelled`, { cause: err })
+      if (timeout.aborted) throw new KrillError('TIMEOUT', `Ollama at ${this.host} did not answer ${what} within ${timeoutMs} ms`, { cause: err })
+      throw this.classify(err, what, opts)
+    }
+  }
+
+  async version (signal?: AbortSignal): Promise<string> {
+    return await this.call('/api/version', signal, this.requestTimeoutMs, async c => (await c.version()).version)
+  }
+
+  async isHealthy (signal?: AbortSignal): Promise<boolean> {
+    try {
+      const v = await this.call('/api/version', signal, this.healthTimeoutMs, async c => (await c.version()).version)
+      return typeof v === 'string'
+    } catch {
+      return false
+    }
+  }
+
+  async listModels (signal?: AbortSignal): Promise<ModelInfo[]> {
+    return await this.call('/api/tags', signal, this.requestTimeoutMs, async (client, combined) => {
+      const res: unknown = await client.list()
+      if (!isRecord(res) || !Array.isArray(res.models)) throw new KrillError('ENGINE_FAILED', `Ollama at ${this.host} sent an unexpected /api/tags answer`)
+      const models = (res.models as unknown[]).filter((m): m is OllamaModel =>
+        isRecord(m) && typeof m.name === 'string' && m.name !== '' && typeof m.digest === 'string' && m.digest !== '')
+      const infos = await Promise.all(models.map(async m => await this.toModelInfo(client, m, combined)))
+      // forget digests that are gone so the cache stays as small as the model list
+      const live = new Set(infos.map(i => i.digest))
+      for (const digest of this.contextLengths.keys()) if (!live.has(digest)) this.contextLengths.delete(digest)
+      return infos
+    })
+  }
+
+  private async toModelInfo (client: Ollama, m: OllamaModel, signal: AbortSignal): Promise<ModelInfo> {
+    const d: Record<string, unknown> = isRecord(m.details) ? m.details as unknown as Record<string, unknown> : {}
+    const str = (v: unknown): string => typeof v === 'string' ? v : ''
+    const digest = m.digest.startsWith('sha256:') ? m.digest.slice(7) : m.digest
+    const info: ModelInfo = {
+      name: m.name,
+      digest,
+      size: num(m.size),
+      family: str(d.family),
+      parameterSize: str(d.parameter_size),
+      quantization: str(d.quantization_level),
+      contextLength: await this.contextLength(client, m.name, digest, str(d.family), signal)
+    }
+    if (str(d.format) !== '') info.format = str(d.format)
+    if (Array.isArray(d.families) && d.families.every(f => typeof f === 'string')) info.families = d.families as string[]
+    const modified = m.modified_at as unknown
+    if (typeof modified === 'string' && modified !== '') info.modifiedAt = modified
+    return info
+  }
+
+  /** `<family>.context_length` from /api/show, asked once per digest; 0 when unknown. */
+  private async contextLength (client: Ollama, name: string, digest: string, family: string, signal: AbortSignal): Promise<number> {
+    const cached = this.contextLengths.get(digest)
+    if (cached !== undefined && (cached.retryAt === undefined || cached.retryAt > Date.now())) return cached.value
+    let pending = this.showsInFlight.get(digest)
+    if (pending === undefined) {
+      pending = (async () => {
+        try {
+          const show: unknown = await client.show({ model: name })
+          const info = isRecord(show) && isRecord(show.model_info) ? show.model_info : {}
+          const arch = typeof info['general.architecture'] === 'string' ? info['general.architecture'] : family
+          const value = num(info[`${arch}.context_length`])
+          this.contextLengths.set(digest, { value })
+          return value
+        } catch (err) {
+          // the list itself is being cancelled or timed out: let the caller report that
+          if (signal.aborted) throw err
+          this.contextLengths.set(digest, { value: 0, retryAt: Date.now() + SHOW_RETRY_MS })
+          return 0
+        } finally {
+          this.showsInFlight.delete(digest)
+        }
+      })()
+      this.showsInFlight.set(digest, pending)
+    }
+    return await pending
+  }
+
+  async * chat (request: ChatRequest, signal: AbortSignal): AsyncGenerator<ChatStreamEvent> {
+    const body = toOllamaChatRequest(request)
+    if (signal.aborted) throw new KrillError('CANCELLED', 'chat cancelled')
+
+    // One controller ends the HTTP request for every reason: caller abort, stall, early exit.
+    const ac = new AbortController()
+    let reason: 'cancelled' | 'stalled' | undefined
+    const onAbort = (): void => { reason ??= 'cancelled'; ac.abort() }
+    signal.addEventListener('abort', onAbort, { once: true })
+    let stall: NodeJS.Timeout | undefined
+    const armStall = (): void => {
+      clearTimeout(stall)
+      stall = setTimeout(() => { reason ??= 'stalled'; ac.abort() }, this.stallTimeoutMs)
+      stall.unref()
+    }
+    let it: AbortableAsyncIterator<OllamaChatResponse> | undefined
+    const cleanup = (): void => {
+      clearTimeout(stall)
+      signal.removeEventListener('abort', onAbort)
+      // closes the socket if anything is still open (a no-op after a complete answer)
+      it?.abort()
+      ac.abort()
+    }
+
+    let streaming = false
+    try {
+      armStall()
+      it = await this.client(ac.signal).chat(body)
+      streaming = true
+      for await (const part of it) {
+        armStall()
+        const delta = toDelta(part)
+        if (delta !== undefined) yield delta
+        if (part.done === true) {
+          cleanup()
+          yield { type: 'done', usage: toUsage(part) }
+          return
+        }
+      }
+      throw new Error('stream ended without a done message')
+    } catch (err) {
+      if (reason === 'cancelled') throw new KrillError('CANCELLED', 'chat cancelled', { cause: err })
+      if (reason === 'stalled') {
+        throw new KrillError('TIMEOUT', `Ollama at ${this.host} sent nothing for ${this.stallTimeoutMs} ms`, { cause: err })
+      }
+      throw this.classify(err, '/api/chat', { notFoundIsModel: true, midStream: streaming })
+    } finally {
+      cleanup()
+    }
+  }
+}
