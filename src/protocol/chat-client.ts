@@ -1,0 +1,156 @@
+/**
+ * Consumer side of /krill/chat/1.0.0: opens a stream to a provider, sends one
+ * ChatRequest and turns the frames that come back into ChatEvents. Anything but a
+ * clean Done is a thrown KrillError naming the peer; leaving early (abort, timeout,
+ * `return()` on the generator) resets the stream so the provider stops at once.
+ */
+import { KrillError } from '../errors.js'
+import { FrameFormatError, FrameReader, FrameTooLargeError, TruncatedFrameError, writeFrame } from './frame-io.js'
+import { decodeFrame, deltaFromPb, encodeRequest, errorFromPb, usageFromPb } from './frames.js'
+import { CHAT_PROTOCOL, resolveLimits } from './limits.js'
+import { validateChatRequest } from './validate.js'
+import type { ChatEvent, ChatRequest } from '../engine/types.js'
+import type { ChatFrame } from './generated/chat.js'
+import type { Limits } from './limits.js'
+import type { Libp2p, PeerId, Stream } from '@libp2p/interface'
+
+export interface RequestChatOptions {
+  /** aborting it cancels the request (KrillError CANCELLED) and resets the stream */
+  signal?: AbortSignal
+  /** time from the call until the first Delta (or Done) arrives */
+  firstTokenTimeoutMs?: number
+  /** time from the call until Done arrives */
+  totalTimeoutMs?: number
+  /** maxRequestBytes / maxFrameBytes and the request-shape limits checked before sending */
+  limits?: Partial<Limits>
+}
+
+type DialingNode = Pick<Libp2p, 'dialProtocol'>
+
+/** How long we give our own close() after the terminal frame before resetting instead. */
+const CLOSE_TIMEOUT_MS = 2_000
+
+export async function * requestChat (node: DialingNode, peerId: PeerId, request: ChatRequest, opts: RequestChatOptions = {}): AsyncGenerator<ChatEvent, void, undefined> {
+  const peer = peerId.toString()
+  const limits = resolveLimits(opts.limits)
+  // fail fast and locally on what the provider would refuse anyway
+  const payload = encodeRequest(validateChatRequest(request, limits))
+  if (payload.byteLength > limits.maxRequestBytes) {
+    throw new KrillError('TOO_LARGE', `request of ${payload.byteLength} bytes exceeds the limit of ${limits.maxRequestBytes} bytes`, { peer })
+  }
+
+  const ctl = new AbortController()
+  const timers: Array<ReturnType<typeof setTimeout>> = []
+  let stream: Stream | undefined
+  const stopWith = (reason: KrillError): void => {
+    if (ctl.signal.aborted) return
+    ctl.abort(reason)
+    // reset at once, even while the consumer is not pulling: the provider must notice now
+    stream?.abort(reason)
+  }
+  const onUserAbort = (): void => { stopWith(new KrillError('CANCELLED', `request to peer ${peer} was cancelled`, { peer })) }
+  if (opts.signal?.aborted === true) onUserAbort()
+  opts.signal?.addEventListener('abort', onUserAbort, { once: true })
+  if (opts.totalTimeoutMs != null) {
+    const ms = opts.totalTimeoutMs
+    timers.push(setTimeout(() => { stopWith(new KrillError('TIMEOUT', `peer ${peer} did not finish within ${ms} ms`, { peer })) }, ms))
+  }
+  let firstToken: ReturnType<typeof setTimeout> | undefined
+  if (opts.firstTokenTimeoutMs != null) {
+    const ms = opts.firstTokenTimeoutMs
+    firstToken = setTimeout(() => { stopWith(new KrillError('TIMEOUT', `peer ${peer} sent no token within ${ms} ms`, { peer })) }, ms)
+    timers.push(firstToken)
+  }
+
+  let completed = false
+  try {
+    ctl.signal.throwIfAborted()
+    try {
+      stream = await node.dialProtocol(peerId, CHAT_PROTOCOL, { signal: ctl.signal, runOnLimitedConnection: true })
+    } catch (err) {
+      throw streamError(err, peer, `could not open a chat stream to peer ${peer}`)
+    }
+    if (ctl.signal.aborted) stream.abort(ctl.signal.reason)
+    const reader = new FrameReader(stream, { maxFrameBytes: limits.maxFrameBytes })
+    try {
+      await writeFrame(stream, payload, ctl.signal)
+    } catch (err) {
+      throw streamError(err, peer, `could not send the request to peer ${peer}`)
+    }
+
+    let accepted = false
+    while (true) {
+      const frame = await readFrame(reader, peer, ctl.signal)
+      if (frame.error != null) throw errorFromPb(frame.error, peer)
+      if (frame.accepted != null) {
+        if (accepted) throw protocolError(peer, 'sent Accepted twice')
+        accepted = true
+        yield { type: 'accepted', peer, digest: frame.accepted.modelDigest, queuePosition: frame.accepted.queuePosition }
+        continue
+      }
+      if (!accepted) throw protocolError(peer, 'sent a frame before Accepted')
+      if (frame.delta != null) {
+        clearTimeout(firstToken)
+        yield deltaFromPb(frame.delta)
+        continue
+      }
+      if (frame.done != null) {
+        clearTimeout(firstToken)
+        completed = true
+        yield { type: 'done', usage: usageFromPb(frame.done) }
+        return
+      }
+      throw protocolError(peer, 'sent an empty frame')
+    }
+  } catch (err) {
+    // a timeout or cancellation explains the failure better than the reset it caused
+    if (ctl.signal.aborted) throw ctl.signal.reason
+    throw err
+  } finally {
+    for (const t of timers) clearTimeout(t)
+    opts.signal?.removeEventListener('abort', onUserAbort)
+    if (stream != null) {
+      if (completed) {
+        await stream.close({ signal: AbortSignal.timeout(CLOSE_TIMEOUT_MS) })
+          .catch((err: unknown) => { stream?.abort(err instanceof Error ? err : new Error(String(err))) })
+      } else {
+        // error, abort, timeout or an early return(): the provider must stop now
+        stream.abort(new Error('chat request abandoned'))
+      }
+    }
+  }
+}
+
+async function readFrame (reader: FrameReader, peer: string, signal: AbortSignal): Promise<ChatFrame> {
+  let bytes
+  try {
+    bytes = await reader.read(signal)
+  } catch (err) {
+    if (err instanceof FrameTooLargeError) throw protocolError(peer, `sent a frame of ${err.length} bytes, over the limit of ${err.max}`)
+    if (err instanceof FrameFormatError) throw protocolError(peer, err.message)
+    if (err instanceof TruncatedFrameError) throw protocolError(peer, 'closed the stream in the middle of a frame')
+    throw streamError(err, peer, `stream to peer ${peer} failed`)
+  }
+  if (bytes == null) {
+    throw new KrillError('ENGINE_FAILED', `peer ${peer} closed the stream without a terminal frame`, { peer })
+  }
+  try {
+    return decodeFrame(bytes)
+  } catch (err) {
+    throw protocolError(peer, `sent an undecodable frame (${(err as Error).message})`)
+  }
+}
+
+function protocolError (peer: string, what: string): KrillError {
+  return new KrillError('ENGINE_FAILED', `peer ${peer} ${what}`, { peer })
+}
+
+function streamError (err: unknown, peer: string, context: string): KrillError {
+  if (err instanceof KrillError) return err
+  const message = err instanceof Error ? err.message : String(err)
+  const name = err instanceof Error ? err.name : ''
+  if (name === 'StreamResetError') {
+    return new KrillError('ENGINE_FAILED', `peer ${peer} reset the stream`, { peer, cause: err })
+  }
+  return new KrillError('ENGINE_FAILED', `${context}: ${message}`, { peer, cause: err })
+}

@@ -1,0 +1,417 @@
+/**
+ * Provider side of /krill/chat/1.0.0: reads one ChatRequest per stream, validates
+ * it, queues it for one of `slots` engine runs, and streams the answer back as
+ * Accepted → Delta* → Done|Error. Every way a stream can end produces exactly one
+ * terminal frame when the consumer can still read it, and the engine request is
+ * aborted the moment the consumer resets or closes the stream.
+ */
+import { KrillError } from '../errors.js'
+import { FrameFormatError, FrameReader, FrameTooLargeError, TruncatedFrameError, writeFrame } from './frame-io.js'
+import { acceptedFrame, deltaFrame, doneFrame, encodeFrame, errorFrame, splitDelta } from './frames.js'
+import { CHAT_PROTOCOL, resolveLimits } from './limits.js'
+import { SlotQueue } from './slot-queue.js'
+import { decodeChatRequest } from './validate.js'
+import type { ChatRequest, Engine, Usage } from '../engine/types.js'
+import type { ErrorCodeName } from '../errors.js'
+import type { ChatFrame } from './generated/chat.js'
+import type { Limits } from './limits.js'
+import type { Release } from './slot-queue.js'
+import type { Connection, Libp2p, Stream } from '@libp2p/interface'
+
+export type ChatServerEvent =
+  | { type: 'request', peer: string, model: string, queuePosition: number }
+  | { type: 'done', peer: string, model: string, usage: Usage, durationMs: number, firstTokenMs?: number }
+  | { type: 'error', peer: string, model?: string, code: ErrorCodeName, message: string }
+  | { type: 'cancelled', peer: string, model?: string }
+
+export interface ChatServerOptions {
+  engine: Engine
+  /** engine requests run at the same time */
+  slots: number
+  /** requests that may wait for a slot; more get BUSY at once */
+  maxQueue: number
+  limits?: Partial<Limits>
+  isServedModel: (name: string, digest?: string) => boolean | Promise<boolean>
+  /** digest announced in Accepted when the request named none; '' when absent or unknown */
+  resolveDigest?: (name: string) => string | undefined | Promise<string | undefined>
+  onEvent?: (event: ChatServerEvent) => void
+}
+
+export interface ChatServerCounters {
+  /** streams opened to us */
+  streams: number
+  /** requests accepted (Accepted frame sent) */
+  requests: number
+  completed: number
+  /** consumer went away before the end */
+  cancelled: number
+  deltas: number
+  promptTokens: number
+  completionTokens: number
+  /** Error frames sent (or due when the consumer was gone), by code */
+  errors: Partial<Record<ErrorCodeName, number>>
+}
+
+export interface ChatServerStats {
+  slots: number
+  active: number
+  queued: number
+  /** streams being handled now, in any phase */
+  open: number
+  counters: ChatServerCounters
+}
+
+type Libp2pNode = Pick<Libp2p, 'handle' | 'unhandle'>
+type Phase = 'reading' | 'queued' | 'running' | 'closing'
+
+interface InFlight {
+  peer: string
+  phase: Phase
+  abort: AbortController
+  done: Promise<void>
+}
+
+/** The consumer reset or closed the stream. */
+const CONSUMER_GONE = 'consumer closed the stream'
+
+export class ChatServer {
+  private readonly engine: Engine
+  private readonly limits: Limits
+  private readonly queue: SlotQueue
+  private readonly opts: ChatServerOptions
+  private readonly inFlight = new Set<InFlight>()
+  private readonly perPeer = new Map<string, number>()
+  private readonly counters: ChatServerCounters = {
+    streams: 0, requests: 0, completed: 0, cancelled: 0, deltas: 0, promptTokens: 0, completionTokens: 0, errors: {}
+  }
+
+  private node: Libp2pNode | undefined
+  private stopping = false
+
+  constructor (opts: ChatServerOptions) {
+    this.opts = opts
+    this.engine = opts.engine
+    this.limits = resolveLimits(opts.limits)
+    this.queue = new SlotQueue(opts.slots, opts.maxQueue)
+  }
+
+  get stats (): ChatServerStats {
+    return {
+      slots: this.queue.slots,
+      active: this.queue.active,
+      queued: this.queue.queued,
+      open: this.inFlight.size,
+      counters: { ...this.counters, errors: { ...this.counters.errors } }
+    }
+  }
+
+  async start (node: Libp2pNode): Promise<void> {
+    if (this.node != null) throw new Error('ChatServer already started')
+    this.stopping = false
+    await node.handle(CHAT_PROTOCOL, (stream, connection) => { this.onStream(stream, connection) }, {
+      // headroom over our own per-peer limit so that excess streams reach us and
+      // get a RATE_LIMITED frame instead of a bare reset from libp2p
+      maxInboundStreams: this.limits.maxStreamsPerPeer * 2 + 16,
+      runOnLimitedConnection: true
+    })
+    this.node = node
+  }
+
+  /**
+   * Stops serving: new streams get SHUTTING_DOWN; queued requests get SHUTTING_DOWN
+   * at once; running ones may finish within `graceMs` (default 0), then get
+   * SHUTTING_DOWN too. Resolves when every stream is done and the handler is gone.
+   */
+  async stop (options: { graceMs?: number } = {}): Promise<void> {
+    const node = this.node
+    if (node == null) return
+    this.stopping = true
+    const reason = new KrillError('SHUTTING_DOWN', 'provider is shutting down')
+    for (const job of this.inFlight) {
+      if (job.phase !== 'running') job.abort.abort(reason)
+    }
+    const grace = options.graceMs ?? 0
+    const all = Promise.allSettled([...this.inFlight].map(async job => job.done))
+    if (grace > 0) await Promise.race([all, sleep(grace)])
+    for (const job of this.inFlight) job.abort.abort(reason)
+    // bounded: a job that ignores its abort must not hold shutdown hostage
+    await Promise.race([Promise.allSettled([...this.inFlight].map(async job => job.done)), sleep(5_000)])
+    await node.unhandle(CHAT_PROTOCOL)
+    this.node = undefined
+  }
+
+  private onStream (stream: Stream, connection: Connection): void {
+    const peer = connection.remotePeer.toString()
+    const abort = new AbortController()
+    const job: InFlight = { peer, phase: 'reading', abort, done: Promise.resolve() }
+    this.counters.streams++
+    this.inFlight.add(job)
+    const count = (this.perPeer.get(peer) ?? 0) + 1
+    this.perPeer.set(peer, count)
+    job.done = this.serve(stream, job, count)
+      .catch(err => {
+        // serve() handles its own failures; this is the last line of defence
+        stream.abort(err instanceof Error ? err : new Error(String(err)))
+      })
+      .finally(() => {
+        this.inFlight.delete(job)
+        const left = (this.perPeer.get(peer) ?? 1) - 1
+        if (left <= 0) this.perPeer.delete(peer)
+        else this.perPeer.set(peer, left)
+      })
+  }
+
+  private async serve (stream: Stream, job: InFlight, peerStreams: number): Promise<void> {
+    const { peer } = job
+    if (this.stopping) {
+      await this.fail(stream, job, undefined, 'SHUTTING_DOWN', 'provider is shutting down')
+      return
+    }
+    if (peerStreams > this.limits.maxStreamsPerPeer) {
+      await this.fail(stream, job, undefined, 'RATE_LIMITED', `too many concurrent chat streams from your peer (limit ${this.limits.maxStreamsPerPeer})`)
+      return
+    }
+
+    const request = await this.readRequest(stream, job)
+    if (request == null) return
+    const model = request.model
+
+    // From here on a reset or a half-close by the consumer cancels the request.
+    const onGone = (): void => { job.abort.abort(new KrillError('CANCELLED', CONSUMER_GONE)) }
+    stream.addEventListener('close', onGone)
+    stream.addEventListener('remoteCloseWrite', onGone)
+    if (stream.remoteWriteStatus === 'closed' || stream.status !== 'open') onGone()
+
+    let release: Release | undefined
+    let ended = false
+    try {
+      if (!await this.ask(() => this.opts.isServedModel(model, request.digest), 'checking the model')) {
+        const what = request.digest == null ? `model ${model}` : `model ${model} with digest ${request.digest}`
+        await this.fail(stream, job, model, 'UNKNOWN_MODEL', `${what} is not served by this peer`)
+        return
+      }
+      const digest = request.digest ?? (await this.ask(() => this.opts.resolveDigest?.(model), 'resolving the digest')) ?? ''
+      job.abort.signal.throwIfAborted()
+
+      const ticket = this.queue.enter(job.abort.signal)
+      if (ticket == null) {
+        await this.fail(stream, job, model, 'BUSY', `all ${this.queue.slots} slots are busy and ${this.queue.queued} requests are queued`)
+        return
+      }
+      job.phase = ticket.position === 0 ? 'running' : 'queued'
+      // hold the slot from the moment it is ours; give it straight back if we are gone by then
+      const ready = ticket.ready.then(r => { if (ended) r(); else release = r })
+      ready.catch(() => {})
+      this.counters.requests++
+      this.emit({ type: 'request', peer, model, queuePosition: ticket.position })
+      await this.send(stream, acceptedFrame(ticket.position, digest), job.abort.signal)
+      await ready
+      job.phase = 'running'
+      await this.run(stream, job, request)
+    } catch (err) {
+      await this.failFromError(stream, job, model, err)
+    } finally {
+      ended = true
+      stream.removeEventListener('close', onGone)
+      stream.removeEventListener('remoteCloseWrite', onGone)
+      release?.()
+      // leaves the queue if still waiting there; lets go of the engine otherwise
+      if (!job.abort.signal.aborted) job.abort.abort(new KrillError('CANCELLED', 'request ended'))
+    }
+  }
+
+  /** Runs a caller-supplied callback; its failures are ours (INTERNAL), not the engine's. */
+  private async ask<T> (fn: () => T | Promise<T>, what: string): Promise<T> {
+    try {
+      return await fn()
+    } catch (err) {
+      throw new KrillError('INTERNAL', `provider failed ${what}: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
+    }
+  }
+
+  /** Reads and validates the request; on failure answers with an Error frame and returns undefined. */
+  private async readRequest (stream: Stream, job: InFlight): Promise<ChatRequest | undefined> {
+    const reader = new FrameReader(stream, { maxFrameBytes: this.limits.maxRequestBytes })
+    const arrival = AbortSignal.timeout(this.limits.requestTimeoutMs)
+    try {
+      const payload = await reader.read(AbortSignal.any([arrival, job.abort.signal]))
+      if (payload == null) {
+        await this.fail(stream, job, undefined, 'BAD_REQUEST', 'stream ended before a ChatRequest arrived')
+        return undefined
+      }
+      return decodeChatRequest(payload, this.limits)
+    } catch (err) {
+      if (err instanceof KrillError) {
+        // invalid request, or our own abort (e.g. SHUTTING_DOWN)
+        await this.failFromError(stream, job, undefined, err)
+      } else if (err instanceof FrameTooLargeError) {
+        await this.fail(stream, job, undefined, 'TOO_LARGE', `request of ${err.length} bytes exceeds the limit of ${err.max} bytes`)
+      } else if (err instanceof FrameFormatError) {
+        await this.fail(stream, job, undefined, 'BAD_REQUEST', err.message)
+      } else if (err instanceof TruncatedFrameError) {
+        await this.fail(stream, job, undefined, 'BAD_REQUEST', `stream ended inside the ChatRequest after ${err.received} bytes`)
+      } else if (arrival.aborted) {
+        const partial = reader.bufferedBytes > 0 ? ` (got ${reader.bufferedBytes} bytes of it)` : ''
+        await this.fail(stream, job, undefined, 'TIMEOUT', `no complete ChatRequest within ${this.limits.requestTimeoutMs} ms${partial}`)
+      } else {
+        // the stream itself failed (reset, connection lost): nobody to answer
+        this.cancelled(job, undefined)
+        stream.abort(err instanceof Error ? err : new Error(String(err)))
+      }
+      return undefined
+    } finally {
+      // a conforming client sends nothing after its request; drop anything else
+      reader.discardRest()
+    }
+  }
+
+  private async run (stream: Stream, job: InFlight, request: ChatRequest): Promise<void> {
+    const signal = job.abort.signal
+    const started = Date.now()
+    let firstTokenMs: number | undefined
+    let stall: ReturnType<typeof setTimeout> | undefined
+    const armStall = (): void => {
+      clearTimeout(stall)
+      stall = setTimeout(() => {
+        job.abort.abort(new KrillError('TIMEOUT', `no progress for ${this.limits.stallTimeoutMs} ms`))
+      }, this.limits.stallTimeoutMs)
+    }
+    const events = this.engine.chat(request, signal)[Symbol.asyncIterator]()
+    let finished = false
+    try {
+      while (true) {
+        armStall()
+        const next = await raceSignal(events.next(), signal)
+        if (next.done === true) {
+          throw new KrillError('ENGINE_FAILED', 'engine ended the answer without a done event')
+        }
+        const event = next.value
+        if (event.type === 'delta') {
+          firstTokenMs ??= Date.now() - started
+          for (const piece of splitDelta(event, this.limits.maxFrameBytes)) {
+            await this.send(stream, deltaFrame(piece), signal)
+            this.counters.deltas++
+          }
+        } else if (event.type === 'done') {
+          await this.send(stream, doneFrame(event.usage), signal)
+          finished = true
+          this.counters.completed++
+          this.counters.promptTokens += event.usage.promptTokens
+          this.counters.completionTokens += event.usage.completionTokens
+          this.emit({ type: 'done', peer: job.peer, model: request.model, usage: event.usage, durationMs: Date.now() - started, firstTokenMs })
+          await this.finish(stream, job)
+          return
+        }
+      }
+    } finally {
+      clearTimeout(stall)
+      if (!finished) {
+        // make sure the engine lets go (its signal is usually aborted already)
+        if (!signal.aborted) job.abort.abort(new KrillError('CANCELLED', 'request ended early'))
+        events.return?.().catch(() => {})
+      }
+    }
+  }
+
+  /** Maps whatever ended a request to an Error frame (or to "cancelled" when nobody listens). */
+  private async failFromError (stream: Stream, job: InFlight, model: string | undefined, err: unknown): Promise<void> {
+    // the abort reason explains better than whatever the engine threw after it
+    const cause = job.abort.signal.aborted ? job.abort.signal.reason : err
+    if (cause instanceof KrillError && cause.code === 'CANCELLED' && cause.message === CONSUMER_GONE) {
+      this.cancelled(job, model)
+      if (isWritable(stream)) await this.fail(stream, job, model, 'CANCELLED', 'request cancelled by the consumer', false)
+      else stream.abort(new Error(CONSUMER_GONE))
+      return
+    }
+    if (cause instanceof KrillError) {
+      await this.fail(stream, job, model, cause.code, cause.message)
+    } else {
+      const message = cause instanceof Error ? cause.message : String(cause)
+      await this.fail(stream, job, model, 'ENGINE_FAILED', `engine failed: ${message}`)
+    }
+  }
+
+  /** Sends one Error frame (when still possible) and closes the stream. */
+  private async fail (stream: Stream, job: InFlight, model: string | undefined, code: ErrorCodeName, message: string, count = true): Promise<void> {
+    if (count) {
+      this.counters.errors[code] = (this.counters.errors[code] ?? 0) + 1
+      this.emit({ type: 'error', peer: job.peer, model, code, message })
+    }
+    if (!isWritable(stream)) {
+      stream.abort(new Error(message))
+      return
+    }
+    try {
+      // fresh signal: the job's own may be aborted already, the frame must still go out
+      await this.send(stream, errorFrame(code, message), AbortSignal.timeout(this.limits.stallTimeoutMs))
+    } catch (err) {
+      stream.abort(err instanceof Error ? err : new Error(String(err)))
+      return
+    }
+    await this.finish(stream, job)
+  }
+
+  private cancelled (job: InFlight, model: string | undefined): void {
+    this.counters.cancelled++
+    this.emit({ type: 'cancelled', peer: job.peer, model })
+  }
+
+  /**
+   * Closes our writable end after the terminal frame. The consumer closes its end
+   * once it has read that frame; one that never does is reset after a grace period
+   * so that it cannot hold the stream open forever.
+   */
+  private async finish (stream: Stream, job: InFlight): Promise<void> {
+    job.phase = 'closing'
+    try {
+      await stream.close({ signal: AbortSignal.timeout(this.limits.stallTimeoutMs) })
+    } catch (err) {
+      stream.abort(err instanceof Error ? err : new Error(String(err)))
+      return
+    }
+    if (stream.status === 'open' || stream.status === 'closing') {
+      const linger = setTimeout(() => { stream.abort(new Error('consumer did not close the stream')) }, this.limits.requestTimeoutMs)
+      linger.unref()
+      stream.addEventListener('close', () => { clearTimeout(linger) }, { once: true })
+    }
+  }
+
+  private async send (stream: Stream, frame: ChatFrame, signal: AbortSignal): Promise<void> {
+    await writeFrame(stream, encodeFrame(frame), signal)
+  }
+
+  private emit (event: ChatServerEvent): void {
+    try {
+      this.opts.onEvent?.(event)
+    } catch {
+      // an observer must never break serving
+    }
+  }
+}
+
+function isWritable (stream: Stream): boolean {
+  return stream.status === 'open' && stream.writeStatus === 'writable'
+}
+
+async function sleep (ms: number): Promise<void> {
+  await new Promise<void>(resolve => { setTimeout(resolve, ms).unref() })
+}
+
+/** Settles with `promise`, or rejects with the signal's reason as soon as it aborts. */
+async function raceSignal<T> (promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  // the loser may still reject later; that must not become an unhandled rejection
+  promise.catch(() => {})
+  signal.throwIfAborted()
+  let onAbort: (() => void) | undefined
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_resolve, reject) => {
+        onAbort = () => { reject(signal.reason) }
+        signal.addEventListener('abort', onAbort, { once: true })
+      })
+    ])
+  } finally {
+    if (onAbort != null) signal.removeEventListener('abort', onAbort)
+  }
+}

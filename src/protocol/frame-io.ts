@@ -1,0 +1,210 @@
+/**
+ * Length-prefixed frames on a libp2p v3 stream: an unsigned varint length, then that
+ * many bytes. We do this by hand rather than with @libp2p/utils' lpStream because we
+ * need (a) the declared length checked before the body arrives (TOO_LARGE at once),
+ * (b) a clean end-of-stream at a frame boundary told apart from a truncated frame,
+ * and (c) real read backpressure: lpStream buffers without pausing and resets the
+ * stream at 4 MiB, while a paused yamux stream stops granting send window.
+ */
+import { Uint8ArrayList } from 'uint8arraylist'
+import { decodeVarint, encodeVarint } from './varint.js'
+import type { Stream, StreamCloseEvent, StreamMessageEvent } from '@libp2p/interface'
+
+/** The peer declared a frame longer than we accept. */
+export class FrameTooLargeError extends Error {
+  readonly length: number
+  readonly max: number
+  constructor (length: number, max: number) {
+    super(`frame of ${length} bytes exceeds the limit of ${max} bytes`)
+    this.name = 'FrameTooLargeError'
+    this.length = length
+    this.max = max
+  }
+}
+
+/** The bytes cannot be a frame (length prefix is not a sane varint). */
+export class FrameFormatError extends Error {
+  constructor (message: string) {
+    super(message)
+    this.name = 'FrameFormatError'
+  }
+}
+
+/** The stream ended in the middle of a frame. */
+export class TruncatedFrameError extends Error {
+  readonly received: number
+  constructor (received: number) {
+    super(`stream ended inside a frame after ${received} bytes`)
+    this.name = 'TruncatedFrameError'
+    this.received = received
+  }
+}
+
+export interface FrameReaderOptions {
+  maxFrameBytes: number
+  /** pause the stream when this many bytes are buffered unread (default: about 2 × maxFrameBytes, at least 64 KiB) */
+  highWaterMark?: number
+}
+
+export class FrameReader {
+  private readonly stream: Stream
+  private readonly maxFrameBytes: number
+  private readonly highWaterMark: number
+  private readonly buffer = new Uint8ArrayList()
+  private ended = false
+  private error: Error | undefined
+  private discarding = false
+  private paused = false
+  private wake: (() => void) | undefined
+
+  constructor (stream: Stream, options: FrameReaderOptions) {
+    this.stream = stream
+    this.maxFrameBytes = options.maxFrameBytes
+    this.highWaterMark = options.highWaterMark ?? Math.max(2 * options.maxFrameBytes + 16, 64 * 1024)
+    stream.addEventListener('message', this.onMessage)
+    stream.addEventListener('remoteCloseWrite', this.onRemoteCloseWrite)
+    stream.addEventListener('close', this.onClose)
+    // the stream may already be over by the time we attach
+    if (stream.remoteWriteStatus === 'closed' || ['closed', 'aborted', 'reset'].includes(stream.status)) this.ended = true
+  }
+
+  /** bytes received and not yet returned as a frame */
+  get bufferedBytes (): number {
+    return this.buffer.byteLength
+  }
+
+  /**
+   * The next frame's payload, or null when the stream ended cleanly at a frame
+   * boundary. Throws FrameTooLargeError, FrameFormatError, TruncatedFrameError, the
+   * stream's own error (reset/abort) or the signal's reason.
+   */
+  async read (signal?: AbortSignal): Promise<Uint8ArrayList | null> {
+    while (true) {
+      signal?.throwIfAborted()
+      const prefix = decodeVarint(this.buffer)
+      if (prefix.status === 'overlong') {
+        throw new FrameFormatError('frame length prefix is not a valid varint')
+      }
+      if (prefix.status === 'ok') {
+        if (prefix.value > this.maxFrameBytes) throw new FrameTooLargeError(prefix.value, this.maxFrameBytes)
+        const total = prefix.bytes + prefix.value
+        if (this.buffer.byteLength >= total) {
+          const payload = this.buffer.sublist(prefix.bytes, total)
+          this.buffer.consume(total)
+          this.maybeResume()
+          return payload
+        }
+      }
+      if (this.paused && (this.ended || this.error != null)) {
+        // the stream may still hold bytes it kept back while we were paused
+        this.resumeNow()
+        continue
+      }
+      if (this.error != null) throw this.error
+      if (this.ended) {
+        if (this.buffer.byteLength === 0) return null
+        throw new TruncatedFrameError(this.buffer.byteLength)
+      }
+      await this.waitForData(signal)
+    }
+  }
+
+  /** Stop buffering: anything the remote sends from now on is dropped. */
+  discardRest (): void {
+    this.discarding = true
+    this.buffer.consume(this.buffer.byteLength)
+    this.maybeResume()
+  }
+
+  /** Detach from the stream. */
+  release (): void {
+    this.stream.removeEventListener('message', this.onMessage)
+    this.stream.removeEventListener('remoteCloseWrite', this.onRemoteCloseWrite)
+    this.stream.removeEventListener('close', this.onClose)
+    this.wake?.()
+  }
+
+  private readonly onMessage = (evt: StreamMessageEvent): void => {
+    if (this.discarding) return
+    this.buffer.append(evt.data)
+    if (!this.paused && this.buffer.byteLength > this.highWaterMark && this.stream.readStatus === 'readable') {
+      // backpressure: yamux stops granting window while paused
+      this.stream.pause()
+      this.paused = true
+    }
+    this.wake?.()
+  }
+
+  private readonly onRemoteCloseWrite = (): void => {
+    this.ended = true
+    this.wake?.()
+  }
+
+  private readonly onClose = (evt: StreamCloseEvent): void => {
+    if (evt.error != null) this.error = evt.error
+    this.ended = true
+    this.wake?.()
+  }
+
+  private maybeResume (): void {
+    if (this.paused && this.buffer.byteLength <= this.highWaterMark / 2) this.resumeNow()
+  }
+
+  private resumeNow (): void {
+    this.paused = false
+    // resume() synchronously re-emits what the stream buffered while paused
+    if (this.stream.readStatus === 'paused') this.stream.resume()
+  }
+
+  private async waitForData (signal?: AbortSignal): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      const onAbort = (): void => {
+        this.wake = undefined
+        reject(signal?.reason)
+      }
+      this.wake = () => {
+        this.wake = undefined
+        signal?.removeEventListener('abort', onAbort)
+        resolve()
+      }
+      signal?.addEventListener('abort', onAbort, { once: true })
+    })
+  }
+}
+
+/** Prefixes `payload` with its length. */
+export function lengthPrefixed (payload: Uint8Array): Uint8ArrayList {
+  return new Uint8ArrayList(encodeVarint(payload.byteLength), payload)
+}
+
+/**
+ * Sends one frame and, when the stream asks for it, waits until it drained.
+ * (Waits on the 'drain' event itself: in @libp2p/utils 7.4 `onDrain()` keeps
+ * returning its first, already-settled promise, so it stops waiting after the
+ * first drain.)
+ */
+export async function writeFrame (stream: Stream, payload: Uint8Array, signal?: AbortSignal): Promise<void> {
+  if (stream.send(lengthPrefixed(payload))) return
+  await waitForDrain(stream, signal)
+}
+
+export async function waitForDrain (stream: Stream, signal?: AbortSignal): Promise<void> {
+  if (!stream.writableNeedsDrain) return
+  signal?.throwIfAborted()
+  await new Promise<void>((resolve, reject) => {
+    const cleanup = (): void => {
+      stream.removeEventListener('drain', onDrain)
+      stream.removeEventListener('close', onClose)
+      signal?.removeEventListener('abort', onAbort)
+    }
+    const onDrain = (): void => { cleanup(); resolve() }
+    const onClose = (evt: StreamCloseEvent): void => {
+      cleanup()
+      reject(evt.error ?? new Error('stream closed while waiting to send'))
+    }
+    const onAbort = (): void => { cleanup(); reject(signal?.reason) }
+    stream.addEventListener('drain', onDrain)
+    stream.addEventListener('close', onClose)
+    signal?.addEventListener('abort', onAbort)
+  })
+}

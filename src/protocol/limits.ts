@@ -1,0 +1,67 @@
+/**
+ * Limits of the chat protocol. Every number a remote peer could push us past is
+ * here, with a default; callers override any subset with `resolveLimits`.
+ */
+
+export const CHAT_PROTOCOL = '/krill/chat/1.0.0'
+
+export interface Limits {
+  /** largest ChatRequest (protobuf bytes, without the length prefix) a server reads */
+  maxRequestBytes: number
+  /** largest server->client frame; clients reject bigger ones, servers split deltas below it */
+  maxFrameBytes: number
+  /** messages in one request */
+  maxMessages: number
+  /** characters (UTF-16 code units) in one message's content or thinking */
+  maxMessageChars: number
+  /** images in one message */
+  maxImagesPerMessage: number
+  /** tool calls in one message */
+  maxToolCallsPerMessage: number
+  /** tool definitions in one request */
+  maxTools: number
+  /** stop sequences in options */
+  maxStopSequences: number
+  /** characters in one stop sequence */
+  maxStopChars: number
+  /** characters in the model name */
+  maxModelNameChars: number
+  /** concurrent chat streams one peer may have open at this server */
+  maxStreamsPerPeer: number
+  /** the whole request must arrive within this many ms of the stream opening */
+  requestTimeoutMs: number
+  /** no progress (engine output, or the consumer draining our writes) for this long ends the request */
+  stallTimeoutMs: number
+}
+
+export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
+  maxRequestBytes: 4 * 1024 * 1024,
+  maxFrameBytes: 1024 * 1024,
+  maxMessages: 1000,
+  maxMessageChars: 1024 * 1024,
+  maxImagesPerMessage: 16,
+  maxToolCallsPerMessage: 64,
+  maxTools: 128,
+  maxStopSequences: 16,
+  maxStopChars: 256,
+  maxModelNameChars: 200,
+  maxStreamsPerPeer: 8,
+  requestTimeoutMs: 10_000,
+  stallTimeoutMs: 60_000
+})
+
+/** Defaults with `overrides` applied; rejects values that would disable a limit by accident. */
+export function resolveLimits (overrides: Partial<Limits> = {}): Limits {
+  const limits: Limits = { ...DEFAULT_LIMITS }
+  for (const [key, value] of Object.entries(overrides) as Array<[keyof Limits, number | undefined]>) {
+    if (value === undefined) continue
+    if (!(key in DEFAULT_LIMITS)) {
+      throw new TypeError(`unknown chat protocol limit "${key}"`)
+    }
+    if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0) {
+      throw new TypeError(`chat protocol limit ${key} must be a positive integer, got ${String(value)}`)
+    }
+    limits[key] = value
+  }
+  return limits
+}
