@@ -118,6 +118,25 @@ function toOllamaMessage (m: ChatMessage, i: number): OllamaMessage {
   return out
 }
 
+/** Function tools only, with only the keys Ollama reads; parameters is a JSON schema, passed whole. */
+function toOllamaTool (tool: unknown, i: number): OllamaTool {
+  if (!isRecord(tool) || !isRecord(tool.function)) throw badRequest(`tools[${i}] must be {type: 'function', function: {...}}`)
+  const type = tool.type ?? 'function'
+  if (type !== 'function') throw badRequest(`tools[${i}].type must be 'function'`)
+  const fn = tool.function
+  if (typeof fn.name !== 'string' || fn.name === '') throw badRequest(`tools[${i}].function.name is required`)
+  const out: OllamaTool = { type, function: { name: fn.name } }
+  if (fn.description !== undefined) {
+    if (typeof fn.description !== 'string') throw badRequest(`tools[${i}].function.description must be a string`)
+    out.function.description = fn.description
+  }
+  if (fn.parameters !== undefined) {
+    if (!isRecord(fn.parameters)) throw badRequest(`tools[${i}].function.parameters must be a JSON schema object`)
+    out.function.parameters = fn.parameters as OllamaTool['function']['parameters']
+  }
+  return out
+}
+
 /**
  * Maps a krill ChatRequest to the Ollama request, copying only whitelisted keys
  * (model, messages, options ⊂ CHAT_OPTION_KEYS, format, tools, think, keep_alive).
@@ -139,8 +158,8 @@ export function toOllamaChatRequest (request: ChatRequest): OllamaChatRequest & 
     out.format = request.format
   }
   if (request.tools !== undefined) {
-    if (!Array.isArray(request.tools) || !request.tools.every(isRecord)) throw badRequest('tools must be a list of objects')
-    out.tools = request.tools as unknown as OllamaTool[]
+    if (!Array.isArray(request.tools)) throw badRequest('tools must be a list')
+    out.tools = request.tools.map(toOllamaTool)
   }
   if (request.think !== undefined) {
     if (typeof request.think !== 'boolean' && !THINK_LEVELS.has(request.think)) throw badRequest('think must be a boolean or low, medium, high')
@@ -357,7 +376,13 @@ export class OllamaEngine implements Engine {
       })()
       this.showsInFlight.set(digest, pending)
     }
-    return await pending
+    try {
+      return await pending
+    } catch (err) {
+      // someone else's list was cancelled while sharing this lookup; ours goes on without it
+      if (signal.aborted) throw err
+      return 0
+    }
   }
 
   async * chat (request: ChatRequest, signal: AbortSignal): AsyncGenerator<ChatStreamEvent> {

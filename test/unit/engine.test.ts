@@ -110,6 +110,7 @@ describe('OllamaEngine', () => {
       ],
       options: { temperature: 0.2, num_predict: 50, stop: ['\n\n'], num_gpu: 99, use_mmap: false, main_gpu: 1, junk: 'x' },
       format: 'json',
+      tools: [{ type: 'function', function: { name: 'f', description: 'does f', parameters: { type: 'object' }, strict: true }, cache_control: {} }],
       think: false,
       keepAlive: '10m',
       raw: true,
@@ -133,6 +134,7 @@ describe('OllamaEngine', () => {
     expect(body.messages[2].thinking).toBe('hm')
     expect(body.messages[3].tool_name).toBe('f')
     expect(body).toMatchObject({ model: 'llama3.2:1b', format: 'json', think: false, keep_alive: '10m' })
+    expect(body.tools).toEqual([{ type: 'function', function: { name: 'f', description: 'does f', parameters: { type: 'object' } } }])
   })
 
   it('refuses an image that is not base64 (the client would read it as a file path)', async () => {
@@ -141,6 +143,8 @@ describe('OllamaEngine', () => {
     expect(err.code).toBe('BAD_REQUEST')
     expect(standin.requests).toHaveLength(0)
     expect(() => toOllamaChatRequest({ ...hello, options: { temperature: 'hot' as unknown as number } })).toThrow(/temperature/)
+    expect(() => toOllamaChatRequest({ ...hello, tools: [{ type: 'retrieval' }] })).toThrow(/tools\[0\]/)
+    expect(() => toOllamaChatRequest({ ...hello, messages: [{ role: 'root' as 'user', content: 'x' }] })).toThrow(/role/)
   })
 
   it('aborting after 3 tokens aborts the request at Ollama within 1 s', async () => {

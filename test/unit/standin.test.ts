@@ -141,7 +141,7 @@ describe('OllamaStandin', () => {
   it('answers bad JSON with 400 and an error body, unknown paths with 404', async () => {
     const bad = await fetch(`${standin.url}/api/chat`, { method: 'POST', body: '{nope' })
     expect(bad.status).toBe(400)
-    expect(typeof (await bad.json()).error).toBe('string')
+    expect(typeof ((await bad.json()) as { error?: unknown }).error).toBe('string')
     expect(standin.requests[0].body).toBe('{nope')
     const missing = await fetch(`${standin.url}/api/chat`, { method: 'POST', body: JSON.stringify({ messages: [] }) })
     expect(missing.status).toBe(400)
