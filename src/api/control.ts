@@ -1,10 +1,187 @@
-import type { FastifyInstance } from 'fastify'
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { Connection, PeerId } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
+import type { FastifyInstance, FastifyReply } from 'fastify'
+import { z } from 'zod'
 import type { Daemon } from '../daemon/daemon.js'
 import { VERSION } from '../version.js'
 
-/** GET /krill/v1/... : what the daemon knows, for `krill status|peers|…` and scripts. */
+/** How long a measured round-trip time is good enough for `krill peers`. */
+const LATENCY_TTL_MS = 30_000
+/** `krill peers` pings peers without a fresh RTT; a slow peer must not stall the list. */
+const LIST_PING_TIMEOUT_MS = 1_500
+/** `krill ping` waits a little longer: the user asked for exactly this peer. */
+const PING_TIMEOUT_MS = 5_000
+const DIAL_TIMEOUT_MS = 15_000
+
+export interface PeerView {
+  id: string
+  /** remote address of the connection shown (the direct one when there are several) */
+  addr: string
+  type: 'direct' | 'relayed'
+  /** the relay's peer id when type is 'relayed' */
+  relay?: string
+  direction: 'inbound' | 'outbound'
+  /** open connections to this peer */
+  connections: number
+  /** ping round-trip time; null when the peer did not answer in time */
+  latencyMs: number | null
+  /** what the peer told identify, e.g. "krill/0.1.0" */
+  agent: string | null
+  protocols: string[]
+  /** models the peer announced */
+  models: Array<{ name: string, digest: string }>
+}
+
+export interface StatusAnswer {
+  peerId: string
+  version: string
+  uptimeMs: number
+  addrs: string[]
+  /** open libp2p connections */
+  connections: number
+  /** distinct connected peers */
+  peers: number
+}
+
+function sendError (reply: FastifyReply, status: number, code: string, message: string): FastifyReply {
+  return reply.code(status).send({ error: { message, code } })
+}
+
+/** The relay's peer id in /…/p2p/<relay>/p2p-circuit/…, or undefined for a direct address. */
+export function relayOf (addr: Multiaddr): { relayed: boolean, relay?: string } {
+  const parts = addr.getComponents()
+  const circuit = parts.findIndex(c => c.name === 'p2p-circuit')
+  if (circuit < 0) return { relayed: false }
+  const relay = parts.slice(0, circuit).reverse().find(c => c.name === 'p2p')
+  return { relayed: true, relay: relay?.value }
+}
+
+/** libp2p errors often wrap the real reason (AggregateError of per-address failures). */
+function reasonOf (err: any): string {
+  if (err?.name === 'TimeoutError' || err?.name === 'AbortError') return 'timed out'
+  const inner: unknown[] = Array.isArray(err?.errors) ? err.errors : []
+  const details = inner.map(e => (e as Error)?.message).filter(m => m != null && m !== '')
+  const message = String(err?.message ?? err)
+  return details.length > 0 ? `${message} (${[...new Set(details)].join('; ')})` : message
+}
+
+/**
+ * Round-trip times per peer: libp2p's connection monitor fills `connection.rtt`
+ * every few seconds; until it has, an explicit ping fills the gap and is cached
+ * so that `krill peers --watch` does not ping everyone every 2 s.
+ */
+class LatencyBook {
+  private readonly cache = new Map<string, { ms: number, at: number }>()
+  private readonly inFlight = new Map<string, Promise<number>>()
+
+  constructor (private readonly daemon: Daemon) {}
+
+  record (peer: string, ms: number): void {
+    this.cache.set(peer, { ms, at: Date.now() })
+  }
+
+  fresh (peer: string): number | undefined {
+    const hit = this.cache.get(peer)
+    return hit != null && Date.now() - hit.at < LATENCY_TTL_MS ? hit.ms : undefined
+  }
+
+  /** one ping per peer at a time: concurrent `krill peers` calls share it */
+  async ping (peer: PeerId, timeoutMs: number): Promise<number> {
+    const key = peer.toString()
+    let running = this.inFlight.get(key)
+    if (running == null) {
+      running = this.pingOnce(peer, AbortSignal.timeout(timeoutMs)).finally(() => this.inFlight.delete(key))
+      this.inFlight.set(key, running)
+    }
+    return await running
+  }
+
+  /**
+   * The ping service allows one outbound ping stream per connection, and the
+   * stream of the previous ping (ours, the DHT's) lingers until the remote has
+   * closed it: "too many outbound streams" means "try again in a moment".
+   */
+  private async pingOnce (peer: PeerId, signal: AbortSignal): Promise<number> {
+    for (;;) {
+      try {
+        const ms = await this.daemon.libp2p.services.ping.ping(peer, { signal })
+        this.record(peer.toString(), ms)
+        return ms
+      } catch (err: any) {
+        if (err?.name !== 'TooManyOutboundProtocolStreamsError' || signal.aborted) throw err
+        await sleep(25, undefined, { signal })
+      }
+    }
+  }
+
+  /** best known RTT for a connected peer; null when it cannot be measured quickly */
+  async of (peer: PeerId, conns: Connection[]): Promise<number | null> {
+    // the connection monitor re-measures every 10 s: the most current figure
+    const measured = conns.map(c => c.rtt).find(rtt => rtt != null && Number.isFinite(rtt))
+    if (measured != null) return measured
+    const cached = this.fresh(peer.toString())
+    if (cached != null) return cached
+    try {
+      return await this.ping(peer, LIST_PING_TIMEOUT_MS)
+    } catch {
+      return null
+    }
+  }
+}
+
+/** A direct, open connection beats a relayed one (after DCUtR both may exist). */
+function bestConnection (conns: Connection[]): Connection {
+  const score = (c: Connection): number => (c.status === 'open' ? 0 : 2) + (relayOf(c.remoteAddr).relayed ? 1 : 0)
+  return [...conns].sort((a, b) => score(a) - score(b))[0]
+}
+
+async function describePeer (daemon: Daemon, latency: LatencyBook, peer: PeerId, conns: Connection[]): Promise<PeerView> {
+  const conn = bestConnection(conns)
+  const { relayed, relay } = relayOf(conn.remoteAddr)
+  let agent: string | null = null
+  let protocols: string[] = []
+  try {
+    const stored = await daemon.libp2p.peerStore.get(peer)
+    const raw = stored.metadata.get('AgentVersion')
+    agent = raw != null ? new TextDecoder().decode(raw) : null
+    protocols = [...stored.protocols].sort()
+  } catch { /* identify has not finished yet: nothing known */ }
+  return {
+    id: peer.toString(),
+    addr: conn.remoteAddr.toString(),
+    type: relayed ? 'relayed' : 'direct',
+    ...(relay != null ? { relay } : {}),
+    direction: conn.direction,
+    connections: conns.length,
+    latencyMs: await latency.of(peer, conns),
+    agent,
+    protocols,
+    models: []
+  }
+}
+
+/** Connected peers, each once, sorted by id so that `--watch` redraws stay stable. */
+async function listPeers (daemon: Daemon, latency: LatencyBook): Promise<PeerView[]> {
+  const byPeer = new Map<string, { peer: PeerId, conns: Connection[] }>()
+  for (const conn of daemon.libp2p.getConnections()) {
+    const key = conn.remotePeer.toString()
+    const entry = byPeer.get(key) ?? { peer: conn.remotePeer, conns: [] }
+    entry.conns.push(conn)
+    byPeer.set(key, entry)
+  }
+  const views = await Promise.all([...byPeer.values()].map(async ({ peer, conns }) => await describePeer(daemon, latency, peer, conns)))
+  return views.sort((a, b) => a.id.localeCompare(b.id))
+}
+
+const connectBody = z.object({ multiaddr: z.string().min(1).max(1024) })
+
+/** /krill/v1/... : what the daemon knows, for `krill status|peers|…` and scripts. */
 export function registerControlRoutes (app: FastifyInstance, daemon: Daemon): void {
-  app.get('/krill/v1/status', async () => {
+  const latency = new LatencyBook(daemon)
+
+  app.get('/krill/v1/status', async (): Promise<StatusAnswer> => {
     const libp2p = daemon.libp2p
     return {
       peerId: libp2p.peerId.toString(),
@@ -15,4 +192,70 @@ export function registerControlRoutes (app: FastifyInstance, daemon: Daemon): vo
       peers: libp2p.getPeers().length
     }
   })
+
+  app.get('/krill/v1/peers', async () => {
+    return { peers: await listPeers(daemon, latency) }
+  })
+
+  app.post<{ Params: { peer: string } }>('/krill/v1/ping/:peer', async (request, reply) => {
+    let peer: PeerId
+    try {
+      peer = peerIdFromString(request.params.peer)
+    } catch {
+      return sendError(reply, 400, 'bad_peer_id', `"${request.params.peer}" is not a peer id (they look like 12D3KooW…; see \`krill peers\`)`)
+    }
+    if (peer.equals(daemon.peerId)) {
+      return sendError(reply, 400, 'self', `${peer.toString()} is this node`)
+    }
+    const connected = daemon.libp2p.getConnections(peer).length > 0
+    if (!connected && !await hasAddresses(daemon, peer)) {
+      return sendError(reply, 404, 'unknown_peer', `unknown peer ${peer.toString()}: not connected and no known address — see \`krill peers\`, or dial it with \`krill connect <multiaddr>\``)
+    }
+    try {
+      const rttMs = await latency.ping(peer, PING_TIMEOUT_MS)
+      return { peerId: peer.toString(), rttMs }
+    } catch (err) {
+      return sendError(reply, 502, 'unreachable', `peer ${peer.toString()} did not answer the ping: ${reasonOf(err)}`)
+    }
+  })
+
+  app.post('/krill/v1/connect', async (request, reply) => {
+    const body = connectBody.safeParse(request.body)
+    if (!body.success) {
+      return sendError(reply, 400, 'bad_request', 'send {"multiaddr": "/ip4/…/tcp/…/p2p/12D3KooW…"}')
+    }
+    let addr: Multiaddr
+    try {
+      addr = multiaddr(body.data.multiaddr)
+    } catch (err: any) {
+      return sendError(reply, 400, 'bad_multiaddr', `"${body.data.multiaddr}" is not a valid multiaddr (${err.message})`)
+    }
+    const target = addr.getComponents().findLast(c => c.name === 'p2p')?.value
+    if (target != null && target === daemon.peerId.toString()) {
+      return sendError(reply, 400, 'self', `${body.data.multiaddr} is this node`)
+    }
+    let conn: Connection
+    const started = Date.now()
+    try {
+      conn = await daemon.libp2p.dial(addr, { signal: AbortSignal.timeout(DIAL_TIMEOUT_MS) })
+    } catch (err) {
+      return sendError(reply, 502, 'dial_failed', `dialing ${body.data.multiaddr} failed: ${reasonOf(err)}`)
+    }
+    const { relayed, relay } = relayOf(conn.remoteAddr)
+    return {
+      peerId: conn.remotePeer.toString(),
+      addr: conn.remoteAddr.toString(),
+      type: relayed ? 'relayed' : 'direct',
+      ...(relay != null ? { relay } : {}),
+      dialMs: Date.now() - started
+    }
+  })
+}
+
+async function hasAddresses (daemon: Daemon, peer: PeerId): Promise<boolean> {
+  try {
+    return (await daemon.libp2p.peerStore.get(peer)).addresses.length > 0
+  } catch {
+    return false
+  }
 }

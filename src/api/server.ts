@@ -4,6 +4,7 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import { UsageError } from '../errors.js'
 import type { Daemon } from '../daemon/daemon.js'
 import { registerControlRoutes } from './control.js'
+import { registerMetricsRoute } from './metrics.js'
 
 export interface ApiServer {
   url: string
@@ -42,6 +43,7 @@ export async function createApiServer (daemon: Daemon): Promise<ApiServer> {
   })
 
   registerControlRoutes(app, daemon)
+  registerMetricsRoute(app, daemon)
 
   const server: ApiServer = {
     url: '',

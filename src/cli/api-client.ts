@@ -33,7 +33,16 @@ export async function callApi (base: string, path: string, opts: ApiCallOptions 
   }
 }
 
-/** GET/POST returning JSON; a non-2xx answer becomes an error carrying the daemon's message. */
+/** The daemon's error message from a non-2xx body (OpenAI, Ollama and control API shapes). */
+export function errorMessage (body: any, fallback: string): string {
+  const message = body?.error?.message ?? body?.error ?? body?.message
+  return typeof message === 'string' && message !== '' ? message : fallback
+}
+
+/**
+ * GET/POST returning JSON; a non-2xx answer becomes an error carrying the daemon's
+ * message. 400 means the user typed something the daemon cannot use: exit 2.
+ */
 export async function getJson<T> (base: string, path: string, opts: ApiCallOptions = {}): Promise<T> {
   const res = await callApi(base, path, opts)
   const text = await res.text()
@@ -44,8 +53,7 @@ export async function getJson<T> (base: string, path: string, opts: ApiCallOptio
     body = text
   }
   if (!res.ok) {
-    const message = body?.error?.message ?? body?.error ?? body?.message ?? text
-    throw new UsageError(`${message}`, 1)
+    throw new UsageError(errorMessage(body, `${res.status} ${res.statusText} ${text}`.trim()), res.status === 400 ? 2 : 1)
   }
   return body as T
 }

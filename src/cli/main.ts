@@ -4,6 +4,9 @@ import { VERSION } from '../version.js'
 import { registerDaemon } from './commands/daemon.js'
 import { registerId } from './commands/id.js'
 import { registerStatus } from './commands/status.js'
+import { registerPeers } from './commands/peers.js'
+import { registerPing } from './commands/ping.js'
+import { registerConnect } from './commands/connect.js'
 import { registerSwarmKey } from './commands/swarm-key.js'
 
 export function buildProgram (): Command {
@@ -15,6 +18,9 @@ export function buildProgram (): Command {
   registerDaemon(program)
   registerId(program)
   registerStatus(program)
+  registerPeers(program)
+  registerPing(program)
+  registerConnect(program)
   registerSwarmKey(program)
   for (const command of program.commands) command.exitOverride()
   return program

@@ -14,8 +14,13 @@ export function formatTable (headers: string[], rows: Cell[][]): string {
   return [line(headers), ...text.map(line)].join('\n') + '\n'
 }
 
+/** The table, or the header and `empty` when there are no rows. */
+export function tableText (headers: string[], rows: Cell[][], empty = '(none)'): string {
+  return rows.length === 0 ? formatTable(headers, []) + empty + '\n' : formatTable(headers, rows)
+}
+
 export function printTable (headers: string[], rows: Cell[][], empty = '(none)'): void {
-  process.stdout.write(rows.length === 0 ? formatTable(headers, []) + empty + '\n' : formatTable(headers, rows))
+  process.stdout.write(tableText(headers, rows, empty))
 }
 
 export function formatMs (ms: number | null | undefined): string {

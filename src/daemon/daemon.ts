@@ -1,7 +1,9 @@
 import { join } from 'node:path'
 import type { PeerId } from '@libp2p/interface'
+import type { Registry } from 'prom-client'
 import { UsageError } from '../errors.js'
 import { createApiServer, type ApiServer } from '../api/server.js'
+import { createMetricsRegistry, libp2pMetrics } from '../api/metrics.js'
 import type { KrillConfig } from '../node/config.js'
 import { createKrillNode, type KrillNode, type KrillLibp2p } from '../node/create-node.js'
 import { loadOrCreateIdentity } from '../node/identity.js'
@@ -21,14 +23,17 @@ export interface DaemonOptions {
 export class Daemon {
   readonly config: KrillConfig
   readonly startedAt = Date.now()
+  /** this daemon's Prometheus registry: libp2p's metrics and krill's own (GET /metrics) */
+  readonly metrics: Registry
   private readonly node: KrillNode
   private readonly dialer: PeerDialer
   private readonly emit: EventSink
   private api?: ApiServer
   private stopping?: Promise<void>
 
-  private constructor (config: KrillConfig, node: KrillNode, emit: EventSink) {
+  private constructor (config: KrillConfig, node: KrillNode, emit: EventSink, metrics: Registry) {
     this.config = config
+    this.metrics = metrics
     this.node = node
     this.emit = emit
     this.dialer = new PeerDialer(node.libp2p, { targetConnections: Math.min(64, config.maxConnections) })
@@ -58,8 +63,10 @@ export class Daemon {
     const { privateKey, created } = await loadOrCreateIdentity(config.dataDir)
     progress(`${created ? 'created' : 'loaded'} identity in ${config.dataDir}`)
 
+    const metrics = createMetricsRegistry()
     const node = await createKrillNode({
       privateKey,
+      metrics: libp2pMetrics(metrics),
       listen: config.listen,
       bootstrap: config.bootstrap,
       mdns: config.mdns,
@@ -68,7 +75,7 @@ export class Daemon {
       swarmKey: config.swarmKey,
       datastorePath: join(config.dataDir, 'datastore')
     })
-    const daemon = new Daemon(config, node, emit)
+    const daemon = new Daemon(config, node, emit, metrics)
     try {
       await daemon.startNode(progress)
       daemon.api = await createApiServer(daemon)

@@ -1,26 +1,28 @@
 import type { Command } from 'commander'
+import type { StatusAnswer } from '../../api/control.js'
 import { apiBase, getJson } from '../api-client.js'
 import { formatDuration, printJson } from '../output.js'
 import { cliOptions } from '../options.js'
+import { clientOptions } from './common.js'
+
+export function renderStatus (s: StatusAnswer): string {
+  const lines: Array<[string, string]> = [
+    ['peer id', s.peerId],
+    ['version', s.version],
+    ['uptime', formatDuration(s.uptimeMs)],
+    ...s.addrs.map((a, i): [string, string] => [i === 0 ? 'addresses' : '', a]),
+    ['connections', `${s.connections} (${s.peers} peer${s.peers === 1 ? '' : 's'})`]
+  ]
+  return lines.map(([k, v]) => `${k.padEnd(12)} ${v}`.trimEnd()).join('\n') + '\n'
+}
 
 export function registerStatus (program: Command): void {
-  program.command('status')
+  clientOptions(program.command('status'))
     .description('node health: peer id, uptime, connections, Ollama, served models, active requests')
-    .option('--api <host:port>', 'daemon API address (env KRILL_API)')
-    .option('--json', 'machine-readable output')
     .action(async (_opts, command: Command) => {
       const opts = cliOptions(command)
-      const status = await getJson<Record<string, any>>(apiBase(opts.api), '/krill/v1/status')
-      if (opts.json === true) {
-        printJson(status)
-        return
-      }
-      const lines: Array<[string, unknown]> = [
-        ['peer id', status.peerId],
-        ['version', status.version],
-        ['uptime', formatDuration(status.uptimeMs)],
-        ['connections', status.connections]
-      ]
-      for (const [k, v] of lines) process.stdout.write(`${k.padEnd(12)} ${String(v)}\n`)
+      const status = await getJson<StatusAnswer>(apiBase(opts.api), '/krill/v1/status')
+      if (opts.json === true) printJson(status)
+      else process.stdout.write(renderStatus(status))
     })
 }
