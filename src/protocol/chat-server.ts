@@ -73,6 +73,11 @@ interface InFlight {
 
 /** The consumer reset or closed the stream. */
 const CONSUMER_GONE = 'consumer closed the stream'
+/**
+ * Abort reason used only to let go of the engine and the queue once a request is
+ * over; it never explains a failure (the error that ended the request does).
+ */
+const ENDED = new KrillError('CANCELLED', 'request ended')
 
 export class ChatServer {
   private readonly engine: Engine
@@ -184,6 +189,12 @@ export class ChatServer {
 
     let release: Release | undefined
     let ended = false
+    // the slot is free once the engine is done; telling the consumer may take longer
+    const freeSlot = (): void => {
+      ended = true
+      release?.()
+      release = undefined
+    }
     try {
       if (!await this.ask(() => this.opts.isServedModel(model, request.digest), 'checking the model')) {
         const what = request.digest == null ? `model ${model}` : `model ${model} with digest ${request.digest}`
@@ -207,16 +218,16 @@ export class ChatServer {
       await this.send(stream, acceptedFrame(ticket.position, digest), job.abort.signal)
       await ready
       job.phase = 'running'
-      await this.run(stream, job, request)
+      await this.run(stream, job, request, freeSlot)
     } catch (err) {
+      freeSlot()
       await this.failFromError(stream, job, model, err)
     } finally {
-      ended = true
+      freeSlot()
       stream.removeEventListener('close', onGone)
       stream.removeEventListener('remoteCloseWrite', onGone)
-      release?.()
       // leaves the queue if still waiting there; lets go of the engine otherwise
-      if (!job.abort.signal.aborted) job.abort.abort(new KrillError('CANCELLED', 'request ended'))
+      if (!job.abort.signal.aborted) job.abort.abort(ENDED)
     }
   }
 
@@ -265,7 +276,7 @@ export class ChatServer {
     }
   }
 
-  private async run (stream: Stream, job: InFlight, request: ChatRequest): Promise<void> {
+  private async run (stream: Stream, job: InFlight, request: ChatRequest, freeSlot: () => void): Promise<void> {
     const signal = job.abort.signal
     const started = Date.now()
     let firstTokenMs: number | undefined
@@ -293,6 +304,7 @@ export class ChatServer {
             this.counters.deltas++
           }
         } else if (event.type === 'done') {
+          freeSlot()
           await this.send(stream, doneFrame(event.usage), signal)
           finished = true
           this.counters.completed++
@@ -307,7 +319,7 @@ export class ChatServer {
       clearTimeout(stall)
       if (!finished) {
         // make sure the engine lets go (its signal is usually aborted already)
-        if (!signal.aborted) job.abort.abort(new KrillError('CANCELLED', 'request ended early'))
+        if (!signal.aborted) job.abort.abort(ENDED)
         events.return?.().catch(() => {})
       }
     }
@@ -316,7 +328,8 @@ export class ChatServer {
   /** Maps whatever ended a request to an Error frame (or to "cancelled" when nobody listens). */
   private async failFromError (stream: Stream, job: InFlight, model: string | undefined, err: unknown): Promise<void> {
     // the abort reason explains better than whatever the engine threw after it
-    const cause = job.abort.signal.aborted ? job.abort.signal.reason : err
+    const signal = job.abort.signal
+    const cause = signal.aborted && signal.reason !== ENDED ? signal.reason : err
     if (cause instanceof KrillError && cause.code === 'CANCELLED' && cause.message === CONSUMER_GONE) {
       this.cancelled(job, model)
       if (isWritable(stream)) await this.fail(stream, job, model, 'CANCELLED', 'request cancelled by the consumer', false)

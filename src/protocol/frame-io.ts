@@ -40,6 +40,9 @@ export class TruncatedFrameError extends Error {
   }
 }
 
+/** yamux's default maximum stream window (@libp2p/yamux MAX_STREAM_WINDOW) */
+const DEFAULT_MAX_STREAM_WINDOW = 16 * 1024 * 1024
+
 export interface FrameReaderOptions {
   maxFrameBytes: number
   /** pause the stream when this many bytes are buffered unread (default: about 2 × maxFrameBytes, at least 64 KiB) */
@@ -61,6 +64,12 @@ export class FrameReader {
     this.stream = stream
     this.maxFrameBytes = options.maxFrameBytes
     this.highWaterMark = options.highWaterMark ?? Math.max(2 * options.maxFrameBytes + 16, 64 * 1024)
+    // While paused, the remote may still send whatever receive window it was
+    // granted before (yamux grows it up to 16 MiB on fast links); the stream resets
+    // itself if that overflows maxReadBufferLength (4 MiB by default), so make room.
+    const window = (stream as { maxStreamWindowSize?: unknown }).maxStreamWindowSize
+    const maxWindow = typeof window === 'number' ? window : DEFAULT_MAX_STREAM_WINDOW
+    stream.maxReadBufferLength = Math.max(stream.maxReadBufferLength, maxWindow + this.highWaterMark)
     stream.addEventListener('message', this.onMessage)
     stream.addEventListener('remoteCloseWrite', this.onRemoteCloseWrite)
     stream.addEventListener('close', this.onClose)
