@@ -1,0 +1,342 @@
+/**
+ * The router: picks where each chat runs and keeps the answer going when a provider
+ * fails. Candidates come from the local engine, the provider table and, when
+ * nothing fresh is known, the DHT. Before the first token a failure moves on to the
+ * next candidate unseen; after tokens flowed the next candidate continues the same
+ * answer, so the caller sees one unbroken stream. Only when nobody is left does the
+ * caller get an error.
+ */
+import { KrillError, type ErrorCodeName } from '../errors.js'
+import { logger } from '../log.js'
+import type { ChatEvent, ChatRequest, Engine, ModelInfo, Usage } from '../engine/types.js'
+import type { Capacity, ProviderDirectory, ProviderEntry } from '../discovery/types.js'
+import { AttemptTimer } from './attempt-timer.js'
+import { Backoff, type BackoffOptions } from './backoff.js'
+import { PartialAnswer, continuationRequest, mergeUsage } from './continuation.js'
+import { nameVariants, sameModel } from './names.js'
+import { localProvider, remoteProvider, type Provider, type RemoteChat } from './provider.js'
+import { candidateFromEntry, rankCandidates, type Candidate } from './rank.js'
+import { RouterStats } from './stats.js'
+
+const log = logger('router')
+
+export interface LocalSide {
+  engine: Engine
+  /** models the local engine shares right now */
+  models: ModelInfo[]
+  /** the local engine's load, when the daemon tracks it */
+  capacity?: Capacity
+}
+
+export interface ServedInfo {
+  model: string
+  /** who finished the answer */
+  peerId: string
+  tokens: number
+  durationMs: number
+  outcome: 'done' | 'failed' | 'cancelled'
+  failovers: number
+}
+
+export interface RouterDeps {
+  /** this node's peer id */
+  selfId: string
+  /** the local engine when this node serves models; undefined otherwise */
+  local?: () => LocalSide | undefined
+  providers: ProviderDirectory
+  /** DHT lookup of a model's providers (entries with source 'dht') */
+  findProviders?: (model: string, signal: AbortSignal) => Promise<ProviderEntry[]>
+  remoteChat: RemoteChat
+  /** measured round-trip time to a peer in ms */
+  latencyMs?: (peerId: string) => number | undefined
+  /** called once per chat when it ends */
+  onServed?: (info: ServedInfo) => void
+}
+
+export interface RouterOptions {
+  /** time an attempt may take to its first token, queueing and model loading included (default 120 s) */
+  firstTokenTimeoutMs?: number
+  /** silence tolerated between tokens (default 60 s) */
+  stallTimeoutMs?: number
+  /** providers tried per chat at most (default 6) */
+  maxAttempts?: number
+  /** how long a DHT lookup may take (default 10 s) */
+  dhtTimeoutMs?: number
+  /** slots assumed for the local engine when the daemon reports no capacity (default 1) */
+  localSlots?: number
+  backoff?: BackoffOptions
+  random?: () => number
+  now?: () => number
+}
+
+/** A chat in progress, for /api/ps and the status command. */
+export interface RunningChat {
+  id: number
+  model: string
+  digest: string
+  peerId: string
+  local: boolean
+  startedAt: number
+  tokens: number
+}
+
+/** Errors that another provider would give too: passing them on beats retrying. */
+const FINAL_CODES = new Set<ErrorCodeName>(['BAD_REQUEST', 'TOO_LARGE'])
+
+function toKrillError (err: unknown, peer: string): KrillError {
+  if (err instanceof KrillError) return err
+  const message = err instanceof Error ? err.message : String(err)
+  return new KrillError('ENGINE_FAILED', `provider ${peer} failed: ${message}`, { peer, cause: err })
+}
+
+export class Router {
+  readonly stats = new RouterStats()
+  readonly backoff: Backoff
+  private readonly deps: RouterDeps
+  private readonly firstTokenTimeoutMs: number
+  private readonly stallTimeoutMs: number
+  private readonly maxAttempts: number
+  private readonly dhtTimeoutMs: number
+  private readonly localSlots: number
+  private readonly random: () => number
+  private readonly now: () => number
+  private readonly inflight = new Map<string, number>()
+  private readonly active = new Map<number, RunningChat>()
+  private nextId = 1
+
+  constructor (deps: RouterDeps, opts: RouterOptions = {}) {
+    this.deps = deps
+    this.firstTokenTimeoutMs = opts.firstTokenTimeoutMs ?? 120_000
+    this.stallTimeoutMs = opts.stallTimeoutMs ?? 60_000
+    this.maxAttempts = opts.maxAttempts ?? 6
+    this.dhtTimeoutMs = opts.dhtTimeoutMs ?? 10_000
+    this.localSlots = opts.localSlots ?? 1
+    this.random = opts.random ?? Math.random
+    this.now = opts.now ?? Date.now
+    this.backoff = new Backoff({ now: this.now, ...opts.backoff })
+  }
+
+  /** chats in progress */
+  running (): RunningChat[] {
+    return [...this.active.values()].map(r => ({ ...r }))
+  }
+
+  /**
+   * Streams one chat: at most one 'accepted', then deltas, then exactly one 'done'.
+   * Throws KrillError: UNKNOWN_MODEL when nobody serves the model, BAD_REQUEST /
+   * TOO_LARGE as the provider said, CANCELLED when `signal` aborts, else
+   * NO_PROVIDER, BUSY, TIMEOUT or ENGINE_FAILED once every candidate failed.
+   */
+  async * chat (request: ChatRequest, opts: { signal?: AbortSignal } = {}): AsyncGenerator<ChatEvent, void, undefined> {
+    const signal = opts.signal ?? new AbortController().signal
+    const startedAt = this.now()
+    const run: RunningChat = { id: this.nextId++, model: request.model, digest: request.digest ?? '', peerId: '', local: false, startedAt, tokens: 0 }
+    this.stats.requests++
+    this.active.set(run.id, run)
+    let outcome: ServedInfo['outcome'] = 'cancelled'
+    let failovers = 0
+    try {
+      const partial = new PartialAnswer()
+      const tried = new Set<string>()
+      const failures: KrillError[] = []
+      const { candidates: found, dhtAsked: askedAlready } = await this.gather(request, signal)
+      let candidates = found
+      let dhtAsked = askedAlready
+      if (candidates.length === 0) {
+        throw new KrillError('UNKNOWN_MODEL', `model "${request.model}"${request.digest != null ? ` with digest ${request.digest}` : ''} is not served by this node or any peer it knows`)
+      }
+      let preferDigest: string | undefined
+      let acceptedSent = false
+      let attempts = 0
+
+      while (true) {
+        if (signal.aborted) throw new KrillError('CANCELLED', 'the chat was cancelled')
+        let next = this.rank(candidates.filter(c => !tried.has(c.peerId)), request.digest, preferDigest)[0]
+        if (next == null && !dhtAsked) {
+          // every known provider failed: the DHT may know others the table does not
+          dhtAsked = true
+          candidates = [...candidates, ...await this.lookupDht(request, signal)]
+          next = this.rank(candidates.filter(c => !tried.has(c.peerId)), request.digest, preferDigest)[0]
+        }
+        if (next == null || attempts >= this.maxAttempts) throw this.exhausted(request, failures)
+        attempts++
+        tried.add(next.peerId)
+        const provider = this.provider(next)
+        const deltasBefore = partial.deltas
+        const ac = new AbortController()
+        const timer = new AttemptTimer(ac, this.firstTokenTimeoutMs, this.stallTimeoutMs)
+        const onAbort = (): void => { ac.abort(signal.reason) }
+        signal.addEventListener('abort', onAbort, { once: true })
+        this.inflight.set(next.peerId, (this.inflight.get(next.peerId) ?? 0) + 1)
+        run.peerId = next.peerId
+        run.local = next.local
+        run.digest = next.digest
+        try {
+          for await (const event of provider.chat(continuationRequest(request, partial, next.model), ac.signal)) {
+            if (event.type === 'accepted') {
+              if (event.digest !== '') run.digest = event.digest
+              preferDigest ??= event.digest !== '' ? event.digest : undefined
+              if (!acceptedSent) {
+                acceptedSent = true
+                yield event
+              }
+              continue
+            }
+            timer.progress()
+            if (event.type === 'delta') {
+              if (partial.empty) this.stats.recordTtft(this.now() - startedAt, request.model, next.local)
+              partial.add(event)
+              run.tokens++
+              this.stats.tokens++
+              yield event
+              continue
+            }
+            this.backoff.succeed(next.peerId)
+            const usage = mergeUsage(event.usage, deltasBefore, (this.now() - startedAt) * 1e6)
+            outcome = 'done'
+            this.stats.completed++
+            if (next.local) this.stats.local++
+            else this.stats.remote++
+            yield { type: 'done', usage }
+            return
+          }
+          throw new KrillError('ENGINE_FAILED', `provider ${next.peerId} ended the answer without finishing it`, { peer: next.peerId })
+        } catch (err) {
+          if (signal.aborted) throw new KrillError('CANCELLED', 'the chat was cancelled', { cause: err })
+          const failure = timer.error(next.peerId) ?? toKrillError(err, next.peerId)
+          if (FINAL_CODES.has(failure.code)) throw failure
+          this.backoff.fail(next.peerId)
+          failures.push(failure)
+          failovers++
+          this.stats.failovers++
+          if (!partial.empty) this.stats.continuations++
+          log.warn(`${next.local ? 'local engine' : `peer ${next.peerId}`} failed on ${request.model} after ${partial.deltas - deltasBefore} token(s): ${failure.code} ${failure.message}; trying the next provider`)
+          if (partial.toolCalls.length > 0) {
+            // tool calls close an answer: what the client has is complete
+            outcome = 'done'
+            this.stats.completed++
+            yield { type: 'done', usage: this.syntheticUsage(partial, startedAt) }
+            return
+          }
+        } finally {
+          timer.clear()
+          signal.removeEventListener('abort', onAbort)
+          ac.abort()
+          const left = (this.inflight.get(next.peerId) ?? 1) - 1
+          if (left > 0) this.inflight.set(next.peerId, left)
+          else this.inflight.delete(next.peerId)
+        }
+      }
+    } catch (err) {
+      if (err instanceof KrillError && err.code === 'CANCELLED') {
+        outcome = 'cancelled'
+      } else {
+        outcome = 'failed'
+        this.stats.failed++
+        this.stats.recordError(err instanceof KrillError ? err.code : 'INTERNAL')
+      }
+      throw err
+    } finally {
+      if (outcome === 'cancelled') this.stats.cancelled++
+      this.active.delete(run.id)
+      this.deps.onServed?.({ model: request.model, peerId: run.peerId, tokens: run.tokens, durationMs: this.now() - startedAt, outcome, failovers })
+    }
+  }
+
+  /** Local engine and provider table; the DHT only when neither knows the model. */
+  private async gather (request: ChatRequest, signal: AbortSignal): Promise<{ candidates: Candidate[], dhtAsked: boolean }> {
+    const candidates: Candidate[] = []
+    const local = this.deps.local?.()
+    if (local != null) {
+      for (const m of local.models) {
+        if (!sameModel(m.name, request.model)) continue
+        if (request.digest != null && request.digest !== '' && m.digest !== request.digest) continue
+        candidates.push({
+          peerId: this.deps.selfId,
+          local: true,
+          model: m.name,
+          digest: m.digest,
+          capacity: local.capacity ?? { slots: this.localSlots, active: 0, queued: 0 },
+          source: 'local'
+        })
+      }
+    }
+    for (const name of nameVariants(request.model)) {
+      for (const entry of this.deps.providers.providersFor(name, request.digest)) {
+        if (entry.peerId !== this.deps.selfId) candidates.push(candidateFromEntry(entry))
+      }
+    }
+    if (candidates.length > 0) return { candidates, dhtAsked: false }
+    return { candidates: await this.lookupDht(request, signal), dhtAsked: true }
+  }
+
+  private async lookupDht (request: ChatRequest, signal: AbortSignal): Promise<Candidate[]> {
+    if (this.deps.findProviders == null) return []
+    const lookup = AbortSignal.any([signal, AbortSignal.timeout(this.dhtTimeoutMs)])
+    try {
+      const entries = await this.deps.findProviders(request.model, lookup)
+      return entries
+        .filter(e => e.peerId !== this.deps.selfId && sameModel(e.model.name === '' ? request.model : e.model.name, request.model))
+        .map(e => ({ ...candidateFromEntry(e), model: e.model.name === '' ? request.model : e.model.name }))
+    } catch (err) {
+      if (signal.aborted) throw new KrillError('CANCELLED', 'the chat was cancelled', { cause: err })
+      log.debug(`DHT lookup for ${request.model} failed: ${err instanceof Error ? err.message : String(err)}`)
+      return []
+    }
+  }
+
+  private rank (candidates: Candidate[], digest: string | undefined, preferDigest: string | undefined): Candidate[] {
+    return rankCandidates(candidates, {
+      digest,
+      preferDigest,
+      latencyMs: peer => this.deps.latencyMs?.(peer),
+      inflight: peer => this.inflight.get(peer) ?? 0,
+      backoffUntil: peer => this.backoff.until(peer),
+      now: this.now(),
+      random: this.random
+    })
+  }
+
+  private provider (c: Candidate): Provider {
+    if (!c.local) return remoteProvider(c.peerId, this.deps.remoteChat)
+    const local = this.deps.local?.()
+    if (local == null) {
+      return {
+        peerId: c.peerId,
+        local: true,
+        // the engine went away between ranking and now
+        chat: () => { throw new KrillError('ENGINE_FAILED', 'the local engine is not available') }
+      }
+    }
+    return localProvider(this.deps.selfId, local.engine, name => local.models.find(m => sameModel(m.name, name))?.digest ?? c.digest)
+  }
+
+  /** The error for a chat every candidate failed: the most telling code, every reason. */
+  private exhausted (request: ChatRequest, failures: KrillError[]): KrillError {
+    const codes = new Set(failures.map(f => f.code))
+    const only = (...allowed: ErrorCodeName[]): boolean => codes.size > 0 && [...codes].every(c => allowed.includes(c))
+    let code: ErrorCodeName
+    if (only('UNKNOWN_MODEL')) code = 'UNKNOWN_MODEL'
+    else if (only('BUSY', 'RATE_LIMITED')) code = codes.has('BUSY') ? 'BUSY' : 'RATE_LIMITED'
+    else if (only('TIMEOUT')) code = 'TIMEOUT'
+    else if (codes.has('ENGINE_FAILED')) code = 'ENGINE_FAILED'
+    else code = 'NO_PROVIDER'
+    const reasons = failures.map(f => f.message).join('; ')
+    const message = failures.length === 0
+      ? `no provider is left to try for model "${request.model}"`
+      : `no provider could answer for model "${request.model}" (tried ${failures.length}): ${reasons}`
+    return new KrillError(code, message, { cause: failures.at(-1) })
+  }
+
+  private syntheticUsage (partial: PartialAnswer, startedAt: number): Usage {
+    return {
+      doneReason: 'stop',
+      promptTokens: 0,
+      completionTokens: partial.deltas,
+      totalDurationNs: (this.now() - startedAt) * 1e6,
+      loadDurationNs: 0,
+      promptEvalDurationNs: 0,
+      evalDurationNs: 0
+    }
+  }
+}

@@ -1,0 +1,238 @@
+/**
+ * The Router's attempt loop against real engines: each "peer" is an OllamaEngine on
+ * its own stand-in, reached through the same RemoteChat seam the daemon binds to
+ * the chat protocol. Network failover is covered by test/integration/api*.test.ts.
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import type { ProviderDirectory, ProviderEntry } from '../../src/discovery/types.js'
+import { OllamaEngine } from '../../src/engine/ollama-engine.js'
+import type { ChatEvent, ChatRequest, ModelInfo } from '../../src/engine/types.js'
+import { KrillError } from '../../src/errors.js'
+import type { RemoteChat } from '../../src/router/provider.js'
+import { Router, type RouterDeps, type ServedInfo } from '../../src/router/router.js'
+import { DEFAULT_TOKENS, OllamaStandin } from '../fixtures/ollama-standin.js'
+
+const MODEL = 'llama3.2:1b'
+const SCRIPT = DEFAULT_TOKENS.join('')
+
+interface Peer { id: string, standin: OllamaStandin, engine: OllamaEngine, info: ModelInfo }
+
+let peers: Peer[] = []
+
+async function startPeer (id: string): Promise<Peer> {
+  const standin = await OllamaStandin.start({ models: [{ name: MODEL }] })
+  const engine = new OllamaEngine({ host: standin.url })
+  const [info] = await engine.listModels()
+  return { id, standin, engine, info }
+}
+
+function directory (list: () => Peer[], capacity: Record<string, number> = {}): ProviderDirectory {
+  const entries = (): ProviderEntry[] => list().map(p => ({
+    peerId: p.id,
+    model: p.info,
+    capacity: { slots: capacity[p.id] ?? 1, active: 0, queued: 0 },
+    version: 'krill/0.1.0',
+    source: 'gossip' as const,
+    receivedAt: Date.now(),
+    expiresAt: Date.now() + 60_000
+  }))
+  return {
+    providersFor: (model, digest) => entries().filter(e => e.model.name === model && (digest == null || e.model.digest === digest)),
+    catalog: () => [],
+    all: entries
+  }
+}
+
+const remoteChat: RemoteChat = async function * (peerId, request, signal) {
+  const peer = peers.find(p => p.id === peerId)
+  if (peer == null) throw new KrillError('NO_PROVIDER', `cannot reach ${peerId}`, { peer: peerId })
+  yield { type: 'accepted', peer: peerId, digest: peer.info.digest, queuePosition: 0 }
+  yield * peer.engine.chat(request, signal)
+}
+
+function router (over: Partial<RouterDeps> = {}, capacity: Record<string, number> = {}): Router {
+  return new Router({ selfId: 'self', providers: directory(() => peers, capacity), remoteChat, ...over }, { random: () => 0.5, firstTokenTimeoutMs: 3_000, stallTimeoutMs: 3_000 })
+}
+
+async function collect (events: AsyncIterable<ChatEvent>): Promise<{ content: string, events: ChatEvent[] }> {
+  const all: ChatEvent[] = []
+  let content = ''
+  for await (const e of events) {
+    all.push(e)
+    if (e.type === 'delta') content += e.content ?? ''
+  }
+  return { content, events: all }
+}
+
+const request = (over: Partial<ChatRequest> = {}): ChatRequest => ({ model: MODEL, messages: [{ role: 'user', content: 'say hello' }], ...over })
+
+beforeEach(async () => {
+  peers = [await startPeer('peer-a'), await startPeer('peer-b')]
+})
+
+afterEach(async () => {
+  await Promise.all(peers.map(async p => { await p.standin.stop() }))
+})
+
+describe('Router', () => {
+  it('streams one accepted, the deltas and one done from the best provider', async () => {
+    const r = router({}, { 'peer-a': 4, 'peer-b': 1 })
+    const { content, events } = await collect(r.chat(request()))
+    expect(content).toBe(SCRIPT)
+    expect(events[0]).toMatchObject({ type: 'accepted', peer: 'peer-a' })
+    expect(events.filter(e => e.type === 'accepted')).toHaveLength(1)
+    expect(events.at(-1)).toMatchObject({ type: 'done', usage: { completionTokens: DEFAULT_TOKENS.length, doneReason: 'stop' } })
+    expect(peers[0].standin.requests).toHaveLength(1)
+    expect(peers[1].standin.requests).toHaveLength(0)
+    expect(r.stats).toMatchObject({ requests: 1, completed: 1, remote: 1, tokens: DEFAULT_TOKENS.length, failovers: 0 })
+    expect(r.stats.ttftMs).toHaveLength(1)
+  })
+
+  it('finds providers under the other spelling of a name ("llama3" = "llama3:latest")', async () => {
+    for (const p of peers) p.standin.addModel({ name: 'llama3:latest' })
+    peers = await Promise.all(peers.map(async p => ({ ...p, info: (await p.engine.listModels()).find(m => m.name === 'llama3:latest') as ModelInfo })))
+    const { content } = await collect(router().chat(request({ model: 'llama3' })))
+    expect(content).toBe(SCRIPT)
+    const served = peers.flatMap(p => p.standin.requests)
+    expect(served).toHaveLength(1)
+    expect(served[0].body.model).toBe('llama3:latest')
+  })
+
+  it('moves to the next provider invisibly when the first fails before any token', async () => {
+    peers[0].standin.knobs.failWith = { status: 500, error: 'out of memory' }
+    const r = router({}, { 'peer-a': 4, 'peer-b': 1 })
+    const { content, events } = await collect(r.chat(request()))
+    expect(content).toBe(SCRIPT)
+    expect(events.filter(e => e.type === 'accepted')).toHaveLength(1)
+    expect(peers[1].standin.requests).toHaveLength(1)
+    expect(r.stats).toMatchObject({ failovers: 1, continuations: 0, completed: 1 })
+    expect(r.backoff.until('peer-a')).toBeGreaterThan(Date.now())
+    // the failed peer is backed off: the next chat goes to peer-b first
+    await collect(r.chat(request()))
+    expect(peers[0].standin.requests).toHaveLength(1)
+    expect(peers[1].standin.requests).toHaveLength(2)
+  })
+
+  it('continues the same answer on another provider when the first dies mid-stream', async () => {
+    peers[0].standin.knobs.dieAfterTokens = 5
+    // the stand-in does not continue a trailing assistant message on its own: give
+    // the second provider exactly the rest of the script, as a real model would write it
+    peers[1].standin.knobs.tokens = DEFAULT_TOKENS.slice(5)
+    const served: ServedInfo[] = []
+    const r = router({ onServed: s => served.push(s) }, { 'peer-a': 4, 'peer-b': 1 })
+    const { content, events } = await collect(r.chat(request()))
+    expect(content).toBe(SCRIPT)
+    expect(events.filter(e => e.type === 'delta')).toHaveLength(DEFAULT_TOKENS.length)
+    const done = events.at(-1)
+    expect(done).toMatchObject({ type: 'done', usage: { completionTokens: DEFAULT_TOKENS.length } })
+    const continued = peers[1].standin.requests[0].body
+    expect(continued.messages).toEqual([
+      { role: 'user', content: 'say hello' },
+      { role: 'assistant', content: DEFAULT_TOKENS.slice(0, 5).join('') }
+    ])
+    expect(r.stats).toMatchObject({ failovers: 1, continuations: 1, completed: 1 })
+    expect(served).toEqual([expect.objectContaining({ outcome: 'done', peerId: 'peer-b', tokens: DEFAULT_TOKENS.length, failovers: 1 })])
+  })
+
+  it('uses the local engine first when it has the model and a free slot', async () => {
+    const local = await startPeer('self')
+    try {
+      const r = router({ local: () => ({ engine: local.engine, models: [local.info] }) })
+      const { content, events } = await collect(r.chat(request()))
+      expect(content).toBe(SCRIPT)
+      expect(events[0]).toMatchObject({ type: 'accepted', peer: 'self', digest: local.info.digest })
+      expect(local.standin.requests).toHaveLength(1)
+      expect(r.stats.local).toBe(1)
+    } finally {
+      await local.standin.stop()
+    }
+  })
+
+  it('throws UNKNOWN_MODEL when nobody serves the model, after asking the DHT', async () => {
+    const asked: string[] = []
+    const r = router({ findProviders: async (model) => { asked.push(model); return [] } })
+    await expect(collect(r.chat(request({ model: 'nope:1b' })))).rejects.toMatchObject({ code: 'UNKNOWN_MODEL' })
+    expect(asked).toEqual(['nope:1b'])
+  })
+
+  it('asks the DHT when the table knows nobody and uses what it finds', async () => {
+    const dhtEntry: ProviderEntry = {
+      peerId: 'peer-b',
+      model: { name: '', digest: '', size: 0, family: '', parameterSize: '', quantization: '', contextLength: 0 },
+      capacity: { slots: 0, active: 0, queued: 0 },
+      version: '',
+      source: 'dht',
+      receivedAt: Date.now(),
+      expiresAt: Date.now() + 60_000
+    }
+    const r = router({ providers: directory(() => []), findProviders: async () => [dhtEntry] })
+    const { content } = await collect(r.chat(request()))
+    expect(content).toBe(SCRIPT)
+    expect(peers[1].standin.requests).toHaveLength(1)
+  })
+
+  it('throws ENGINE_FAILED naming every reason once all providers failed', async () => {
+    for (const p of peers) p.standin.knobs.failWith = { status: 500, error: `broken ${p.id}` }
+    const r = router()
+    const err = await collect(r.chat(request())).then(() => undefined, (e: unknown) => e)
+    expect(err).toBeInstanceOf(KrillError)
+    expect(err).toMatchObject({ code: 'ENGINE_FAILED' })
+    expect((err as Error).message).toMatch(/broken peer-a/)
+    expect((err as Error).message).toMatch(/broken peer-b/)
+    expect(r.stats).toMatchObject({ failed: 1, failovers: 2, errors: { ENGINE_FAILED: 1 } })
+  })
+
+  it('does not retry a request every provider would reject (BAD_REQUEST)', async () => {
+    for (const p of peers) p.standin.knobs.failWith = { status: 400, error: 'invalid format' }
+    await expect(collect(router().chat(request()))).rejects.toMatchObject({ code: 'BAD_REQUEST' })
+    expect(peers.flatMap(p => p.standin.requests)).toHaveLength(1)
+  })
+
+  it('fails over on a provider that sends no token in time', async () => {
+    peers[0].standin.knobs.firstTokenDelayMs = 10_000
+    const r = new Router({ selfId: 'self', providers: directory(() => peers, { 'peer-a': 4 }), remoteChat }, { firstTokenTimeoutMs: 300 })
+    const { content } = await collect(r.chat(request()))
+    expect(content).toBe(SCRIPT)
+    await peers[0].standin.waitForAbort(2_000)
+  })
+
+  it('aborts the provider when the caller aborts, and reports CANCELLED', async () => {
+    peers[0].standin.knobs.tokensPerSecond = 20
+    const ac = new AbortController()
+    const r = router({}, { 'peer-a': 4 })
+    const seen: string[] = []
+    const run = (async () => {
+      for await (const e of r.chat(request(), { signal: ac.signal })) {
+        if (e.type === 'delta') seen.push(e.content ?? '')
+        if (seen.length === 2) ac.abort()
+      }
+    })()
+    await expect(run).rejects.toMatchObject({ code: 'CANCELLED' })
+    const aborted = await peers[0].standin.waitForAbort(2_000)
+    expect(aborted.tokensSent).toBeLessThan(DEFAULT_TOKENS.length)
+    expect(peers[1].standin.requests).toHaveLength(0)
+    expect(r.running()).toEqual([])
+    expect(r.stats.cancelled).toBe(1)
+  })
+
+  it('stops the provider when the caller stops iterating early', async () => {
+    peers[0].standin.knobs.tokensPerSecond = 20
+    const r = router({}, { 'peer-a': 4 })
+    for await (const e of r.chat(request())) {
+      if (e.type === 'delta') break
+    }
+    await peers[0].standin.waitForAbort(2_000)
+    expect(r.running()).toEqual([])
+  })
+
+  it('lists running chats', async () => {
+    peers[0].standin.knobs.firstTokenDelayMs = 300
+    const r = router({}, { 'peer-a': 4 })
+    const it = r.chat(request())
+    const first = await it.next()
+    expect(first.value).toMatchObject({ type: 'accepted' })
+    expect(r.running()).toEqual([expect.objectContaining({ model: MODEL, peerId: 'peer-a', local: false, digest: peers[0].info.digest })])
+    await collect(it)
+    expect(r.running()).toEqual([])
+  })
+})
