@@ -1,0 +1,116 @@
+/**
+ * Ollama's /api/chat and /api/generate requests: zod schemas and translation to
+ * krill's ChatRequest. Unknown generation options are dropped, as nothing but the
+ * known option keys may travel to a provider's Ollama.
+ */
+import { z } from 'zod'
+import { CHAT_OPTION_KEYS, type ChatMessage, type ChatOptions, type ChatRequest } from '../engine/types.js'
+import { HttpError } from './http-errors.js'
+import { checked } from './openai-schema.js'
+
+const toolCall = z.object({
+  function: z.object({
+    index: z.number().optional(),
+    name: z.string().min(1),
+    arguments: z.record(z.string(), z.unknown()).optional()
+  })
+})
+
+const message = z.object({
+  role: z.enum(['system', 'user', 'assistant', 'tool']),
+  content: z.string().nullable().optional(),
+  images: z.array(z.string()).nullable().optional(),
+  thinking: z.string().nullable().optional(),
+  tool_calls: z.array(toolCall).nullable().optional(),
+  tool_name: z.string().nullable().optional()
+})
+
+const format = z.union([z.literal(''), z.literal('json'), z.record(z.string(), z.unknown())]).nullable().optional()
+const think = z.union([z.boolean(), z.enum(['low', 'medium', 'high'])]).nullable().optional()
+const keepAlive = z.union([z.string(), z.number()]).nullable().optional()
+const options = z.record(z.string(), z.unknown()).nullable().optional()
+
+export const ollamaChatSchema = z.object({
+  model: z.string().min(1, 'model is required'),
+  messages: z.array(message).nullable().optional(),
+  tools: z.array(z.record(z.string(), z.unknown())).nullable().optional(),
+  format,
+  options,
+  stream: z.boolean().nullable().optional(),
+  think,
+  keep_alive: keepAlive
+})
+
+export const ollamaGenerateSchema = z.object({
+  model: z.string().min(1, 'model is required'),
+  prompt: z.string().nullable().optional(),
+  system: z.string().nullable().optional(),
+  suffix: z.string().nullable().optional(),
+  images: z.array(z.string()).nullable().optional(),
+  format,
+  options,
+  stream: z.boolean().nullable().optional(),
+  think,
+  keep_alive: keepAlive,
+  // conversation state of the old API and prompt templating: meaningless across peers
+  context: z.array(z.number()).nullable().optional(),
+  raw: z.boolean().nullable().optional(),
+  template: z.string().nullable().optional()
+})
+
+export type OllamaChatBody = z.infer<typeof ollamaChatSchema>
+export type OllamaGenerateBody = z.infer<typeof ollamaGenerateSchema>
+
+/** Known option keys only; `stop` may be one string, as Ollama's JSON decoding allows. */
+function toOptions (raw: Record<string, unknown> | null | undefined): ChatOptions | undefined {
+  if (raw == null) return undefined
+  const out: Record<string, unknown> = {}
+  for (const key of CHAT_OPTION_KEYS) {
+    const value = raw[key]
+    if (value == null) continue
+    out[key] = key === 'stop' && typeof value === 'string' ? [value] : value
+  }
+  return Object.keys(out).length > 0 ? out as ChatOptions : undefined
+}
+
+function common (body: OllamaChatBody | OllamaGenerateBody): Record<string, unknown> {
+  const out: Record<string, unknown> = { model: body.model }
+  const opts = toOptions(body.options)
+  if (opts != null) out.options = opts
+  if (body.format != null && body.format !== '') out.format = body.format
+  if (body.think != null) out.think = body.think
+  if (body.keep_alive != null) out.keepAlive = body.keep_alive
+  return out
+}
+
+function toMessage (m: NonNullable<OllamaChatBody['messages']>[number]): ChatMessage {
+  const out: ChatMessage = { role: m.role, content: m.content ?? '' }
+  if (m.images != null && m.images.length > 0) out.images = m.images
+  if (m.thinking != null && m.thinking !== '') out.thinking = m.thinking
+  if (m.tool_calls != null && m.tool_calls.length > 0) {
+    out.toolCalls = m.tool_calls.map(c => ({ function: { name: c.function.name, arguments: c.function.arguments ?? {} } }))
+  }
+  if (m.tool_name != null && m.tool_name !== '') out.toolName = m.tool_name
+  return out
+}
+
+/** undefined when the body has no messages: Ollama then only loads the model */
+export function chatToRequest (body: OllamaChatBody): ChatRequest | undefined {
+  if (body.messages == null || body.messages.length === 0) return undefined
+  const request = { ...common(body), messages: body.messages.map(toMessage) }
+  return checked(body.tools != null && body.tools.length > 0 ? { ...request, tools: body.tools } : request)
+}
+
+/** undefined when the prompt is empty: Ollama then only loads the model */
+export function generateToRequest (body: OllamaGenerateBody): ChatRequest | undefined {
+  if (body.suffix != null && body.suffix !== '') {
+    throw new HttpError(400, 'suffix (fill-in-the-middle) is not supported by krill')
+  }
+  if (body.prompt == null || body.prompt === '') return undefined
+  const messages: ChatMessage[] = []
+  if (body.system != null && body.system !== '') messages.push({ role: 'system', content: body.system })
+  const user: ChatMessage = { role: 'user', content: body.prompt }
+  if (body.images != null && body.images.length > 0) user.images = body.images
+  messages.push(user)
+  return checked({ ...common(body), messages })
+}

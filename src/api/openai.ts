@@ -1,0 +1,178 @@
+/**
+ * OpenAI-compatible API: GET /v1/models and POST /v1/chat/completions, streamed
+ * as server-sent events exactly like OpenAI's (role chunk, content and tool-call
+ * deltas, finish chunk, optional usage chunk, [DONE]) or as one chat.completion.
+ */
+import { randomBytes, randomUUID } from 'node:crypto'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { ChatEvent, ToolCall, Usage } from '../engine/types.js'
+import { acceptJsonBodies, shapeErrors } from './body.js'
+import { findModel, type ApiBackend, type CatalogModel } from './backend.js'
+import { describeError, openAiError } from './http-errors.js'
+import { chatCompletionSchema, parseBody, toChatRequest, type ChatCompletionBody } from './openai-schema.js'
+import { firstOutput, nextEvent } from './first-output.js'
+import { SSE_HEADERS, StreamWriter, clientGone } from './stream-writer.js'
+import { logger } from '../log.js'
+
+const log = logger('openai')
+
+type DeltaEvent = Extract<ChatEvent, { type: 'delta' }>
+
+interface OpenAiToolCall {
+  index?: number
+  id: string
+  type: 'function'
+  function: { name: string, arguments: string }
+}
+
+function toolCallId (): string {
+  return `call_${randomBytes(12).toString('base64url').replace(/[-_]/g, 'x')}`
+}
+
+function toOpenAiToolCalls (calls: ToolCall[], firstIndex: number, withIndex: boolean): OpenAiToolCall[] {
+  return calls.map((c, i) => ({
+    ...(withIndex ? { index: firstIndex + i } : {}),
+    id: toolCallId(),
+    type: 'function' as const,
+    function: { name: c.function.name, arguments: JSON.stringify(c.function.arguments ?? {}) }
+  }))
+}
+
+function finishReason (usage: Usage, sawToolCalls: boolean): 'stop' | 'length' | 'tool_calls' {
+  if (sawToolCalls) return 'tool_calls'
+  return usage.doneReason === 'length' ? 'length' : 'stop'
+}
+
+function usageOf (usage: Usage): { prompt_tokens: number, completion_tokens: number, total_tokens: number } {
+  return { prompt_tokens: usage.promptTokens, completion_tokens: usage.completionTokens, total_tokens: usage.promptTokens + usage.completionTokens }
+}
+
+function modelObject (m: CatalogModel): Record<string, unknown> {
+  const modified = m.info.modifiedAt != null ? Date.parse(m.info.modifiedAt) : NaN
+  return { id: m.name, object: 'model', created: Number.isFinite(modified) ? Math.floor(modified / 1000) : 0, owned_by: 'krill' }
+}
+
+export interface OpenAiRoutesOptions {
+  backend: ApiBackend
+}
+
+/** Register with `{ prefix: '/v1' }`. */
+export async function openAiRoutes (app: FastifyInstance, opts: OpenAiRoutesOptions): Promise<void> {
+  const { backend } = opts
+  acceptJsonBodies(app)
+  shapeErrors(app, d => openAiError(d))
+  app.setNotFoundHandler(async (request, reply) => {
+    return await reply.code(404).send(openAiError({ status: 404, message: `unknown endpoint ${request.method} ${request.url.split('?')[0]}`, param: null, code: 'unknown_url' }))
+  })
+
+  app.get('/models', async () => ({ object: 'list', data: backend.models().map(modelObject) }))
+
+  app.get<{ Params: { '*': string } }>('/models/*', async (request, reply) => {
+    const name = request.params['*']
+    const found = findModel(backend.models(), name)
+    if (found == null) {
+      return await reply.code(404).send(openAiError({ status: 404, message: `The model '${name}' does not exist`, param: 'model', code: 'model_not_found' }))
+    }
+    return modelObject(found)
+  })
+
+  app.post('/chat/completions', async (request, reply) => {
+    const body = parseBody(chatCompletionSchema, request.body)
+    const chatRequest = toChatRequest(body)
+    const gone = clientGone(request.raw, reply.raw)
+    const events = backend.chat(chatRequest, { signal: gone.signal })[Symbol.asyncIterator]()
+    // nothing is sent before the first token: until then, errors get a real HTTP status
+    const { digest, first } = await firstOutput(events)
+    const meta = {
+      id: `chatcmpl-${randomUUID().replaceAll('-', '')}`,
+      created: Math.floor(Date.now() / 1000),
+      model: body.model,
+      system_fingerprint: digest !== '' ? `fp_${digest.slice(0, 12)}` : 'fp_krill'
+    }
+    if (body.stream === true) {
+      await streamCompletion(request, reply, body, meta, first, events)
+      return
+    }
+    return await completeCompletion(meta, first, events)
+  })
+}
+
+interface Meta { id: string, created: number, model: string, system_fingerprint: string }
+
+async function completeCompletion (meta: Meta, first: ChatEvent, events: AsyncIterator<ChatEvent>): Promise<Record<string, unknown>> {
+  let content = ''
+  let reasoning = ''
+  const calls: ToolCall[] = []
+  try {
+    for (let event: ChatEvent | undefined = first; event != null; event = await nextEvent(events)) {
+      if (event.type === 'delta') {
+        content += event.content ?? ''
+        reasoning += event.thinking ?? ''
+        if (event.toolCalls != null) calls.push(...event.toolCalls)
+      } else if (event.type === 'done') {
+        const message: Record<string, unknown> = { role: 'assistant', content: content === '' && calls.length > 0 ? null : content }
+        if (reasoning !== '') message.reasoning = reasoning
+        if (calls.length > 0) message.tool_calls = toOpenAiToolCalls(calls, 0, false)
+        return {
+          ...meta,
+          object: 'chat.completion',
+          choices: [{ index: 0, message, logprobs: null, finish_reason: finishReason(event.usage, calls.length > 0) }],
+          usage: usageOf(event.usage)
+        }
+      }
+    }
+  } finally {
+    await events.return?.()
+  }
+  throw new Error('the answer ended without a done event')
+}
+
+async function streamCompletion (request: FastifyRequest, reply: FastifyReply, body: ChatCompletionBody, meta: Meta,
+  first: ChatEvent, events: AsyncIterator<ChatEvent>): Promise<void> {
+  const includeUsage = body.stream_options?.include_usage === true
+  reply.hijack()
+  const out = new StreamWriter(reply.raw, 200, SSE_HEADERS)
+  const send = async (payload: unknown): Promise<boolean> => await out.write(`data: ${JSON.stringify(payload)}\n\n`)
+  const chunk = (delta: Record<string, unknown>, finish: string | null = null): Record<string, unknown> => ({
+    ...meta,
+    object: 'chat.completion.chunk',
+    choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
+    ...(includeUsage ? { usage: null } : {})
+  })
+  let toolIndex = 0
+  const deltaChunk = (event: DeltaEvent): Record<string, unknown> | undefined => {
+    const delta: Record<string, unknown> = {}
+    if (event.content != null && event.content !== '') delta.content = event.content
+    if (event.thinking != null && event.thinking !== '') delta.reasoning = event.thinking
+    if (event.toolCalls != null && event.toolCalls.length > 0) {
+      delta.tool_calls = toOpenAiToolCalls(event.toolCalls, toolIndex, true)
+      toolIndex += event.toolCalls.length
+    }
+    return Object.keys(delta).length > 0 ? chunk(delta) : undefined
+  }
+
+  try {
+    if (!await send(chunk({ role: 'assistant', content: '' }))) return
+    for (let event: ChatEvent | undefined = first; event != null; event = await nextEvent(events)) {
+      if (event.type === 'delta') {
+        const c = deltaChunk(event)
+        if (c != null && !await send(c)) return
+      } else if (event.type === 'done') {
+        if (!await send(chunk({}, finishReason(event.usage, toolIndex > 0)))) return
+        if (includeUsage && !await send({ ...meta, object: 'chat.completion.chunk', choices: [], usage: usageOf(event.usage) })) return
+        out.end('data: [DONE]\n\n')
+        return
+      }
+    }
+    throw new Error('the answer ended without a done event')
+  } catch (err) {
+    // headers are out: the error travels in the stream, as OpenAI does
+    const d = describeError(err)
+    if (d.status !== 499) log.warn(`${request.url}: stream for ${body.model} failed: ${d.message}`)
+    await send(openAiError(d))
+    out.end()
+  } finally {
+    // stops the router (and the provider) if we leave early, e.g. the client went away
+    await events.return?.()
+  }
+}
