@@ -16,9 +16,8 @@ import type { Uint8ArrayList } from 'uint8arraylist'
 
 /** Ollama model names: `llama3.2:3b`, `library/qwen:7b-q4_K_M`, `hf.co/user/repo:tag`. */
 export const MODEL_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._:/-]*$/
-/** Model digests as Ollama reports them (hex, optionally `sha256:`-prefixed). */
-export const DIGEST_RE = /^[A-Za-z0-9][A-Za-z0-9:._-]*$/
-const MAX_DIGEST_CHARS = 200
+/** Model digests: sha256 of the manifest, 64 hex digits, optionally `sha256:`-prefixed. */
+export const DIGEST_RE = /^(sha256:)?[0-9a-fA-F]{64}$/
 const MAX_TOOL_NAME_CHARS = 256
 
 const ROLES: readonly Role[] = ['system', 'user', 'assistant', 'tool']
@@ -68,12 +67,13 @@ export function validateModelName (name: unknown, limits: Pick<Limits, 'maxModel
   return name
 }
 
+/** Returns the digest in the form Ollama lists it: 64 lowercase hex digits, no prefix. */
 function validateDigest (digest: unknown): string | undefined {
   if (digest == null || digest === '') return undefined
-  if (typeof digest !== 'string' || digest.length > MAX_DIGEST_CHARS || !DIGEST_RE.test(digest)) {
-    throw bad('digest is not a valid model digest')
+  if (typeof digest !== 'string' || !DIGEST_RE.test(digest)) {
+    throw bad('digest must be 64 hex digits (sha256 of the model manifest)')
   }
-  return digest
+  return digest.replace(/^sha256:/, '').toLowerCase()
 }
 
 function checkString (value: unknown, what: string, maxChars: number): string {

@@ -92,6 +92,8 @@ describe('validateChatRequest', () => {
     expect(validateChatRequest({ ...ok, keepAlive: '300' }).keepAlive).toBe(300)
     expect(validateChatRequest({ ...ok, keepAlive: '1h30m' }).keepAlive).toBe('1h30m')
     badRequest(() => validateChatRequest({ ...ok, digest: 'sha256:../../x' }), /digest/)
+    badRequest(() => validateChatRequest({ ...ok, digest: 'abc' }), /64 hex digits/)
+    expect(validateChatRequest({ ...ok, digest: 'sha256:' + 'AB'.repeat(32) }).digest).toBe('ab'.repeat(32))
   })
 })
 

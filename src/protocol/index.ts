@@ -1,0 +1,9 @@
+/** The chat protocol's public surface; see protocols/README.md for the wire contract. */
+export { ChatServer } from './chat-server.js'
+export type { ChatServerCounters, ChatServerEvent, ChatServerOptions, ChatServerStats } from './chat-server.js'
+export { requestChat } from './chat-client.js'
+export type { RequestChatOptions } from './chat-client.js'
+export { CHAT_PROTOCOL, DEFAULT_LIMITS, resolveLimits } from './limits.js'
+export type { Limits } from './limits.js'
+export { decodeChatRequest, validateChatRequest, validateModelName, validateOptions, MODEL_NAME_RE } from './validate.js'
+export { SlotQueue } from './slot-queue.js'
