@@ -5,6 +5,7 @@ import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import type { FastifyInstance, FastifyReply } from 'fastify'
 import { z } from 'zod'
 import type { Daemon } from '../daemon/daemon.js'
+import { MODEL_NAME_PATTERN } from '../discovery/announcement.js'
 import { VERSION } from '../version.js'
 
 /** How long a measured round-trip time is good enough for `krill peers`. */
@@ -191,6 +192,21 @@ export function registerControlRoutes (app: FastifyInstance, daemon: Daemon): vo
       connections: libp2p.getConnections().length,
       peers: libp2p.getPeers().length
     }
+  })
+
+  // the network's catalog (from announcements and earlier DHT lookups) and our own models
+  app.get('/krill/v1/models', async () => {
+    return { models: daemon.providers.catalog(), local: daemon.localModels() }
+  })
+
+  // a wildcard: model names may contain "/" (e.g. hf.co/org/model:tag)
+  app.get<{ Params: { '*': string } }>('/krill/v1/providers/*', async (request, reply) => {
+    const model = request.params['*']
+    if (!MODEL_NAME_PATTERN.test(model)) {
+      return await reply.code(400).send({ error: { message: `"${model}" is not a model name (1-200 of letters, digits and . _ - : /)`, code: 'bad_model_name' } })
+    }
+    // announced providers at once; otherwise a DHT lookup, bounded so the CLI stays snappy
+    return { model, providers: await daemon.findProviders(model, { timeoutMs: 5_000 }) }
   })
 
   app.get('/krill/v1/peers', async () => {

@@ -10,6 +10,14 @@ import { loadOrCreateIdentity } from '../node/identity.js'
 import { PeerDialer } from '../node/peer-dialer.js'
 import { logger } from '../log.js'
 import type { DaemonEvent, EventSink } from './events.js'
+import type { ValidationStats } from '../discovery/announcement-validator.js'
+import type { FindProvidersOptions } from '../discovery/dht-provider.js'
+import { Discovery, type DiscoveryOptions } from '../discovery/discovery.js'
+import type { ProviderTable } from '../discovery/provider-table.js'
+import type { Capacity, ProviderEntry } from '../discovery/types.js'
+import { ModelWatcher } from '../engine/model-watcher.js'
+import { OllamaEngine } from '../engine/ollama-engine.js'
+import type { ModelInfo } from '../engine/types.js'
 
 const log = logger('daemon')
 
@@ -17,6 +25,8 @@ export interface DaemonOptions {
   onEvent?: EventSink
   /** start-up progress for people, one short line per step */
   onProgress?: (step: string) => void
+  /** discovery tuning; `gossip: false` finds providers through the DHT only */
+  discovery?: Pick<DiscoveryOptions, 'gossip' | 'announcer'>
 }
 
 /** A running krill node: libp2p, the local engine, discovery, the chat protocol and the HTTP API. */
@@ -30,6 +40,10 @@ export class Daemon {
   private readonly emit: EventSink
   private api?: ApiServer
   private stopping?: Promise<void>
+  private discovery!: Discovery
+  private ollama?: OllamaEngine
+  /** what our announcements say about load; the chat server installs its own via setCapacitySource */
+  private capacity: () => Capacity = () => ({ slots: this.config.slots, active: 0, queued: 0 })
 
   private constructor (config: KrillConfig, node: KrillNode, emit: EventSink, metrics: Registry) {
     this.config = config
@@ -49,6 +63,42 @@ export class Daemon {
 
   get apiUrl (): string {
     return this.api?.url ?? ''
+  }
+
+  /** who serves which model, from announcements and DHT lookups (never this node) */
+  get providers (): ProviderTable {
+    return this.discovery.providers
+  }
+
+  /** the local Ollama; undefined when this node does not serve (--no-serve) */
+  get engine (): OllamaEngine | undefined {
+    return this.ollama
+  }
+
+  /** the models this node shares right now ([] while Ollama is unreachable) */
+  localModels (): ModelInfo[] {
+    return this.discovery.localModels()
+  }
+
+  /** providers of `model`: announced ones, else a DHT lookup (entries without details) */
+  async findProviders (model: string, opts?: FindProvidersOptions): Promise<ProviderEntry[]> {
+    return await this.discovery.findProviders(model, opts)
+  }
+
+  /** counts of received announcements accepted / rejected / ignored, by reason */
+  get announcementStats (): ValidationStats | undefined {
+    return this.discovery.announcer?.stats
+  }
+
+  /** Installs the source of the capacity we announce (the chat server's slots and queue). */
+  setCapacitySource (capacity: () => Capacity): void {
+    this.capacity = capacity
+    this.discovery?.capacityChanged()
+  }
+
+  /** Our capacity changed: re-announce soon (throttled to one message a second). */
+  capacityChanged (): void {
+    this.discovery?.capacityChanged()
   }
 
   /** addresses other peers can dial, each ending in /p2p/<peer id> */
@@ -78,6 +128,7 @@ export class Daemon {
     const daemon = new Daemon(config, node, emit, metrics)
     try {
       await daemon.startNode(progress)
+      daemon.createDiscovery(opts.discovery)
       daemon.api = await createApiServer(daemon)
       await daemon.api.listen(config.api)
     } catch (err) {
@@ -86,6 +137,8 @@ export class Daemon {
     }
     progress(`API on ${daemon.apiUrl}`)
     emit({ event: 'ready', peerId: daemon.peerId.toString(), addrs: daemon.addrs(), api: daemon.apiUrl })
+    // discovery reports events (models, Ollama), and those come after the ready line
+    daemon.discovery.start()
     return daemon
   }
 
@@ -114,10 +167,30 @@ export class Daemon {
     libp2p.addEventListener('peer:connect', first)
   }
 
+  private createDiscovery (opts: DaemonOptions['discovery']): void {
+    const config = this.config
+    let watcher: ModelWatcher | undefined
+    if (config.serve) {
+      this.ollama = new OllamaEngine({ host: config.ollama })
+      watcher = new ModelWatcher(this.ollama, { intervalMs: config.modelRefreshMs, share: config.share })
+    }
+    this.discovery = new Discovery({
+      ...opts,
+      libp2p: this.node.libp2p,
+      ttlMs: config.announceTtlMs,
+      watcher,
+      ollamaUrl: config.ollama,
+      capacity: () => this.capacity(),
+      emit: this.emit
+    })
+  }
+
   /** Stops accepting work, closes the API, libp2p and the datastore. Safe to call twice. */
   async stop (): Promise<void> {
     this.stopping ??= (async () => {
       this.emit({ event: 'stopping' })
+      // withdraw our models while libp2p can still say so, then stop watching Ollama
+      await this.discovery?.stop()
       this.dialer.stop()
       await this.api?.close()
       await this.node.stop()

@@ -1,0 +1,115 @@
+/**
+ * The gossipsub topic validator for krill/models/1: every announcement that reaches
+ * this node is judged here before it is delivered or forwarded to anyone.
+ *
+ * - Reject (the sending peer is penalized by gossipsub scoring): unsigned, malformed,
+ *   oversized, or out-of-bounds announcements — an honest krill node never sends those.
+ * - Ignore (dropped, not forwarded, no penalty): replays and stale copies (seq not
+ *   above the last accepted one), expired ones, our own, authors over their rate.
+ * - Accept: applied to the provider table and forwarded.
+ *
+ * Signatures are checked by gossipsub itself (StrictSign): a message whose signature
+ * does not match its `from` never gets here. The author is always the signer
+ * (`from`), never the peer that relayed it.
+ */
+import { TopicValidatorResult, type Message } from '@libp2p/gossipsub'
+import { logger } from '../log.js'
+import { decodeAnnouncement, DEFAULT_ANNOUNCEMENT_LIMITS, type AnnouncementLimits } from './announcement.js'
+import type { ProviderTable } from './provider-table.js'
+import { PeerRateLimiter, type RateLimitOptions } from './rate-limit.js'
+
+const log = logger('discovery')
+
+export interface ValidationStats {
+  accepted: number
+  rejected: number
+  ignored: number
+  rejectedByReason: Record<string, number>
+  ignoredByReason: Record<string, number>
+}
+
+export interface AnnouncementValidatorOptions {
+  table: ProviderTable
+  limits?: AnnouncementLimits
+  /**
+   * Per-author announcement rate. Our own announcer sends at most one per second, so
+   * the default (bursts of 10, 60 a minute) never touches honest peers.
+   */
+  rateLimit?: Omit<RateLimitOptions, 'now'>
+  now?: () => number
+}
+
+export interface Judgement {
+  result: TopicValidatorResult
+  reason?: string
+  detail?: string
+}
+
+export class AnnouncementValidator {
+  readonly stats: ValidationStats = { accepted: 0, rejected: 0, ignored: 0, rejectedByReason: {}, ignoredByReason: {} }
+  private readonly table: ProviderTable
+  private readonly limits: AnnouncementLimits
+  private readonly rate: PeerRateLimiter
+  private readonly now: () => number
+  /** per-author log throttle, so a flood does not flood the log too */
+  private readonly loggedAt = new Map<string, number>()
+
+  constructor (opts: AnnouncementValidatorOptions) {
+    this.table = opts.table
+    this.limits = opts.limits ?? DEFAULT_ANNOUNCEMENT_LIMITS
+    this.now = opts.now ?? Date.now
+    this.rate = new PeerRateLimiter({ burst: 10, perMinute: 60, ...opts.rateLimit, now: this.now })
+  }
+
+  /** The function for `pubsub.topicValidators.set(topic, …)`. */
+  readonly validate = (_propagationSource: unknown, msg: Message): TopicValidatorResult => {
+    const judgement = this.judge(msg)
+    const author = msg.type === 'signed' ? msg.from.toString() : '(unsigned)'
+    if (judgement.result === TopicValidatorResult.Accept) {
+      this.stats.accepted++
+    } else if (judgement.result === TopicValidatorResult.Reject) {
+      this.stats.rejected++
+      bump(this.stats.rejectedByReason, judgement.reason as string)
+      this.logOnce(author, `rejected announcement from ${author}: ${judgement.reason} (${judgement.detail ?? ''})`)
+    } else {
+      this.stats.ignored++
+      bump(this.stats.ignoredByReason, judgement.reason as string)
+      log.debug(`ignored announcement from ${author}: ${judgement.reason} (${judgement.detail ?? ''})`)
+    }
+    return judgement.result
+  }
+
+  judge (msg: Message): Judgement {
+    // StrictSign already drops these; kept so a config change cannot open the door
+    if (msg.type !== 'signed' || msg.from == null) return reject('unsigned', 'announcements must be signed by their author')
+    const author = msg.from.toString()
+    if (!this.rate.take(author)) return ignore('rate-limited', 'author is over its announcement rate')
+    const decoded = decodeAnnouncement(msg.data, this.now(), this.limits)
+    if (!decoded.ok) {
+      return decoded.verdict === 'reject' ? reject(decoded.reason, decoded.detail) : ignore(decoded.reason, decoded.detail)
+    }
+    const applied = this.table.applyAnnouncement(author, decoded.announcement)
+    if (!applied.ok) return ignore(applied.reason, applied.detail)
+    return { result: TopicValidatorResult.Accept }
+  }
+
+  private logOnce (author: string, line: string): void {
+    const now = this.now()
+    if ((this.loggedAt.get(author) ?? -Infinity) > now - 60_000) return
+    if (this.loggedAt.size >= 1_000) this.loggedAt.clear()
+    this.loggedAt.set(author, now)
+    log.warn(line)
+  }
+}
+
+function bump (counts: Record<string, number>, reason: string): void {
+  counts[reason] = (counts[reason] ?? 0) + 1
+}
+
+function reject (reason: string, detail: string): Judgement {
+  return { result: TopicValidatorResult.Reject, reason, detail }
+}
+
+function ignore (reason: string, detail: string): Judgement {
+  return { result: TopicValidatorResult.Ignore, reason, detail }
+}

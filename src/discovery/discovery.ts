@@ -1,0 +1,145 @@
+/**
+ * Discovery as one unit for the daemon: the provider table, gossip announcements and
+ * the DHT, driven by the local model watcher. The daemon creates it after libp2p has
+ * started and stops it before libp2p stops (so the withdrawal still goes out).
+ */
+import type { PeerId } from '@libp2p/interface'
+import type { EventSink } from '../daemon/events.js'
+import type { ModelWatcher } from '../engine/model-watcher.js'
+import type { ModelInfo } from '../engine/types.js'
+import { logger } from '../log.js'
+import type { KrillLibp2p } from '../node/create-node.js'
+import { AGENT_VERSION } from '../version.js'
+import { Announcer, type AnnouncerOptions } from './announcer.js'
+import { DhtProvider, type FindProvidersOptions } from './dht-provider.js'
+import { ProviderTable } from './provider-table.js'
+import type { Capacity, ProviderEntry } from './types.js'
+
+const log = logger('discovery')
+
+export interface DiscoveryOptions {
+  libp2p: KrillLibp2p
+  /** lifetime of our announcements, and of providers found in the DHT */
+  ttlMs: number
+  /** the local models to share; absent when this node does not serve */
+  watcher?: ModelWatcher
+  /** Ollama's URL, for the log lines that say whether we share */
+  ollamaUrl?: string
+  capacity: () => Capacity
+  emit: EventSink
+  /** take part in gossip (default true); false: find providers through the DHT only */
+  gossip?: boolean
+  /** announcer tuning (rate limit, min interval, limits) */
+  announcer?: Partial<Pick<AnnouncerOptions, 'minIntervalMs' | 'subscriberDebounceMs' | 'limits' | 'rateLimit'>>
+}
+
+export class Discovery {
+  readonly providers: ProviderTable
+  readonly announcer?: Announcer
+  readonly dht: DhtProvider
+  private readonly opts: DiscoveryOptions
+  private readonly cleanups: Array<() => void> = []
+  private everReachable = false
+  private stopped = false
+
+  constructor (opts: DiscoveryOptions) {
+    this.opts = opts
+    const libp2p = opts.libp2p
+    this.providers = new ProviderTable({ selfId: libp2p.peerId.toString() })
+    this.dht = new DhtProvider({
+      libp2p,
+      table: this.providers,
+      ttlMs: opts.ttlMs,
+      // the KadDHT interface does not expose its routing table; the implementation does
+      routingTableSize: () => (libp2p.services.dht as unknown as { routingTable?: { size: number } }).routingTable?.size ?? 0
+    })
+    if (opts.gossip !== false) {
+      this.announcer = new Announcer({
+        ...opts.announcer,
+        pubsub: libp2p.services.pubsub,
+        table: this.providers,
+        ttlMs: opts.ttlMs,
+        version: AGENT_VERSION,
+        models: () => this.localModels(),
+        capacity: opts.capacity
+      })
+    }
+  }
+
+  /** the models this node shares right now */
+  localModels (): ModelInfo[] {
+    return this.opts.watcher?.current ?? []
+  }
+
+  start (): void {
+    const { libp2p, emit, watcher } = this.opts
+    this.providers.start()
+    this.cleanups.push(
+      this.providers.on('model:appeared', e => { emit({ event: 'model:appeared', ...e.detail }) }),
+      this.providers.on('model:vanished', e => { emit({ event: 'model:vanished', ...e.detail }) })
+    )
+    const onDisconnect = (evt: CustomEvent<PeerId>): void => { this.providers.removePeer(evt.detail.toString()) }
+    libp2p.addEventListener('peer:disconnect', onDisconnect)
+    this.cleanups.push(() => { libp2p.removeEventListener('peer:disconnect', onDisconnect) })
+
+    this.dht.start()
+    this.announcer?.start()
+    if (watcher != null) {
+      this.cleanups.push(
+        watcher.on('change', e => {
+          this.announcer?.changed()
+          this.dht.setModels(e.detail)
+          log.info(`sharing ${e.detail.length} model(s)${e.detail.length > 0 ? `: ${e.detail.map(m => m.name).join(', ')}` : ''}`)
+        }),
+        watcher.on('reachable', () => { this.onReachable() }),
+        watcher.on('unreachable', () => { this.onUnreachable() })
+      )
+      watcher.start()
+    }
+  }
+
+  /** Our capacity changed: tell the network soon (announcements are throttled). */
+  capacityChanged (): void {
+    if (this.localModels().length > 0) this.announcer?.changed()
+  }
+
+  /**
+   * Providers of `model`: from fresh announcements when there are any, otherwise from
+   * a DHT lookup (those entries have no details; dialing them brings their announcement).
+   */
+  async findProviders (model: string, opts: FindProvidersOptions = {}): Promise<ProviderEntry[]> {
+    const known = this.providers.providersFor(model, opts.digest)
+    if (known.some(e => e.source === 'gossip')) return known
+    await this.dht.findProviders(model, opts)
+    return this.providers.providersFor(model, opts.digest)
+  }
+
+  /** Withdraws our announcement (clean shutdown), then stops everything. Safe to call twice. */
+  async stop (): Promise<void> {
+    if (this.stopped) return
+    this.stopped = true
+    await this.announcer?.stop({ withdraw: true })
+    this.opts.watcher?.stop()
+    this.dht.stop()
+    for (const cleanup of this.cleanups.splice(0)) cleanup()
+    this.providers.stop()
+  }
+
+  private onReachable (): void {
+    const url = this.opts.ollamaUrl ?? 'Ollama'
+    log.info(this.everReachable ? `Ollama at ${url} answers again; sharing its models` : `Ollama at ${url} reachable`)
+    this.everReachable = true
+    this.opts.emit({ event: 'ollama:reachable', url })
+  }
+
+  private onUnreachable (): void {
+    const url = this.opts.ollamaUrl ?? 'Ollama'
+    if (this.everReachable) {
+      log.warn(`Ollama at ${url} stopped answering; no longer sharing models until it is back`)
+    } else {
+      // said once: a node without Ollama is a normal, useful node
+      log.warn(`no Ollama at ${url} — running as a consumer/relay only; start Ollama or pass --ollama URL to share models`)
+    }
+    this.opts.emit({ event: 'ollama:unreachable', url })
+  }
+}

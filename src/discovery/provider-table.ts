@@ -1,0 +1,300 @@
+/**
+ * Who serves which model: the network as this node sees it. Fed by signed gossip
+ * announcements (authoritative, with details and capacity) and by DHT lookups
+ * (name only, a fallback). Entries expire at the TTL their author chose, so a peer that
+ * stops announcing is gone without anyone saying so.
+ *
+ * Disconnects: when a peer's connection to us closes we drop its entries at once
+ * instead of waiting for the TTL. In a large mesh a peer can still reach us through
+ * relaying peers after our direct connection is pruned; it then reappears with its next
+ * periodic announcement (≤ ttl/3). A short gap beats routing to a dead peer for a TTL.
+ */
+import type { ModelInfo } from '../engine/types.js'
+import type { ValidAnnouncement } from './announcement.js'
+import { canonicalModelName } from './keys.js'
+import type { CatalogEntry, ProviderDirectory, ProviderEntry } from './types.js'
+
+export interface ProviderChange {
+  model: string
+  digest: string
+  peerId: string
+}
+
+export interface ProviderTableEvents {
+  /** a peer now announces a model (or a new digest of it) */
+  'model:appeared': CustomEvent<ProviderChange>
+  /** a peer no longer serves a model (withdrawn, expired, disconnected, or the digest changed) */
+  'model:vanished': CustomEvent<ProviderChange>
+}
+
+export type ApplyResult =
+  | { ok: true, appeared: number, vanished: number }
+  | { ok: false, reason: 'stale-seq' | 'self' | 'table-full', detail: string }
+
+export interface ProviderTableOptions {
+  /** this node: never listed */
+  selfId: string
+  /** peers remembered at once (live or recently seen); bounds memory against floods of identities */
+  maxPeers?: number
+  /** how often expired entries are dropped and their events sent (reads never see them anyway) */
+  sweepMs?: number
+  /**
+   * How long a peer's last seq is kept after its announcement expired, so that a
+   * replayed old copy cannot bring it back. Must cover the validator's clock-skew
+   * window twice (an old message is still "fresh" within it).
+   */
+  seqMemoryMs?: number
+  now?: () => number
+}
+
+interface GossipRecord {
+  seq: number
+  /** canonical lower-case model name → entry */
+  entries: Map<string, ProviderEntry>
+  expiresAt: number
+  /** the author said goodbye (empty announcement): the DHT must not resurrect it */
+  withdrawn: boolean
+  /** the record itself (its seq) is dropped after this */
+  forgetAt: number
+}
+
+/** Table key of a model name: "Llama3" and "llama3:latest" are the same model. */
+export function modelTableKey (name: string): string {
+  return canonicalModelName(name).toLowerCase()
+}
+
+function unknownModel (name: string, digest: string): ModelInfo {
+  return { name, digest, size: 0, family: '', parameterSize: '', quantization: '', contextLength: 0 }
+}
+
+export class ProviderTable extends EventTarget implements ProviderDirectory {
+  private readonly selfId: string
+  private readonly maxPeers: number
+  private readonly sweepMs: number
+  private readonly seqMemoryMs: number
+  private readonly now: () => number
+  private readonly gossip = new Map<string, GossipRecord>()
+  /** peer id → model key → entry */
+  private readonly dht = new Map<string, Map<string, ProviderEntry>>()
+  private timer?: NodeJS.Timeout
+
+  constructor (opts: ProviderTableOptions) {
+    super()
+    this.selfId = opts.selfId
+    this.maxPeers = opts.maxPeers ?? 10_000
+    this.sweepMs = opts.sweepMs ?? 1_000
+    this.seqMemoryMs = opts.seqMemoryMs ?? 11 * 60_000
+    this.now = opts.now ?? Date.now
+  }
+
+  /** Starts the periodic sweep (an unref'd timer: it never keeps the process alive). */
+  start (): void {
+    if (this.timer != null) return
+    this.timer = setInterval(() => { this.sweep() }, this.sweepMs)
+    this.timer.unref()
+  }
+
+  stop (): void {
+    clearInterval(this.timer)
+    this.timer = undefined
+  }
+
+  /** Typed addEventListener; returns a function that removes the listener. */
+  on<K extends keyof ProviderTableEvents> (type: K, listener: (event: ProviderTableEvents[K]) => void): () => void {
+    const fn = listener as (event: Event) => void
+    this.addEventListener(type, fn)
+    return () => { this.removeEventListener(type, fn) }
+  }
+
+  /**
+   * Replaces everything `peerId` serves with what `ann` lists. The author's seq must
+   * be higher than the last one accepted from it: replays and stale copies that took
+   * a slower path change nothing.
+   */
+  applyAnnouncement (peerId: string, ann: ValidAnnouncement): ApplyResult {
+    if (peerId === this.selfId) return { ok: false, reason: 'self', detail: 'our own announcement' }
+    const now = this.now()
+    const previous = this.gossip.get(peerId)
+    if (previous != null && ann.seq <= previous.seq) {
+      return { ok: false, reason: 'stale-seq', detail: `seq ${ann.seq} is not above ${previous.seq}` }
+    }
+    if (previous == null && this.gossip.size >= this.maxPeers) {
+      this.sweep(now)
+      if (this.gossip.size >= this.maxPeers) return { ok: false, reason: 'table-full', detail: `already tracking ${this.maxPeers} peers` }
+    }
+
+    const expiresAt = now + ann.ttlMs
+    const entries = new Map<string, ProviderEntry>()
+    for (const model of ann.models) {
+      entries.set(modelTableKey(model.name), {
+        peerId,
+        model,
+        capacity: ann.capacity,
+        version: ann.version,
+        source: 'gossip',
+        receivedAt: now,
+        expiresAt
+      })
+    }
+    // entries expired but not yet swept count as present: listeners saw no 'vanished' yet
+    const before = previous?.entries ?? new Map<string, ProviderEntry>()
+    this.gossip.set(peerId, {
+      seq: ann.seq,
+      entries,
+      expiresAt,
+      withdrawn: ann.models.length === 0,
+      forgetAt: Math.max(previous?.forgetAt ?? 0, expiresAt + this.seqMemoryMs)
+    })
+    // signed gossip is authoritative about this peer: forget what the DHT said
+    this.dht.delete(peerId)
+    return { ok: true, ...this.diff(peerId, before, entries) }
+  }
+
+  /**
+   * Adds peers a DHT lookup returned for `model` (name only; `digest` when the lookup
+   * was by digest). Peers whose gossip we trust more are left out: a live announcement
+   * says exactly what they serve, and a withdrawal means they serve nothing, whatever
+   * a 48-hour provider record still claims. Returns the entries now listed.
+   */
+  addDhtProviders (model: string, peerIds: string[], opts: { ttlMs: number, digest?: string }): ProviderEntry[] {
+    const now = this.now()
+    const key = modelTableKey(model)
+    const out: ProviderEntry[] = []
+    for (const peerId of peerIds) {
+      if (peerId === this.selfId) continue
+      const record = this.gossip.get(peerId)
+      if (record != null && (record.expiresAt > now || record.withdrawn)) {
+        const entry = record.expiresAt > now ? record.entries.get(key) : undefined
+        if (entry != null) out.push(entry)
+        continue
+      }
+      let byModel = this.dht.get(peerId)
+      if (byModel == null) {
+        if (this.dht.size >= this.maxPeers) continue
+        byModel = new Map()
+        this.dht.set(peerId, byModel)
+      }
+      const entry: ProviderEntry = {
+        peerId,
+        model: unknownModel(canonicalModelName(model), opts.digest ?? byModel.get(key)?.model.digest ?? ''),
+        capacity: { slots: 0, active: 0, queued: 0 },
+        version: '',
+        source: 'dht',
+        receivedAt: now,
+        expiresAt: now + opts.ttlMs
+      }
+      byModel.set(key, entry)
+      out.push(entry)
+    }
+    return out
+  }
+
+  /** The peer's connection closed: drop what it announced now (its seq is kept). */
+  removePeer (peerId: string): void {
+    this.dht.delete(peerId)
+    const record = this.gossip.get(peerId)
+    if (record == null || record.expiresAt <= this.now()) return
+    const before = record.entries
+    record.entries = new Map()
+    record.expiresAt = this.now()
+    this.diff(peerId, before, record.entries)
+  }
+
+  /** the highest seq accepted from `peerId`, if it is still remembered */
+  lastSeq (peerId: string): number | undefined {
+    return this.gossip.get(peerId)?.seq
+  }
+
+  /** true when some peer announces `model` right now (no DHT lookup needed) */
+  hasFreshAnnouncement (model: string): boolean {
+    return this.providersFor(model).some(e => e.source === 'gossip')
+  }
+
+  providersFor (model: string, digest?: string): ProviderEntry[] {
+    const key = modelTableKey(model)
+    const now = this.now()
+    const out: ProviderEntry[] = []
+    for (const record of this.gossip.values()) {
+      if (record.expiresAt <= now) continue
+      const entry = record.entries.get(key)
+      if (entry != null && (digest == null || entry.model.digest === digest)) out.push(entry)
+    }
+    for (const byModel of this.dht.values()) {
+      const entry = byModel.get(key)
+      if (entry != null && entry.expiresAt > now && (digest == null || entry.model.digest === digest)) out.push(entry)
+    }
+    return out
+  }
+
+  all (): ProviderEntry[] {
+    const now = this.now()
+    const out: ProviderEntry[] = []
+    for (const record of this.gossip.values()) {
+      if (record.expiresAt > now) out.push(...record.entries.values())
+    }
+    for (const byModel of this.dht.values()) {
+      for (const entry of byModel.values()) if (entry.expiresAt > now) out.push(entry)
+    }
+    return out
+  }
+
+  catalog (): CatalogEntry[] {
+    const groups = new Map<string, ProviderEntry[]>()
+    for (const entry of this.all()) {
+      const key = modelTableKey(entry.model.name)
+      const group = groups.get(key)
+      if (group == null) groups.set(key, [entry])
+      else group.push(entry)
+    }
+    const out: CatalogEntry[] = []
+    for (const group of groups.values()) {
+      const detailed = group.filter(e => e.source === 'gossip')
+      const best = (detailed.length > 0 ? detailed : group)
+        .reduce((a, b) => b.model.contextLength > a.model.contextLength ? b : a)
+      out.push({
+        name: best.model.name,
+        digests: [...new Set(group.map(e => e.model.digest).filter(d => d !== ''))].sort(),
+        providers: new Set(group.map(e => e.peerId)).size,
+        model: best.model
+      })
+    }
+    return out.sort((a, b) => a.name.localeCompare(b.name))
+  }
+
+  /** Drops expired entries (sending 'model:vanished') and forgets old seqs. */
+  sweep (now = this.now()): void {
+    for (const [peerId, record] of this.gossip) {
+      if (record.expiresAt <= now && record.entries.size > 0) {
+        const before = record.entries
+        record.entries = new Map()
+        this.diff(peerId, before, record.entries)
+      }
+      if (record.forgetAt <= now) this.gossip.delete(peerId)
+    }
+    for (const [peerId, byModel] of this.dht) {
+      for (const [key, entry] of byModel) if (entry.expiresAt <= now) byModel.delete(key)
+      if (byModel.size === 0) this.dht.delete(peerId)
+    }
+  }
+
+  /** Sends the events for one peer's change from `before` to `after`. */
+  private diff (peerId: string, before: Map<string, ProviderEntry>, after: Map<string, ProviderEntry>): { appeared: number, vanished: number } {
+    let appeared = 0
+    let vanished = 0
+    for (const [key, old] of before) {
+      const next = after.get(key)
+      if (next == null || next.model.digest !== old.model.digest) {
+        vanished++
+        this.dispatchEvent(new CustomEvent('model:vanished', { detail: { model: old.model.name, digest: old.model.digest, peerId } }))
+      }
+    }
+    for (const [key, next] of after) {
+      const old = before.get(key)
+      if (old == null || old.model.digest !== next.model.digest) {
+        appeared++
+        this.dispatchEvent(new CustomEvent('model:appeared', { detail: { model: next.model.name, digest: next.model.digest, peerId } }))
+      }
+    }
+    return { appeared, vanished }
+  }
+}
