@@ -18,6 +18,9 @@ import type { Capacity, ProviderEntry } from '../discovery/types.js'
 import { ModelWatcher } from '../engine/model-watcher.js'
 import { OllamaEngine } from '../engine/ollama-engine.js'
 import type { ModelInfo } from '../engine/types.js'
+import { ChatServer, type ChatServerEvent } from '../protocol/chat-server.js'
+import { createDaemonRouter } from '../router/daemon-router.js'
+import type { Router } from '../router/router.js'
 
 const log = logger('daemon')
 
@@ -41,7 +44,9 @@ export class Daemon {
   private api?: ApiServer
   private stopping?: Promise<void>
   private discovery!: Discovery
+  private chatRouter?: Router
   private ollama?: OllamaEngine
+  private chat?: ChatServer
   /** what our announcements say about load; the chat server installs its own via setCapacitySource */
   private capacity: () => Capacity = () => ({ slots: this.config.slots, active: 0, queued: 0 })
 
@@ -65,6 +70,12 @@ export class Daemon {
     return this.api?.url ?? ''
   }
 
+  /** picks the local engine or the best peer for each chat, with failover */
+  get router (): Router {
+    if (this.chatRouter == null) throw new Error('the router is created when the daemon starts')
+    return this.chatRouter
+  }
+
   /** who serves which model, from announcements and DHT lookups (never this node) */
   get providers (): ProviderTable {
     return this.discovery.providers
@@ -83,6 +94,11 @@ export class Daemon {
   /** providers of `model`: announced ones, else a DHT lookup (entries without details) */
   async findProviders (model: string, opts?: FindProvidersOptions): Promise<ProviderEntry[]> {
     return await this.discovery.findProviders(model, opts)
+  }
+
+  /** the provider side of /krill/chat/1.0.0; undefined when this node does not serve */
+  get chatServer (): ChatServer | undefined {
+    return this.chat
   }
 
   /** counts of received announcements accepted / rejected / ignored, by reason */
@@ -129,6 +145,8 @@ export class Daemon {
     try {
       await daemon.startNode(progress)
       daemon.createDiscovery(opts.discovery)
+      await daemon.startChatServer()
+      daemon.chatRouter = createDaemonRouter(daemon)
       daemon.api = await createApiServer(daemon)
       await daemon.api.listen(config.api)
     } catch (err) {
@@ -185,10 +203,41 @@ export class Daemon {
     })
   }
 
+  /** Serves the chat protocol for the models we announce, within our slots. */
+  private async startChatServer (): Promise<void> {
+    const engine = this.ollama
+    if (engine == null) return
+    const served = (name: string, digest?: string): ModelInfo | undefined =>
+      this.localModels().find(m => m.name === name && (digest == null || m.digest === digest))
+    this.chat = new ChatServer({
+      engine,
+      slots: this.config.slots,
+      maxQueue: this.config.maxQueue,
+      isServedModel: (name, digest) => served(name, digest) != null,
+      resolveDigest: name => served(name)?.digest,
+      onEvent: event => { this.onChatServerEvent(event) }
+    })
+    const chat = this.chat
+    this.setCapacitySource(() => ({ slots: chat.stats.slots, active: chat.stats.active, queued: chat.stats.queued }))
+    await chat.start(this.node.libp2p)
+  }
+
+  private onChatServerEvent (event: ChatServerEvent): void {
+    // load changed: tell the swarm (the announcer throttles this)
+    this.capacityChanged()
+    if (event.type === 'done') {
+      this.emit({ event: 'request:served', model: event.model, peerId: event.peer, tokens: event.usage.completionTokens, durationMs: event.durationMs, outcome: 'done' })
+    } else if (event.type === 'error' || event.type === 'cancelled') {
+      this.emit({ event: 'request:served', model: event.model ?? '', peerId: event.peer, tokens: 0, durationMs: 0, outcome: event.type === 'error' ? `error ${event.code}` : 'cancelled' })
+    }
+  }
+
   /** Stops accepting work, closes the API, libp2p and the datastore. Safe to call twice. */
   async stop (): Promise<void> {
     this.stopping ??= (async () => {
       this.emit({ event: 'stopping' })
+      // refuse new chats and give running ones a moment to finish; the rest are cancelled
+      await this.chat?.stop({ graceMs: 5_000 })
       // withdraw our models while libp2p can still say so, then stop watching Ollama
       await this.discovery?.stop()
       this.dialer.stop()
