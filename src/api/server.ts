@@ -5,6 +5,9 @@ import { UsageError } from '../errors.js'
 import type { Daemon } from '../daemon/daemon.js'
 import { registerControlRoutes } from './control.js'
 import { registerMetricsRoute } from './metrics.js'
+import { daemonBackend } from './daemon-backend.js'
+import { ollamaRoutes } from './ollama.js'
+import { openAiRoutes } from './openai.js'
 
 export interface ApiServer {
   url: string
@@ -44,6 +47,9 @@ export async function createApiServer (daemon: Daemon): Promise<ApiServer> {
 
   registerControlRoutes(app, daemon)
   registerMetricsRoute(app, daemon)
+  const backend = daemonBackend(daemon)
+  await app.register(openAiRoutes, { prefix: '/v1', backend })
+  await app.register(ollamaRoutes, { backend })
 
   const server: ApiServer = {
     url: '',

@@ -3,50 +3,35 @@
  * shapes, streaming formats, errors, limits, and client aborts reaching Ollama.
  * Routing across peers is covered by api-network.test.ts.
  */
-import Fastify from 'fastify'
+import { rm } from 'node:fs/promises'
 import OpenAI from 'openai'
 import { Ollama } from 'ollama'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
-import { mergeCatalog, type ApiBackend } from '../../src/api/backend.js'
-import { ollamaRoutes } from '../../src/api/ollama.js'
-import { openAiRoutes } from '../../src/api/openai.js'
-import { OllamaEngine } from '../../src/engine/ollama-engine.js'
-import { Router } from '../../src/router/router.js'
 import { DEFAULT_TOKENS, OllamaStandin } from '../fixtures/ollama-standin.js'
+import { startTestDaemon, type TestDaemon } from '../helpers/swarm.js'
+import { waitFor } from '../helpers/wait.js'
 
 const MODEL = 'llama3.2:1b'
 const SCRIPT = DEFAULT_TOKENS.join('')
+/** the daemon's body limit is 8 MiB */
+const HUGE = 'x'.repeat(9 * 1024 * 1024)
 
 let standin: OllamaStandin
+let node: TestDaemon
 let api: string
-let stop: () => Promise<void>
 
 beforeAll(async () => {
   standin = await OllamaStandin.start({ models: [{ name: MODEL }] })
-  const engine = new OllamaEngine({ host: standin.url })
-  const models = await engine.listModels()
-  const router = new Router({
-    selfId: 'self',
-    local: () => ({ engine, models }),
-    providers: { providersFor: () => [], catalog: () => [], all: () => [] },
-    remoteChat: () => { throw new Error('no peers') }
-  })
-  const backend: ApiBackend = {
-    chat: (request, opts) => router.chat(request, opts),
-    models: () => mergeCatalog(models, []),
-    running: () => router.running(),
-    showLocal: async (name) => await new Ollama({ host: standin.url }).show({ model: name }) as unknown as Record<string, unknown>
-  }
-  const app = Fastify({ bodyLimit: 1024 * 1024 })
-  await app.register(openAiRoutes, { prefix: '/v1', backend })
-  await app.register(ollamaRoutes, { backend })
-  await app.listen({ host: '127.0.0.1', port: 0 })
-  const addr = app.server.address()
-  api = `http://127.0.0.1:${typeof addr === 'object' && addr != null ? addr.port : 0}`
-  stop = async () => { await app.close(); await standin.stop() }
+  node = await startTestDaemon({ ollama: standin.url, modelRefreshMs: 200 })
+  api = node.daemon.apiUrl
+  await waitFor(() => node.daemon.localModels().length === 1, 'the daemon to see its Ollama model')
 })
 
-afterAll(async () => { await stop?.() })
+afterAll(async () => {
+  await node?.daemon.stop()
+  if (node != null) await rm(node.config.dataDir, { recursive: true, force: true })
+  await standin?.stop()
+})
 
 beforeEach(() => {
   standin.knobs = { tokens: [...DEFAULT_TOKENS], tokensPerSecond: 0, firstTokenDelayMs: 0 }
@@ -223,7 +208,7 @@ describe('OpenAI-compatible API', () => {
     expect(bad.status).toBe(400)
     expect(bad.json.error).toMatchObject({ type: 'invalid_request_error', code: 'invalid_json' })
 
-    const huge = await post('/v1/chat/completions', JSON.stringify({ model: MODEL, messages: [{ role: 'user', content: 'x'.repeat(2 * 1024 * 1024) }] }))
+    const huge = await post('/v1/chat/completions', JSON.stringify({ model: MODEL, messages: [{ role: 'user', content: HUGE }] }))
     expect(huge.status).toBe(413)
     expect(huge.json.error).toMatchObject({ type: 'invalid_request_error', code: 'request_too_large' })
 
@@ -359,7 +344,7 @@ describe('Ollama-compatible API', () => {
     const missing = await post('/api/chat', JSON.stringify({ messages: [] }))
     expect(missing.status).toBe(400)
     expect(missing.json.error).toMatch(/^model: /)
-    const huge = await post('/api/generate', JSON.stringify({ model: MODEL, prompt: 'x'.repeat(2 * 1024 * 1024) }))
+    const huge = await post('/api/generate', JSON.stringify({ model: MODEL, prompt: HUGE }))
     expect(huge.status).toBe(413)
     expect(typeof huge.json.error).toBe('string')
     const res = await ollama().generate({ model: MODEL, prompt: 'still there?' })

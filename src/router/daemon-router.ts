@@ -1,0 +1,34 @@
+/**
+ * Binds the Router to a running daemon: its provider table and DHT lookups, its
+ * local engine and shared models, the chat protocol client for remote peers, and
+ * libp2p's round-trip times for ranking.
+ */
+import { peerIdFromString } from '@libp2p/peer-id'
+import type { Daemon } from '../daemon/daemon.js'
+import { requestChat } from '../protocol/chat-client.js'
+import { LatencyCache } from './latency.js'
+import { Router, type RouterOptions } from './router.js'
+
+export function createDaemonRouter (daemon: Daemon, opts: RouterOptions = {}): Router {
+  const libp2p = daemon.libp2p
+  const latency = new LatencyCache({
+    getConnections: peer => libp2p.getConnections(peer),
+    ping: async (peer, signal) => await libp2p.services.ping.ping(peer, { signal }),
+    peerIdFromString
+  })
+  return new Router({
+    selfId: libp2p.peerId.toString(),
+    local: () => {
+      const engine = daemon.engine
+      const models = daemon.localModels()
+      return engine != null && models.length > 0 ? { engine, models } : undefined
+    },
+    providers: daemon.providers,
+    findProviders: async (model, signal) => await daemon.findProviders(model, { signal }),
+    remoteChat: (peerId, request, signal) => requestChat(libp2p, peerIdFromString(peerId), request, { signal }),
+    latencyMs: peer => latency.get(peer),
+    onServed: info => {
+      daemon.emitEvent({ event: 'request:served', model: info.model, peerId: info.peerId, tokens: info.tokens, durationMs: info.durationMs, outcome: info.outcome })
+    }
+  }, { localSlots: daemon.config.slots, ...opts })
+}
