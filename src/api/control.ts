@@ -6,6 +6,9 @@ import type { FastifyInstance, FastifyReply } from 'fastify'
 import { z } from 'zod'
 import type { Daemon } from '../daemon/daemon.js'
 import { MODEL_NAME_PATTERN } from '../discovery/announcement.js'
+import { modelTableKey } from '../discovery/provider-table.js'
+import type { Capacity, CatalogEntry, ProviderEntry } from '../discovery/types.js'
+import type { ModelInfo } from '../engine/types.js'
 import { VERSION } from '../version.js'
 
 /** How long a measured round-trip time is good enough for `krill peers`. */
@@ -15,6 +18,8 @@ const LIST_PING_TIMEOUT_MS = 1_500
 /** `krill ping` waits a little longer: the user asked for exactly this peer. */
 const PING_TIMEOUT_MS = 5_000
 const DIAL_TIMEOUT_MS = 15_000
+/** `krill status` asks Ollama whether it answers; a hung Ollama must not hang status */
+const OLLAMA_PROBE_MS = 1_500
 
 export interface PeerView {
   id: string
@@ -44,6 +49,35 @@ export interface StatusAnswer {
   connections: number
   /** distinct connected peers */
   peers: number
+  ollama: {
+    url: string
+    /** false with --no-serve: this node only consumes and relays */
+    serving: boolean
+    /** null when not serving (nothing asks Ollama then) */
+    reachable: boolean | null
+  }
+  /** the models this node shares right now */
+  models: Array<{ name: string, digest: string }>
+}
+
+export interface ModelsAnswer {
+  /** the network's catalog plus the models only this node serves */
+  models: Array<CatalogEntry & {
+    /** this node serves the model too (not counted in `providers`, which counts peers) */
+    servedHere: boolean
+    /** lowest RTT among the peers serving it; null when none is measured */
+    bestLatencyMs: number | null
+  }>
+  /** the models this node shares */
+  local: ModelInfo[]
+}
+
+export interface ProvidersAnswer {
+  model: string
+  /** peers serving the model (never this node) */
+  providers: Array<ProviderEntry & { latencyMs: number | null }>
+  /** this node's copy when it serves the model */
+  local: { peerId: string, model: ModelInfo, capacity?: Capacity } | null
 }
 
 function sendError (reply: FastifyReply, status: number, code: string, message: string): FastifyReply {
@@ -117,6 +151,21 @@ class LatencyBook {
     }
   }
 
+  /**
+   * RTT of a peer by id: measured (or pinged) when connected; for a peer known
+   * only from the DHT, what an earlier ping said, else null. Never dials.
+   */
+  async ofPeerId (id: string): Promise<number | null> {
+    let peer: PeerId
+    try {
+      peer = peerIdFromString(id)
+    } catch {
+      return null
+    }
+    const conns = this.daemon.libp2p.getConnections(peer)
+    return conns.length > 0 ? await this.of(peer, conns) : this.fresh(id) ?? null
+  }
+
   /** best known RTT for a connected peer; null when it cannot be measured quickly */
   async of (peer: PeerId, conns: Connection[]): Promise<number | null> {
     // the connection monitor re-measures every 10 s: the most current figure
@@ -149,8 +198,9 @@ async function describePeer (daemon: Daemon, latency: LatencyBook, peer: PeerId,
     agent = raw != null ? new TextDecoder().decode(raw) : null
     protocols = [...stored.protocols].sort()
   } catch { /* identify has not finished yet: nothing known */ }
+  const view = { id: peer.toString() }
   return {
-    id: peer.toString(),
+    id: view.id,
     addr: conn.remoteAddr.toString(),
     type: relayed ? 'relayed' : 'direct',
     ...(relay != null ? { relay } : {}),
@@ -159,7 +209,10 @@ async function describePeer (daemon: Daemon, latency: LatencyBook, peer: PeerId,
     latencyMs: await latency.of(peer, conns),
     agent,
     protocols,
-    models: []
+    models: daemon.providers.all()
+      .filter(e => e.peerId === view.id)
+      .map(e => ({ name: e.model.name, digest: e.model.digest }))
+      .sort((a, b) => a.name.localeCompare(b.name))
   }
 }
 
@@ -190,13 +243,37 @@ export function registerControlRoutes (app: FastifyInstance, daemon: Daemon): vo
       uptimeMs: Date.now() - daemon.startedAt,
       addrs: daemon.addrs(),
       connections: libp2p.getConnections().length,
-      peers: libp2p.getPeers().length
+      peers: libp2p.getPeers().length,
+      ollama: {
+        url: daemon.config.ollama,
+        serving: daemon.config.serve,
+        reachable: daemon.engine != null ? await daemon.engine.isHealthy(AbortSignal.timeout(OLLAMA_PROBE_MS)) : null
+      },
+      models: daemon.localModels().map(m => ({ name: m.name, digest: m.digest }))
     }
   })
 
   // the network's catalog (from announcements and earlier DHT lookups) and our own models
-  app.get('/krill/v1/models', async () => {
-    return { models: daemon.providers.catalog(), local: daemon.localModels() }
+  app.get('/krill/v1/models', async (): Promise<ModelsAnswer> => {
+    const local = daemon.localModels()
+    const localKeys = new Set(local.map(m => modelTableKey(m.name)))
+    const catalog: CatalogEntry[] = daemon.providers.catalog()
+    const known = new Set(catalog.map(e => modelTableKey(e.name)))
+    // models only this node has belong in the catalog its user sees, too
+    for (const m of local) {
+      if (!known.has(modelTableKey(m.name))) catalog.push({ name: m.name, digests: [m.digest], providers: 0, model: m })
+    }
+    const models = await Promise.all(catalog.map(async entry => {
+      const rtts = await Promise.all(daemon.providers.providersFor(entry.name).map(async p => await latency.ofPeerId(p.peerId)))
+      const measured = rtts.filter((ms): ms is number => ms != null)
+      return {
+        ...entry,
+        servedHere: localKeys.has(modelTableKey(entry.name)),
+        bestLatencyMs: measured.length > 0 ? Math.min(...measured) : null
+      }
+    }))
+    models.sort((a, b) => a.name.localeCompare(b.name))
+    return { models, local }
   })
 
   // a wildcard: model names may contain "/" (e.g. hf.co/org/model:tag)
@@ -206,7 +283,15 @@ export function registerControlRoutes (app: FastifyInstance, daemon: Daemon): vo
       return await reply.code(400).send({ error: { message: `"${model}" is not a model name (1-200 of letters, digits and . _ - : /)`, code: 'bad_model_name' } })
     }
     // announced providers at once; otherwise a DHT lookup, bounded so the CLI stays snappy
-    return { model, providers: await daemon.findProviders(model, { timeoutMs: 5_000 }) }
+    const found = await daemon.findProviders(model, { timeoutMs: 5_000 })
+    const providers = await Promise.all(found.map(async p => ({ ...p, latencyMs: await latency.ofPeerId(p.peerId) })))
+    const here = daemon.localModels().find(m => modelTableKey(m.name) === modelTableKey(model))
+    const answer: ProvidersAnswer = {
+      model,
+      providers,
+      local: here != null ? { peerId: daemon.peerId.toString(), model: here } : null
+    }
+    return answer
   })
 
   app.get('/krill/v1/peers', async () => {

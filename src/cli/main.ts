@@ -7,6 +7,9 @@ import { registerStatus } from './commands/status.js'
 import { registerPeers } from './commands/peers.js'
 import { registerPing } from './commands/ping.js'
 import { registerConnect } from './commands/connect.js'
+import { registerChat } from './commands/chat.js'
+import { registerModels } from './commands/models.js'
+import { registerProviders } from './commands/providers.js'
 import { registerSwarmKey } from './commands/swarm-key.js'
 
 export function buildProgram (): Command {
@@ -19,8 +22,11 @@ export function buildProgram (): Command {
   registerId(program)
   registerStatus(program)
   registerPeers(program)
+  registerModels(program)
+  registerProviders(program)
   registerPing(program)
   registerConnect(program)
+  registerChat(program)
   registerSwarmKey(program)
   for (const command of program.commands) command.exitOverride()
   return program

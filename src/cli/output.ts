@@ -38,3 +38,9 @@ export function formatDuration (ms: number): string {
 export function shortPeer (id: string): string {
   return id.length > 16 ? `${id.slice(0, 8)}…${id.slice(-6)}` : id
 }
+
+/** the first 12 hex digits, as `ollama list` shows a model's ID */
+export function shortDigest (digest: string | undefined): string {
+  if (digest == null || digest === '') return '-'
+  return digest.replace(/^sha256:/, '').slice(0, 12)
+}

@@ -1,7 +1,9 @@
 import { spawn } from 'node:child_process'
 import { createServer } from 'node:net'
 import { rm } from 'node:fs/promises'
+import { createHash } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { OllamaStandin } from '../fixtures/ollama-standin.js'
 import { KRILL_BIN, runKrill } from '../helpers/cli.js'
 import { startSwarm, startTestDaemon, type Swarm } from '../helpers/swarm.js'
 import { waitFor } from '../helpers/wait.js'
@@ -20,21 +22,34 @@ function hostPort (url: string): string {
   return url.replace(/^http:\/\//, '')
 }
 
+const LLAMA = 'llama3.2:1b'
+const QWEN = 'qwen3:0.6b'
+const digestOf = (name: string): string => createHash('sha256').update(name).digest('hex')
+
 describe('krill client commands against a 3-node swarm', () => {
   let swarm: Swarm
+  let standins: OllamaStandin[]
   let api: string
   let ids: string[]
 
   beforeAll(async () => {
-    swarm = await startSwarm(3)
+    // node 0 serves nothing (no Ollama); node 1 serves llama, node 2 llama and qwen
+    standins = [
+      await OllamaStandin.start({ models: [{ name: LLAMA }] }),
+      await OllamaStandin.start({ models: [{ name: LLAMA }, { name: QWEN }] })
+    ]
+    swarm = await startSwarm(3, i => i === 0 ? {} : { ollama: standins[i - 1].url, modelRefreshMs: 200 })
     ids = swarm.nodes.map(n => n.daemon.peerId.toString())
     api = hostPort(swarm.nodes[0].daemon.apiUrl)
     // node 0 is everybody's bootstrap peer: it sees the other two first
     await waitFor(() => swarm.nodes[0].daemon.libp2p.getPeers().length === 2, 'node 0 to be connected to nodes 1 and 2')
+    await waitFor(() => swarm.nodes[0].daemon.providers.providersFor(LLAMA).length === 2 && swarm.nodes[0].daemon.providers.providersFor(QWEN).length === 1,
+      'node 0 to learn both providers of llama and the one of qwen')
   })
 
   afterAll(async () => {
     await swarm?.stop()
+    await Promise.all((standins ?? []).map(async s => { await s.stop() }))
   })
 
   it('status: table and --json name the node, its addresses and connections', async () => {
@@ -46,11 +61,19 @@ describe('krill client commands against a 3-node swarm', () => {
     expect(status.peers).toBe(2)
     expect(status.connections).toBeGreaterThanOrEqual(2)
     expect(status.uptimeMs).toBeGreaterThan(0)
+    expect(status.ollama).toEqual({ url: 'http://127.0.0.1:9', serving: true, reachable: false })
+    expect(status.models).toEqual([])
+
+    const serving = JSON.parse((await runKrill(['status', '--json', '--api', hostPort(swarm.nodes[2].daemon.apiUrl)])).stdout)
+    expect(serving.ollama).toEqual({ url: standins[1].url, serving: true, reachable: true })
+    expect(serving.models).toEqual([{ name: LLAMA, digest: digestOf(LLAMA) }, { name: QWEN, digest: digestOf(QWEN) }])
 
     const table = await runKrill(['status'], { env: { KRILL_API: api } })
     expect(table.code).toBe(0)
     expect(table.stdout).toMatch(new RegExp(`^peer id\\s+${ids[0]}$`, 'm'))
     expect(table.stdout).toMatch(/^connections\s+\d+ \(2 peers\)$/m)
+    expect(table.stdout).toMatch(/^ollama\s+http:\/\/127\.0\.0\.1:9 \(unreachable\)$/m)
+    expect(table.stdout).toMatch(/^serving\s+\(no models\)$/m)
   })
 
   it('peers: lists both other nodes with address, type, latency and agent', async () => {
@@ -65,15 +88,21 @@ describe('krill client commands against a 3-node swarm', () => {
       expect(p.protocols).toContain('/ipfs/ping/1.0.0')
       expect(typeof p.latencyMs).toBe('number')
     }
+    const modelsOf = (id: string): string[] => peers.find((p: any) => p.id === id).models.map((m: any) => m.name)
+    expect(modelsOf(ids[1])).toEqual([LLAMA])
+    expect(modelsOf(ids[2])).toEqual([LLAMA, QWEN])
 
     const table = await runKrill(['peers', '--api', api])
     expect(table.code).toBe(0)
     const lines = table.stdout.trimEnd().split('\n')
     expect(lines[0]).toMatch(/^PEER\s+ADDRESS\s+TYPE\s+LATENCY\s+AGENT\s+MODELS$/)
     expect(lines).toHaveLength(3)
+    const row = (id: string): string => lines.find(l => l.startsWith(id)) ?? ''
     for (const id of [ids[1], ids[2]]) {
-      expect(table.stdout).toMatch(new RegExp(`^${id}\\s+/ip4/127\\.0\\.0\\.1/tcp/\\d+\\S*\\s+direct\\s+[\\d.]+ ms\\s+krill/`, 'm'))
+      expect(row(id)).toMatch(new RegExp(`^${id}\\s+/ip4/127\\.0\\.0\\.1/tcp/\\d+\\S*\\s+direct\\s+[\\d.]+ ms\\s+krill/\\S+\\s+`))
     }
+    expect(row(ids[1])).toMatch(/\sllama3\.2:1b$/)
+    expect(row(ids[2])).toMatch(/\sllama3\.2:1b, qwen3:0\.6b$/)
   })
 
   it('peers --watch redraws in place and exits 0 on Ctrl-C', async () => {
@@ -94,6 +123,60 @@ describe('krill client commands against a 3-node swarm', () => {
       expect(frame).toContain(ids[1])
       expect(frame).toContain(ids[2])
     }
+  })
+
+  it('models: the catalog with digests, provider counts and best latency', async () => {
+    const json = await runKrill(['models', '--json', '--api', api])
+    expect(json.code).toBe(0)
+    const { models } = JSON.parse(json.stdout)
+    expect(models.map((m: any) => [m.name, m.digests, m.providers, m.servedHere])).toEqual([
+      [LLAMA, [digestOf(LLAMA)], 2, false],
+      [QWEN, [digestOf(QWEN)], 1, false]
+    ])
+    for (const m of models) expect(typeof m.bestLatencyMs).toBe('number')
+
+    const table = await runKrill(['models', '--api', api])
+    expect(table.code).toBe(0)
+    const lines = table.stdout.trimEnd().split('\n')
+    expect(lines[0]).toMatch(/^MODEL\s+DIGEST\s+PROVIDERS\s+BEST LATENCY$/)
+    expect(lines[1]).toMatch(new RegExp(`^llama3\\.2:1b\\s+${digestOf(LLAMA).slice(0, 12)}\\s+2\\s+[\\d.]+ ms$`))
+    expect(lines[2]).toMatch(new RegExp(`^qwen3:0\\.6b\\s+${digestOf(QWEN).slice(0, 12)}\\s+1\\s+[\\d.]+ ms$`))
+
+    // a serving node counts itself apart from its peers
+    const fromTwo = await runKrill(['models', '--api', hostPort(swarm.nodes[2].daemon.apiUrl)])
+    expect(fromTwo.stdout).toMatch(/^llama3\.2:1b\s+\w{12}\s+1 \+ this node\s+/m)
+    expect(fromTwo.stdout).toMatch(/^qwen3:0\.6b\s+\w{12}\s+0 \+ this node\s+local$/m)
+  })
+
+  it('providers: who serves a model, with load, latency and source; nobody → exit 1', async () => {
+    const json = await runKrill(['providers', LLAMA, '--json', '--api', api])
+    expect(json.code).toBe(0)
+    const answer = JSON.parse(json.stdout)
+    expect(answer.model).toBe(LLAMA)
+    expect(answer.local).toBeNull()
+    expect(answer.providers.map((p: any) => p.peerId).sort()).toEqual([ids[1], ids[2]].sort())
+    for (const p of answer.providers) {
+      expect(p).toMatchObject({ source: 'gossip', model: { name: LLAMA, digest: digestOf(LLAMA) }, capacity: { slots: swarm.nodes[1].config.slots, active: 0, queued: 0 } })
+      expect(typeof p.latencyMs).toBe('number')
+    }
+
+    const table = await runKrill(['providers', QWEN, '--api', api])
+    expect(table.code).toBe(0)
+    const lines = table.stdout.trimEnd().split('\n')
+    expect(lines[0]).toMatch(/^PEER\s+DIGEST\s+LOAD\s+LATENCY\s+SOURCE$/)
+    expect(lines).toHaveLength(2)
+    expect(lines[1]).toMatch(new RegExp(`^${ids[2]}\\s+${digestOf(QWEN).slice(0, 12)}\\s+0/${swarm.nodes[2].config.slots}, 0 queued\\s+[\\d.]+ ms\\s+gossip$`))
+
+    // on a node that serves it, the node itself is listed first
+    const here = await runKrill(['providers', QWEN, '--api', hostPort(swarm.nodes[2].daemon.apiUrl)])
+    expect(here.code).toBe(0)
+    expect(here.stdout).toMatch(new RegExp(`^${ids[2]} \\(this node\\)\\s+${digestOf(QWEN).slice(0, 12)}\\s+.*local\\s+local$`, 'm'))
+
+    const nobody = await runKrill(['providers', 'nosuchmodel:7b', '--api', api])
+    expect(nobody.code).toBe(1)
+    expect(nobody.stderr).toContain('model "nosuchmodel:7b" is not served by anyone in the swarm — see `krill models`')
+    const bad = await runKrill(['providers', 'bad name', '--api', api])
+    expect(bad.code).toBe(2)
   })
 
   it('ping: rtt for a connected peer, exit 1 for an unknown one, exit 2 for a malformed id', async () => {
@@ -171,7 +254,7 @@ describe('krill client commands against a 3-node swarm', () => {
 describe('krill client commands without a daemon', () => {
   it('every client command says where it looked and how to start one (exit 1)', async () => {
     const api = `127.0.0.1:${await closedPort()}`
-    for (const args of [['status'], ['peers'], ['ping', '12D3KooWSsmH5BXnAV7hr9pvzdFoazDNC2ejxPgVcpuCV8uNxaRW'], ['connect', '/ip4/127.0.0.1/tcp/1']]) {
+    for (const args of [['status'], ['peers'], ['models'], ['providers', LLAMA], ['ping', '12D3KooWSsmH5BXnAV7hr9pvzdFoazDNC2ejxPgVcpuCV8uNxaRW'], ['connect', '/ip4/127.0.0.1/tcp/1'], ['chat', '-m', LLAMA, 'hi']]) {
       const r = await runKrill([...args, '--api', api])
       expect(r.code, args.join(' ')).toBe(1)
       expect(r.stderr).toContain(`no daemon at http://${api} — start one with \`krill daemon\``)
@@ -179,7 +262,7 @@ describe('krill client commands without a daemon', () => {
   })
 
   it('--help works for each command and a missing argument is exit 2', async () => {
-    for (const command of ['status', 'peers', 'ping', 'connect']) {
+    for (const command of ['status', 'peers', 'models', 'providers', 'ping', 'connect', 'chat']) {
       const help = await runKrill([command, '--help'])
       expect(help.code).toBe(0)
       expect(help.stdout).toMatch(/--json/)

@@ -5,13 +5,20 @@ import { formatDuration, printJson } from '../output.js'
 import { cliOptions } from '../options.js'
 import { clientOptions } from './common.js'
 
+function ollamaState (o: StatusAnswer['ollama']): string {
+  if (!o.serving) return 'not serving: --no-serve'
+  return o.reachable === true ? 'reachable' : 'unreachable'
+}
+
 export function renderStatus (s: StatusAnswer): string {
   const lines: Array<[string, string]> = [
     ['peer id', s.peerId],
     ['version', s.version],
     ['uptime', formatDuration(s.uptimeMs)],
     ...s.addrs.map((a, i): [string, string] => [i === 0 ? 'addresses' : '', a]),
-    ['connections', `${s.connections} (${s.peers} peer${s.peers === 1 ? '' : 's'})`]
+    ['connections', `${s.connections} (${s.peers} peer${s.peers === 1 ? '' : 's'})`],
+    ['ollama', `${s.ollama.url} (${ollamaState(s.ollama)})`],
+    ['serving', s.models.length > 0 ? s.models.map(m => m.name).join(', ') : '(no models)']
   ]
   return lines.map(([k, v]) => `${k.padEnd(12)} ${v}`.trimEnd()).join('\n') + '\n'
 }
