@@ -58,6 +58,16 @@ export interface StatusAnswer {
   }
   /** the models this node shares right now */
   models: Array<{ name: string, digest: string }>
+  requests: {
+    /** chats this node runs for peers at once (its chat slots) */
+    slots: number
+    /** of those, running now */
+    active: number
+    /** waiting for a slot */
+    queued: number
+    /** chats this node's own API is handling for its clients (local or on peers) */
+    routing: number
+  }
 }
 
 export interface ModelsAnswer {
@@ -249,7 +259,8 @@ export function registerControlRoutes (app: FastifyInstance, daemon: Daemon): vo
         serving: daemon.config.serve,
         reachable: daemon.engine != null ? await daemon.engine.isHealthy(AbortSignal.timeout(OLLAMA_PROBE_MS)) : null
       },
-      models: daemon.localModels().map(m => ({ name: m.name, digest: m.digest }))
+      models: daemon.localModels().map(m => ({ name: m.name, digest: m.digest })),
+      requests: { ...serveLoad(daemon), routing: daemon.router.running().length }
     }
   })
 
@@ -289,7 +300,7 @@ export function registerControlRoutes (app: FastifyInstance, daemon: Daemon): vo
     const answer: ProvidersAnswer = {
       model,
       providers,
-      local: here != null ? { peerId: daemon.peerId.toString(), model: here } : null
+      local: here != null ? { peerId: daemon.peerId.toString(), model: here, capacity: serveLoad(daemon) } : null
     }
     return answer
   })
@@ -351,6 +362,12 @@ export function registerControlRoutes (app: FastifyInstance, daemon: Daemon): vo
       dialMs: Date.now() - started
     }
   })
+}
+
+/** this node's load as a provider; no chat server (not serving) means no slots */
+function serveLoad (daemon: Daemon): Capacity {
+  const stats = daemon.chatServer?.stats
+  return { slots: stats?.slots ?? 0, active: stats?.active ?? 0, queued: stats?.queued ?? 0 }
 }
 
 async function hasAddresses (daemon: Daemon, peer: PeerId): Promise<boolean> {

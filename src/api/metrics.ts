@@ -1,6 +1,6 @@
 import { prometheusMetrics } from '@libp2p/prometheus-metrics'
 import type { FastifyInstance } from 'fastify'
-import { Registry } from 'prom-client'
+import { Counter, Gauge, Histogram, Registry } from 'prom-client'
 import type { Daemon } from '../daemon/daemon.js'
 import type { NodeOptions } from '../node/create-node.js'
 
@@ -34,8 +34,135 @@ export function libp2pMetrics (registry: Registry): NonNullable<NodeOptions['met
   return prometheusMetrics({ registry, collectDefaultMetrics, preserveExistingMetrics: false })
 }
 
+/**
+ * Sets a counter to totals kept elsewhere: prom-client counters only count up by
+ * themselves, so each scrape starts from zero and adds the current totals.
+ */
+function setTotals (counter: Counter<string>, totals: Array<[Record<string, string>, number]>): void {
+  counter.reset()
+  for (const [labels, value] of totals) counter.inc(labels, value)
+}
+
+/** Time-to-first-token buckets in seconds: from a warm local model to a cold load far away. */
+const TTFT_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120]
+
+/**
+ * krill's own metrics. The router, the chat server and the announcer keep plain
+ * counters; these metrics read them when Prometheus scrapes (collect callbacks), so
+ * the request path never touches prom-client. Time to first token needs every
+ * sample, so the histogram listens to the router.
+ */
+export function registerKrillMetrics (registry: Registry, daemon: Daemon): void {
+  const registers = [registry]
+  const router = daemon.router
+
+  new Counter({
+    name: 'krill_requests_total',
+    help: 'chats this node routed for its API clients, by outcome',
+    labelNames: ['outcome'],
+    registers,
+    collect () {
+      const s = router.stats
+      setTotals(this, [[{ outcome: 'done' }, s.completed], [{ outcome: 'failed' }, s.failed], [{ outcome: 'cancelled' }, s.cancelled]])
+    }
+  })
+  new Counter({
+    name: 'krill_tokens_total',
+    help: 'tokens delivered to this node\'s API clients',
+    registers,
+    collect () { setTotals(this, [[{}, router.stats.tokens]]) }
+  })
+  new Counter({
+    name: 'krill_failovers_total',
+    help: 'attempts abandoned for another provider (before or after the first token)',
+    registers,
+    collect () { setTotals(this, [[{}, router.stats.failovers]]) }
+  })
+  new Counter({
+    name: 'krill_continuations_total',
+    help: 'failovers after tokens had flowed: the answer was continued on another provider',
+    registers,
+    collect () { setTotals(this, [[{}, router.stats.continuations]]) }
+  })
+  const ttft = new Histogram({
+    name: 'krill_time_to_first_token_seconds',
+    help: 'time from a chat request to its first token, by where it ran',
+    labelNames: ['where'],
+    buckets: TTFT_BUCKETS,
+    registers
+  })
+  router.stats.onTtft((ms, _model, local) => { ttft.observe({ where: local ? 'local' : 'remote' }, ms / 1000) })
+
+  new Counter({
+    name: 'krill_served_requests_total',
+    help: 'chats this node ran for peers over /krill/chat/1.0.0, by outcome (errors by code)',
+    labelNames: ['outcome'],
+    registers,
+    collect () {
+      const c = daemon.chatServer?.stats.counters
+      if (c == null) return
+      setTotals(this, [
+        [{ outcome: 'done' }, c.completed],
+        [{ outcome: 'cancelled' }, c.cancelled],
+        ...Object.entries(c.errors).map(([code, n]): [Record<string, string>, number] => [{ outcome: `error_${code.toLowerCase()}` }, n ?? 0])
+      ])
+    }
+  })
+  new Counter({
+    name: 'krill_served_tokens_total',
+    help: 'tokens this node\'s Ollama processed for peers',
+    labelNames: ['kind'],
+    registers,
+    collect () {
+      const c = daemon.chatServer?.stats.counters
+      if (c == null) return
+      setTotals(this, [[{ kind: 'prompt' }, c.promptTokens], [{ kind: 'completion' }, c.completionTokens]])
+    }
+  })
+  new Gauge({
+    name: 'krill_active_streams',
+    help: 'chat streams open now: inbound (peers asking us) and outbound (we asking peers)',
+    labelNames: ['direction'],
+    registers,
+    collect () {
+      this.set({ direction: 'inbound' }, daemon.chatServer?.stats.open ?? 0)
+      this.set({ direction: 'outbound' }, router.running().filter(r => !r.local && r.peerId !== '').length)
+    }
+  })
+  new Gauge({
+    name: 'krill_serving_slots',
+    help: 'this node\'s chat slots for peers: total, active and queued requests',
+    labelNames: ['state'],
+    registers,
+    collect () {
+      const s = daemon.chatServer?.stats
+      this.set({ state: 'total' }, s?.slots ?? 0)
+      this.set({ state: 'active' }, s?.active ?? 0)
+      this.set({ state: 'queued' }, s?.queued ?? 0)
+    }
+  })
+  new Counter({
+    name: 'krill_announcements_rejected_total',
+    help: 'model announcements from peers that failed validation, by reason',
+    labelNames: ['reason'],
+    registers,
+    collect () {
+      const s = daemon.announcementStats
+      if (s == null) return
+      setTotals(this, Object.entries(s.rejectedByReason).map(([reason, n]) => [{ reason }, n]))
+    }
+  })
+  new Gauge({
+    name: 'krill_providers',
+    help: 'fresh provider entries (peer × model) in the provider table',
+    registers,
+    collect () { this.set(daemon.providers.all().length) }
+  })
+}
+
 /** GET /metrics: Prometheus text format (libp2p's metrics plus krill's own). */
 export function registerMetricsRoute (app: FastifyInstance, daemon: Daemon): void {
+  registerKrillMetrics(daemon.metrics, daemon)
   app.get('/metrics', async (_request, reply) => {
     const text = await daemon.metrics.metrics()
     return await reply.type(daemon.metrics.contentType).send(text)

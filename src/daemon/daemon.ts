@@ -144,7 +144,7 @@ export class Daemon {
     const daemon = new Daemon(config, node, emit, metrics)
     try {
       await daemon.startNode(progress)
-      daemon.createDiscovery(opts.discovery)
+      daemon.createDiscovery(opts.discovery, progress)
       await daemon.startChatServer()
       daemon.chatRouter = createDaemonRouter(daemon)
       daemon.api = await createApiServer(daemon)
@@ -185,12 +185,18 @@ export class Daemon {
     libp2p.addEventListener('peer:connect', first)
   }
 
-  private createDiscovery (opts: DaemonOptions['discovery']): void {
+  private createDiscovery (opts: DaemonOptions['discovery'], progress: (step: string) => void): void {
     const config = this.config
     let watcher: ModelWatcher | undefined
     if (config.serve) {
       this.ollama = new OllamaEngine({ host: config.ollama })
       watcher = new ModelWatcher(this.ollama, { intervalMs: config.modelRefreshMs, share: config.share })
+      // start-up progress: the first model list with something to share goes out to the swarm
+      const off = watcher.on('change', e => {
+        if (e.detail.length === 0) return
+        off()
+        progress(`models announced: ${e.detail.map(m => m.name).join(', ')}`)
+      })
     }
     this.discovery = new Discovery({
       ...opts,

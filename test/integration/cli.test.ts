@@ -3,9 +3,9 @@ import { createServer } from 'node:net'
 import { rm } from 'node:fs/promises'
 import { createHash } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { OllamaStandin } from '../fixtures/ollama-standin.js'
-import { KRILL_BIN, runKrill } from '../helpers/cli.js'
-import { startSwarm, startTestDaemon, type Swarm } from '../helpers/swarm.js'
+import { DEFAULT_TOKENS, OllamaStandin } from '../fixtures/ollama-standin.js'
+import { KRILL_BIN, runKrill, spawnDaemon } from '../helpers/cli.js'
+import { startSwarm, startTestDaemon, tempDir, type Swarm } from '../helpers/swarm.js'
 import { waitFor } from '../helpers/wait.js'
 
 /** A loopback port nobody listens on (bound, then released). */
@@ -237,6 +237,65 @@ describe('krill client commands against a 3-node swarm', () => {
     expect((await res.json()).error.message).toMatch(/not a valid multiaddr/)
   })
 
+  it('chat: streams the answer of a peer\'s Ollama to stdout; prompt from arguments or stdin; --json', async () => {
+    const script = DEFAULT_TOKENS.join('')
+    const before = standins[0].requests.length + standins[1].requests.length
+    const r = await runKrill(['chat', '-m', LLAMA, 'say', 'hello', '--api', api])
+    expect(r.stderr).toBe('')
+    expect(r.code).toBe(0)
+    // piped stdout gets exactly the answer: no added newline, no decoration
+    expect(r.stdout).toBe(script)
+    const asked = [...standins[0].requests, ...standins[1].requests]
+    expect(asked.length).toBe(before + 1)
+    expect(asked.at(-1)?.body.messages).toEqual([{ role: 'user', content: 'say hello' }])
+
+    const fromStdin = await runKrill(['chat', '-m', QWEN, '--json', '--api', api], { input: 'a question from stdin\n' })
+    expect(fromStdin.code).toBe(0)
+    const answer = JSON.parse(fromStdin.stdout)
+    expect(answer).toMatchObject({ model: QWEN, content: script, finishReason: 'stop' })
+    expect(answer.usage.completion_tokens).toBeGreaterThan(0)
+    expect(standins[1].requests.at(-1)?.body.messages).toEqual([{ role: 'user', content: 'a question from stdin\n' }])
+  })
+
+  it('chat: an unknown model is exit 1 with advice; no prompt or no -m is exit 2', async () => {
+    const unknown = await runKrill(['chat', '-m', 'nosuchmodel:7b', 'hi', '--api', api])
+    expect(unknown.code).toBe(1)
+    expect(unknown.stderr).toContain('model "nosuchmodel:7b" is not served by anyone in the swarm — see `krill models`')
+    expect(unknown.stdout).toBe('')
+
+    const empty = await runKrill(['chat', '-m', LLAMA, '--api', api], { input: '' })
+    expect(empty.code).toBe(2)
+    expect(empty.stderr).toMatch(/no prompt/)
+    const noModel = await runKrill(['chat', 'hi', '--api', api])
+    expect(noModel.code).toBe(2)
+  })
+
+  it('chat: Ctrl-C after the first token aborts the request at the provider\'s Ollama (exit 130)', async () => {
+    // only node 2 serves qwen; a slow script leaves time to interrupt
+    standins[1].knobs.tokensPerSecond = 4
+    try {
+      const child = spawn(process.execPath, [KRILL_BIN, 'chat', '-m', QWEN, 'tell me a long story', '--api', api], { stdio: ['ignore', 'pipe', 'pipe'] })
+      let out = ''
+      child.stdout.on('data', (d: Buffer) => { out += d.toString() })
+      const exited = new Promise<number | null>(resolve => child.on('exit', code => resolve(code)))
+      try {
+        await waitFor(() => out.length > 0, 'the first token on stdout', 15_000)
+        const interruptedAt = Date.now()
+        child.kill('SIGINT')
+        const aborted = await standins[1].waitForAbort(3_000)
+        expect(aborted.abortedAt! - interruptedAt).toBeLessThan(2_000)
+        expect(aborted.tokensSent).toBeLessThan(DEFAULT_TOKENS.length)
+        expect(await exited).toBe(130)
+      } finally {
+        child.kill('SIGKILL')
+      }
+      expect(DEFAULT_TOKENS.join('').startsWith(out)).toBe(true)
+      expect(out.length).toBeLessThan(DEFAULT_TOKENS.join('').length)
+    } finally {
+      standins[1].knobs.tokensPerSecond = 0
+    }
+  })
+
   it('/metrics: Prometheus text with libp2p metrics, per daemon', async () => {
     for (const node of swarm.nodes) {
       const res = await fetch(`${node.daemon.apiUrl}/metrics`)
@@ -247,7 +306,23 @@ describe('krill client commands against a 3-node swarm', () => {
       // each node reports its own connections, not the first node's
       const conns = [...text.matchAll(/^libp2p_connection_manager_connections\{[^}]*="(?:inbound|outbound)"\} (\d+)$/gm)].reduce((n, m) => n + Number(m[1]), 0)
       expect(conns).toBe(node.daemon.libp2p.getConnections().length)
+      for (const name of ['krill_requests_total', 'krill_tokens_total', 'krill_time_to_first_token_seconds', 'krill_failovers_total',
+        'krill_announcements_rejected_total', 'krill_active_streams', 'krill_served_requests_total', 'krill_serving_slots']) {
+        expect(text).toMatch(new RegExp(`^# TYPE ${name} `, 'm'))
+      }
     }
+    // the chats above went through node 0 to the stand-ins behind nodes 1 and 2
+    const zero = await (await fetch(`${swarm.nodes[0].daemon.apiUrl}/metrics`)).text()
+    const value = (text: string, series: string): number => Number(new RegExp(`^${series.replace(/[{}.]/g, c => `\\${c}`)} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN)
+    expect(value(zero, 'krill_requests_total{outcome="done"}')).toBeGreaterThanOrEqual(2)
+    expect(value(zero, 'krill_requests_total{outcome="cancelled"}')).toBeGreaterThanOrEqual(1)
+    expect(value(zero, 'krill_tokens_total')).toBeGreaterThanOrEqual(2 * DEFAULT_TOKENS.length)
+    expect(value(zero, 'krill_time_to_first_token_seconds_count{where="remote"}')).toBeGreaterThanOrEqual(3)
+    expect(value(zero, 'krill_active_streams{direction="outbound"}')).toBe(0)
+    const two = await (await fetch(`${swarm.nodes[2].daemon.apiUrl}/metrics`)).text()
+    expect(value(two, 'krill_served_requests_total{outcome="done"}')).toBeGreaterThanOrEqual(1)
+    expect(value(two, 'krill_served_requests_total{outcome="cancelled"}')).toBeGreaterThanOrEqual(1)
+    expect(value(two, 'krill_serving_slots{state="total"}')).toBe(swarm.nodes[2].config.slots)
   })
 })
 
@@ -270,6 +345,22 @@ describe('krill client commands without a daemon', () => {
     }
     const missing = await runKrill(['ping'])
     expect(missing.code).toBe(2)
+  })
+})
+
+describe('krill daemon start-up progress', () => {
+  it('says on stderr when its models have been announced', async () => {
+    const standin = await OllamaStandin.start({ models: [{ name: LLAMA }] })
+    const dataDir = await tempDir()
+    const daemon = await spawnDaemon(['--no-mdns', '--listen', '/ip4/127.0.0.1/tcp/0', '--api', '127.0.0.1:0', '--ollama', standin.url, '--data-dir', dataDir])
+    try {
+      await waitFor(() => daemon.stderr().includes(`models announced: ${LLAMA}`), 'the "models announced" line', 15_000)
+      expect(daemon.stderr()).toMatch(/listening on \/ip4\/127\.0\.0\.1\/tcp\/\d+/)
+    } finally {
+      await daemon.stop()
+      await standin.stop()
+      await rm(dataDir, { recursive: true, force: true })
+    }
   })
 })
 

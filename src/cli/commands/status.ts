@@ -18,7 +18,8 @@ export function renderStatus (s: StatusAnswer): string {
     ...s.addrs.map((a, i): [string, string] => [i === 0 ? 'addresses' : '', a]),
     ['connections', `${s.connections} (${s.peers} peer${s.peers === 1 ? '' : 's'})`],
     ['ollama', `${s.ollama.url} (${ollamaState(s.ollama)})`],
-    ['serving', s.models.length > 0 ? s.models.map(m => m.name).join(', ') : '(no models)']
+    ['serving', s.models.length > 0 ? s.models.map(m => m.name).join(', ') : '(no models)'],
+    ['requests', `${s.requests.active}/${s.requests.slots} slots busy, ${s.requests.queued} queued for peers; ${s.requests.routing} for local clients`]
   ]
   return lines.map(([k, v]) => `${k.padEnd(12)} ${v}`.trimEnd()).join('\n') + '\n'
 }
