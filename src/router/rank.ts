@@ -17,6 +17,8 @@ export interface Candidate {
   digest: string
   /** undefined when unknown (DHT) */
   capacity?: Capacity
+  /** when the capacity was announced; chats we started before that are already in it */
+  capacityAt?: number
   source: 'local' | 'gossip' | 'dht'
 }
 
@@ -27,8 +29,11 @@ export interface RankContext {
   preferDigest?: string
   /** measured round-trip time to a peer in ms; undefined when never measured */
   latencyMs: (peerId: string) => number | undefined
-  /** requests this node has running on the peer right now (announcements lag behind) */
-  inflight: (peerId: string) => number
+  /**
+   * chats this node runs on the peer right now that started after `since` (those the
+   * peer's announced load cannot show yet); all of them when `since` is undefined
+   */
+  inflight: (peerId: string, since?: number) => number
   /** until when the peer is backed off (0: not) */
   backoffUntil: (peerId: string) => number
   now: number
@@ -37,7 +42,7 @@ export interface RankContext {
 }
 
 /** Latencies within one bucket are equals. */
-export const LATENCY_BUCKET_MS = 5
+export const LATENCY_BUCKET_MS = 10
 /** Used for peers never measured: behind measured ones on a LAN, ahead of very far ones. */
 export const UNKNOWN_LATENCY_MS = 250
 
@@ -48,11 +53,12 @@ export function candidateFromEntry (entry: ProviderEntry): Candidate {
     model: entry.model.name,
     digest: entry.model.digest,
     capacity: entry.source === 'dht' ? undefined : entry.capacity,
+    capacityAt: entry.source === 'dht' ? undefined : entry.receivedAt,
     source: entry.source
   }
 }
 
-/** slots - active - queued, minus what we have running there that the announcement may not show yet */
+/** slots - active - queued, minus what we run there that the announcement does not show yet */
 export function freeCapacity (c: Candidate, inflight: number): number {
   if (c.capacity == null) return 1 - inflight
   const { slots, active, queued } = c.capacity
@@ -86,7 +92,7 @@ export function rankCandidates (candidates: Candidate[], ctx: RankContext): Cand
     if (better) byPeer.set(c.peerId, c)
   }
   const keyed = [...byPeer.values()].map(c => {
-    const inflight = ctx.inflight(c.peerId)
+    const inflight = ctx.inflight(c.peerId, c.capacityAt)
     const free = freeCapacity(c, inflight)
     return {
       c,

@@ -100,7 +100,8 @@ export class Router {
   private readonly localSlots: number
   private readonly random: () => number
   private readonly now: () => number
-  private readonly inflight = new Map<string, number>()
+  /** start times of the chats running on each peer */
+  private readonly inflight = new Map<string, number[]>()
   private readonly active = new Map<number, RunningChat>()
   private nextId = 1
 
@@ -167,7 +168,8 @@ export class Router {
         const timer = new AttemptTimer(ac, this.firstTokenTimeoutMs, this.stallTimeoutMs)
         const onAbort = (): void => { ac.abort(signal.reason) }
         signal.addEventListener('abort', onAbort, { once: true })
-        this.inflight.set(next.peerId, (this.inflight.get(next.peerId) ?? 0) + 1)
+        const attemptStarted = this.now()
+        this.inflight.set(next.peerId, [...(this.inflight.get(next.peerId) ?? []), attemptStarted])
         run.peerId = next.peerId
         run.local = next.local
         run.digest = next.digest
@@ -222,9 +224,9 @@ export class Router {
           timer.clear()
           signal.removeEventListener('abort', onAbort)
           ac.abort()
-          const left = (this.inflight.get(next.peerId) ?? 1) - 1
-          if (left > 0) this.inflight.set(next.peerId, left)
-          else this.inflight.delete(next.peerId)
+          const running = this.inflight.get(next.peerId) ?? []
+          running.splice(running.indexOf(attemptStarted), 1)
+          if (running.length === 0) this.inflight.delete(next.peerId)
         }
       }
     } catch (err) {
@@ -290,7 +292,7 @@ export class Router {
       digest,
       preferDigest,
       latencyMs: peer => this.deps.latencyMs?.(peer),
-      inflight: peer => this.inflight.get(peer) ?? 0,
+      inflight: (peer, since) => (this.inflight.get(peer) ?? []).filter(t => since == null || t >= since).length,
       backoffUntil: peer => this.backoff.until(peer),
       now: this.now(),
       random: this.random

@@ -62,6 +62,23 @@ describe('rankCandidates', () => {
     expect(freeCapacity(cs[0], 2)).toBe(0)
   })
 
+  it('does not count our chats twice once an announcement includes them', () => {
+    const announced = entry('p1', { slots: 4, active: 2 })
+    const [p1, p2] = [announced, entry('p2', { slots: 4, active: 1 })].map(candidateFromEntry)
+    expect(p1.capacityAt).toBe(announced.receivedAt)
+    // two chats on p1: one started before its announcement (already in active=2), one after
+    const started = [announced.receivedAt - 10, announced.receivedAt + 10]
+    const seen: Array<number | undefined> = []
+    const inflight = (peer: string, since?: number): number => {
+      seen.push(since)
+      return peer === 'p1' ? started.filter(t => since == null || t >= since).length : 0
+    }
+    // p1: 4 - 2 - 1 = 1 free; p2: 4 - 1 = 3 free
+    expect(ids(rankCandidates([p1, p2], ctx({ inflight })))).toEqual(['p2', 'p1'])
+    expect(seen).toContain(announced.receivedAt)
+    expect(freeCapacity(p1, inflight('p1', p1.capacityAt))).toBe(1)
+  })
+
   it('spreads load between equals with the random tiebreak', () => {
     const cs = ['p1', 'p2', 'p3'].map(p => candidateFromEntry(entry(p)))
     const firsts = new Set<string>()
