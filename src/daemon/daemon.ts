@@ -243,7 +243,10 @@ export class Daemon {
     this.stopping ??= (async () => {
       this.emit({ event: 'stopping' })
       // refuse new chats and give running ones a moment to finish; the rest are cancelled
+      // (ours, routed for our API's clients, and the ones we serve for peers, side by side)
+      const routed = this.chatRouter?.drain({ graceMs: 5_000 })
       await this.chat?.stop({ graceMs: 5_000 })
+      await routed
       // withdraw our models while libp2p can still say so, then stop watching Ollama
       await this.discovery?.stop()
       this.dialer.stop()

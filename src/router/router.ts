@@ -104,6 +104,9 @@ export class Router {
   private readonly inflight = new Map<string, number[]>()
   private readonly active = new Map<number, RunningChat>()
   private nextId = 1
+  /** aborted when the daemon stops: running chats end with SHUTTING_DOWN */
+  private readonly closing = new AbortController()
+  private draining = false
 
   constructor (deps: RouterDeps, opts: RouterOptions = {}) {
     this.deps = deps
@@ -123,13 +126,36 @@ export class Router {
   }
 
   /**
+   * For shutdown: refuses new chats, gives running ones up to `graceMs` to finish,
+   * then ends the rest with SHUTTING_DOWN (their providers are told at once).
+   */
+  async drain (opts: { graceMs: number }): Promise<void> {
+    this.draining = true
+    const deadline = this.now() + opts.graceMs
+    while (this.active.size > 0 && this.now() < deadline) {
+      await new Promise(resolve => setTimeout(resolve, 50))
+    }
+    this.closing.abort()
+  }
+
+  /** the error for a chat whose signal fired: the caller left, or we are shutting down */
+  private stopped (caller: AbortSignal | undefined, cause?: unknown): KrillError {
+    if (this.closing.signal.aborted && caller?.aborted !== true) {
+      return new KrillError('SHUTTING_DOWN', 'krill is shutting down; the chat was cut short', { cause })
+    }
+    return new KrillError('CANCELLED', 'the chat was cancelled', { cause })
+  }
+
+  /**
    * Streams one chat: at most one 'accepted', then deltas, then exactly one 'done'.
    * Throws KrillError: UNKNOWN_MODEL when nobody serves the model, BAD_REQUEST /
-   * TOO_LARGE as the provider said, CANCELLED when `signal` aborts, else
-   * NO_PROVIDER, BUSY, TIMEOUT or ENGINE_FAILED once every candidate failed.
+   * TOO_LARGE as the provider said, CANCELLED when `signal` aborts, SHUTTING_DOWN
+   * when drain() ends it, else NO_PROVIDER, BUSY, TIMEOUT or ENGINE_FAILED once
+   * every candidate failed.
    */
   async * chat (request: ChatRequest, opts: { signal?: AbortSignal } = {}): AsyncGenerator<ChatEvent, void, undefined> {
-    const signal = opts.signal ?? new AbortController().signal
+    if (this.draining) throw new KrillError('SHUTTING_DOWN', 'krill is shutting down and takes no new chats')
+    const signal = opts.signal != null ? AbortSignal.any([opts.signal, this.closing.signal]) : this.closing.signal
     const startedAt = this.now()
     const run: RunningChat = { id: this.nextId++, model: request.model, digest: request.digest ?? '', peerId: '', local: false, startedAt, tokens: 0 }
     this.stats.requests++
@@ -151,7 +177,7 @@ export class Router {
       let attempts = 0
 
       while (true) {
-        if (signal.aborted) throw new KrillError('CANCELLED', 'the chat was cancelled')
+        if (signal.aborted) throw this.stopped(opts.signal)
         let next = this.rank(candidates.filter(c => !tried.has(c.peerId)), request.digest, preferDigest)[0]
         if (next == null && !dhtAsked) {
           // every known provider failed: the DHT may know others the table does not
@@ -204,7 +230,7 @@ export class Router {
           }
           throw new KrillError('ENGINE_FAILED', `provider ${next.peerId} ended the answer without finishing it`, { peer: next.peerId })
         } catch (err) {
-          if (signal.aborted) throw new KrillError('CANCELLED', 'the chat was cancelled', { cause: err })
+          if (signal.aborted) throw this.stopped(opts.signal, err)
           const failure = timer.error(next.peerId) ?? toKrillError(err, next.peerId)
           if (FINAL_CODES.has(failure.code)) throw failure
           this.backoff.fail(next.peerId)
@@ -281,7 +307,7 @@ export class Router {
         .filter(e => e.peerId !== this.deps.selfId && sameModel(e.model.name === '' ? request.model : e.model.name, request.model))
         .map(e => ({ ...candidateFromEntry(e), model: e.model.name === '' ? request.model : e.model.name }))
     } catch (err) {
-      if (signal.aborted) throw new KrillError('CANCELLED', 'the chat was cancelled', { cause: err })
+      if (signal.aborted) throw this.stopped(undefined, err)
       log.debug(`DHT lookup for ${request.model} failed: ${err instanceof Error ? err.message : String(err)}`)
       return []
     }

@@ -364,3 +364,29 @@ describe('Ollama-compatible API', () => {
     expect(lines.at(-1)).toEqual({ error: expect.any(String) })
   })
 })
+
+describe('a daemon that stops while it streams', () => {
+  it('lets the stream run for the grace time, then ends it with an error instead of hanging', async () => {
+    const slow = await OllamaStandin.start({ models: [{ name: MODEL }], knobs: { tokensPerSecond: 2 } })
+    const d = await startTestDaemon({ ollama: slow.url, modelRefreshMs: 200 })
+    try {
+      await waitFor(() => d.daemon.localModels().length === 1, 'the daemon to see its Ollama model')
+      const client = new OpenAI({ baseURL: `${d.daemon.apiUrl}/v1`, apiKey: 'x', maxRetries: 0 })
+      const stream = await client.chat.completions.create({ model: MODEL, stream: true, messages: [{ role: 'user', content: 'hi' }] })
+      const failure = (async () => {
+        for await (const chunk of stream) expect(chunk.object).toBe('chat.completion.chunk')
+      })().then(() => undefined, (e: unknown) => e)
+      const started = Date.now()
+      await d.daemon.stop()
+      expect(Date.now() - started).toBeLessThan(8_000)
+      const err = await failure
+      expect(err).toBeInstanceOf(OpenAI.APIError)
+      expect((err as Error).message).toMatch(/shutting down/)
+      await slow.waitForAbort(2_000)
+    } finally {
+      await d.daemon.stop()
+      await rm(d.config.dataDir, { recursive: true, force: true })
+      await slow.stop()
+    }
+  })
+})

@@ -225,6 +225,31 @@ describe('Router', () => {
     expect(r.running()).toEqual([])
   })
 
+  it('drains on shutdown: lets a chat finish within the grace time, refuses new ones', async () => {
+    peers[0].standin.knobs.tokensPerSecond = 50
+    const r = router({}, { 'peer-a': 4 })
+    const running = collect(r.chat(request()))
+    await peers[0].standin.waitForRequests(1, 2_000)
+    const drained = r.drain({ graceMs: 5_000 })
+    await expect(collect(r.chat(request()))).rejects.toMatchObject({ code: 'SHUTTING_DOWN' })
+    expect((await running).content).toBe(SCRIPT)
+    await drained
+  })
+
+  it('drains on shutdown: ends a chat still running after the grace time with SHUTTING_DOWN', async () => {
+    peers[0].standin.knobs.tokensPerSecond = 5
+    const r = router({}, { 'peer-a': 4 })
+    const started = Date.now()
+    const running = collect(r.chat(request()))
+    await peers[0].standin.waitForRequests(1, 2_000)
+    await r.drain({ graceMs: 300 })
+    await expect(running).rejects.toMatchObject({ code: 'SHUTTING_DOWN' })
+    expect(Date.now() - started).toBeLessThan(2_000)
+    await peers[0].standin.waitForAbort(2_000)
+    // not a provider failure: nobody else was asked
+    expect(peers[1].standin.requests).toHaveLength(0)
+  })
+
   it('lists running chats', async () => {
     peers[0].standin.knobs.firstTokenDelayMs = 300
     const r = router({}, { 'peer-a': 4 })
