@@ -124,6 +124,8 @@ class LatencyBook {
   constructor (private readonly daemon: Daemon) {}
 
   record (peer: string, ms: number): void {
+    // peers come and go for months: forget everyone rather than grow without bound
+    if (this.cache.size >= 4096 && !this.cache.has(peer)) this.cache.clear()
     this.cache.set(peer, { ms, at: Date.now() })
   }
 
