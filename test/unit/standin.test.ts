@@ -67,6 +67,20 @@ describe('OllamaStandin', () => {
     expect(standin.requests[0]).toMatchObject({ path: '/api/chat', completed: true, aborted: false, tokensSent: DEFAULT_TOKENS.length, status: 200 })
   })
 
+  it('continues a trailing partial assistant message instead of starting over, like Ollama', async () => {
+    const partial = DEFAULT_TOKENS.slice(0, 5).join('')
+    const res = await client.chat({
+      model: 'llama3.2:1b',
+      stream: false,
+      messages: [{ role: 'user', content: 'say hello' }, { role: 'assistant', content: partial }]
+    })
+    expect(res.message.content).toBe(DEFAULT_TOKENS.slice(5).join(''))
+    expect(res.eval_count).toBe(DEFAULT_TOKENS.length - 5)
+    // an assistant message that is not a prefix of the script gets the whole script
+    const other = await client.chat({ model: 'llama3.2:1b', stream: false, messages: [{ role: 'user', content: 'hi' }, { role: 'assistant', content: 'unrelated' }] })
+    expect(other.message.content).toBe(DEFAULT_TOKENS.join(''))
+  })
+
   it('streams unless stream is false, like Ollama', async () => {
     const res = await fetch(`${standin.url}/api/chat`, { method: 'POST', body: JSON.stringify({ model: 'llama3.2:1b', messages: [{ role: 'user', content: 'hi' }] }) })
     expect(res.headers.get('content-type')).toBe('application/x-ndjson')
