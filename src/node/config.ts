@@ -57,7 +57,7 @@ const fileSchema = z.object({
   maxQueue: z.number().int().min(0).max(10_000).optional(),
   maxConnections: z.number().int().min(1).max(10_000).optional(),
   dhtMode: z.enum(['server', 'client']).optional(),
-  announceTtlMs: z.number().int().min(1_000).max(3_600_000).optional(),
+  announceTtlMs: z.number().int().min(3_000).max(3_600_000).optional(),
   modelRefreshMs: z.number().int().min(100).max(3_600_000).optional()
 }).strict()
 
@@ -141,6 +141,19 @@ export function normalizeOllamaUrl (value: string): string {
   }
 }
 
+/**
+ * OLLAMA_HOST is also how Ollama clients are pointed at krill: a shell that did
+ * so would make the daemon use itself as its Ollama.
+ */
+function checkNotOwnApi (ollama: string, api: { host: string, port: number }): void {
+  const url = new URL(ollama)
+  const loopback = (h: string): boolean => h === 'localhost' || h.startsWith('127.') || h === '[::1]' || h === '::1' || h === '0.0.0.0'
+  const sameHost = url.hostname === api.host || (loopback(url.hostname) && loopback(api.host))
+  if (sameHost && Number(url.port) === api.port) {
+    throw new UsageError(`the Ollama URL ${ollama} is krill's own API address (is OLLAMA_HOST set to krill for your clients?); pass --ollama http://127.0.0.1:11434 or unset OLLAMA_HOST for the daemon`)
+  }
+}
+
 function checkMultiaddrs (values: string[], flag: string): string[] {
   for (const value of values) {
     try {
@@ -174,14 +187,18 @@ export async function resolveConfig (flags: FlagConfig, env: NodeJS.ProcessEnv =
     }
   }
 
+  const api = parseHostPort(pick('api') ?? DEFAULT_API)
+  const ollama = normalizeOllamaUrl(pick('ollama') ?? DEFAULT_OLLAMA)
+  checkNotOwnApi(ollama, api)
+
   return {
     dataDir,
     listen,
-    api: parseHostPort(pick('api') ?? DEFAULT_API),
+    api,
     apiToken: pick('apiToken'),
     bootstrap,
     mdns: pick('mdns') ?? true,
-    ollama: normalizeOllamaUrl(pick('ollama') ?? DEFAULT_OLLAMA),
+    ollama,
     serve: pick('serve') ?? true,
     share: pick('share'),
     relay: pick('relay') ?? false,

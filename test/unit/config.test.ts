@@ -59,6 +59,15 @@ describe('configuration precedence: flags > env > krill.json > defaults', () => 
     await expect(resolveConfig({ dataDir: await dir({ slots: 'four' }) }, {})).rejects.toThrow(/"slots"/)
   })
 
+  it("refuses an Ollama URL that is krill's own API (OLLAMA_HOST set for clients)", async () => {
+    const d = await dir()
+    await expect(resolveConfig({ dataDir: d }, { OLLAMA_HOST: '127.0.0.1:11435' })).rejects.toThrow(/krill's own API address/)
+    await expect(resolveConfig({ dataDir: d, api: '127.0.0.1:9000' }, { OLLAMA_HOST: 'http://localhost:9000' })).rejects.toThrow(UsageError)
+    // the flag fixes it, as the message says
+    const fixed = await resolveConfig({ dataDir: d, ollama: 'http://127.0.0.1:11434' }, { OLLAMA_HOST: '127.0.0.1:11435' })
+    expect(fixed.ollama).toBe('http://127.0.0.1:11434')
+  })
+
   it('parses API addresses and Ollama URLs the way users write them', () => {
     expect(parseHostPort('127.0.0.1:0')).toEqual({ host: '127.0.0.1', port: 0 })
     expect(parseHostPort('[::1]:8080')).toEqual({ host: '::1', port: 8080 })
