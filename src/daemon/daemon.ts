@@ -20,6 +20,7 @@ import { OllamaEngine } from '../engine/ollama-engine.js'
 import type { ModelInfo } from '../engine/types.js'
 import { ChatServer, type ChatServerEvent } from '../protocol/chat-server.js'
 import { createDaemonRouter } from '../router/daemon-router.js'
+import { sameModel } from '../router/names.js'
 import type { Router } from '../router/router.js'
 
 const log = logger('daemon')
@@ -214,7 +215,7 @@ export class Daemon {
     const engine = this.ollama
     if (engine == null) return
     const served = (name: string, digest?: string): ModelInfo | undefined =>
-      this.localModels().find(m => m.name === name && (digest == null || m.digest === digest))
+      this.localModels().find(m => sameModel(m.name, name) && (digest == null || m.digest === digest))
     this.chat = new ChatServer({
       engine,
       slots: this.config.slots,
