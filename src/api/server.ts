@@ -4,7 +4,10 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import { UsageError } from '../errors.js'
 import type { Daemon } from '../daemon/daemon.js'
 import { registerControlRoutes } from './control.js'
+import { registerLimitMetrics } from './limit-metrics.js'
 import { registerMetricsRoute } from './metrics.js'
+import { registerOriginGuard } from './origin-guard.js'
+import { registerPolicyRoutes } from './policy-routes.js'
 import { daemonBackend } from './daemon-backend.js'
 import { ollamaRoutes } from './ollama.js'
 import { openAiRoutes } from './openai.js'
@@ -31,12 +34,19 @@ export async function createApiServer (daemon: Daemon): Promise<ApiServer> {
   const app = Fastify({
     logger: false,
     bodyLimit: 8 * 1024 * 1024,
-    // a request must not hold a connection forever
-    requestTimeout: 0,
+    // A slow client (slowloris) must not hold a connection: the whole request, headers
+    // and body, must arrive within 60 s (Node answers 408). This bounds the request
+    // only, never the answer: an SSE stream runs as long as the model talks.
+    requestTimeout: 60_000,
+    // No socket inactivity limit: a non-streamed answer, or a model that is loading,
+    // keeps a socket silent for minutes. Silence is bounded elsewhere: by the router's
+    // first-token and stall timeouts, and for a client that stops reading by the
+    // stream writer's stall timeout.
     connectionTimeout: 0,
     keepAliveTimeout: 5_000
   })
   const token = daemon.config.apiToken
+  registerOriginGuard(app, { loopbackOnly: token == null && isLoopback(daemon.config.api.host) })
 
   app.addHook('onRequest', async (request, reply) => {
     if (token == null) return
@@ -47,6 +57,8 @@ export async function createApiServer (daemon: Daemon): Promise<ApiServer> {
 
   registerControlRoutes(app, daemon)
   registerMetricsRoute(app, daemon)
+  registerLimitMetrics(app, daemon)
+  registerPolicyRoutes(app, daemon.policy)
   const backend = daemonBackend(daemon)
   await app.register(openAiRoutes, { prefix: '/v1', backend })
   await app.register(ollamaRoutes, { backend })

@@ -16,11 +16,19 @@ export function clientGone (req: IncomingMessage, res: ServerResponse): AbortCon
   return ac
 }
 
+/**
+ * How long a write may wait for a client that stopped reading: beyond it the
+ * response is destroyed, which cancels the chat upstream (as a disconnect does).
+ */
+export const WRITE_STALL_MS = 60_000
+
 export class StreamWriter {
   private readonly res: ServerResponse
+  private readonly stallMs: number
 
-  constructor (res: ServerResponse, status: number, headers: Record<string, string>) {
+  constructor (res: ServerResponse, status: number, headers: Record<string, string>, opts: { stallMs?: number } = {}) {
     this.res = res
+    this.stallMs = opts.stallMs ?? WRITE_STALL_MS
     res.writeHead(status, headers)
     // headers go out now: a client waiting for the first token sees the stream open
     res.flushHeaders()
@@ -35,7 +43,13 @@ export class StreamWriter {
     if (!this.open) return false
     if (this.res.write(text)) return true
     await new Promise<void>(resolve => {
+      // a client that keeps the socket open but never reads must not pin the answer,
+      // its buffers and a provider slot forever
+      const stall = setTimeout(() => {
+        this.res.destroy(new Error(`client read nothing for ${this.stallMs} ms`))
+      }, this.stallMs)
       const done = (): void => {
+        clearTimeout(stall)
         this.res.off('drain', done)
         this.res.off('close', done)
         resolve()

@@ -19,6 +19,7 @@ import { ModelWatcher } from '../engine/model-watcher.js'
 import { OllamaEngine } from '../engine/ollama-engine.js'
 import type { ModelInfo } from '../engine/types.js'
 import { ChatServer, type ChatServerEvent } from '../protocol/chat-server.js'
+import { PolicyStore } from '../policy/policy-store.js'
 import { createDaemonRouter } from '../router/daemon-router.js'
 import { sameModel } from '../router/names.js'
 import type { Router } from '../router/router.js'
@@ -48,6 +49,7 @@ export class Daemon {
   private chatRouter?: Router
   private ollama?: OllamaEngine
   private chat?: ChatServer
+  private policyStore?: PolicyStore
   /** what our announcements say about load; the chat server installs its own via setCapacitySource */
   private capacity: () => Capacity = () => ({ slots: this.config.slots, active: 0, queued: 0 })
 
@@ -97,6 +99,12 @@ export class Daemon {
     return await this.discovery.findProviders(model, opts)
   }
 
+  /** who may use our engine and whom we send prompts to (policy.json, GET/PUT /krill/v1/policy) */
+  get policy (): PolicyStore {
+    if (this.policyStore == null) throw new Error('the peer policy is loaded when the daemon starts')
+    return this.policyStore
+  }
+
   /** the provider side of /krill/chat/1.0.0; undefined when this node does not serve */
   get chatServer (): ChatServer | undefined {
     return this.chat
@@ -130,6 +138,10 @@ export class Daemon {
     const { privateKey, created } = await loadOrCreateIdentity(config.dataDir)
     progress(`${created ? 'created' : 'loaded'} identity in ${config.dataDir}`)
 
+    // before libp2p: a broken policy.json must stop us before we serve anyone
+    const policy = new PolicyStore({ dataDir: config.dataDir, privateSwarm: config.swarmKey != null })
+    await policy.start()
+
     const metrics = createMetricsRegistry()
     const node = await createKrillNode({
       privateKey,
@@ -139,10 +151,13 @@ export class Daemon {
       mdns: config.mdns,
       dhtMode: config.dhtMode,
       maxConnections: config.maxConnections,
+      maxPendingConnections: config.maxPendingConnections,
+      inboundConnectionsPerSecond: config.inboundConnectionsPerSecond,
       swarmKey: config.swarmKey,
       datastorePath: join(config.dataDir, 'datastore')
-    })
+    }).catch(err => { policy.stop(); throw err })
     const daemon = new Daemon(config, node, emit, metrics)
+    daemon.policyStore = policy
     try {
       await daemon.startNode(progress)
       daemon.createDiscovery(opts.discovery, progress)
@@ -220,6 +235,8 @@ export class Daemon {
       engine,
       slots: this.config.slots,
       maxQueue: this.config.maxQueue,
+      limits: this.config.limits,
+      authorize: this.policy.authorizeServe,
       isServedModel: (name, digest) => served(name, digest) != null,
       resolveDigest: name => served(name)?.digest,
       onEvent: event => { this.onChatServerEvent(event) }
@@ -252,6 +269,7 @@ export class Daemon {
       await this.discovery?.stop()
       this.dialer.stop()
       await this.api?.close()
+      this.policyStore?.stop()
       await this.node.stop()
     })()
     await this.stopping

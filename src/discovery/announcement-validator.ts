@@ -5,7 +5,8 @@
  * - Reject (the sending peer is penalized by gossipsub scoring): unsigned, malformed,
  *   oversized, or out-of-bounds announcements — an honest krill node never sends those.
  * - Ignore (dropped, not forwarded, no penalty): replays and stale copies (seq not
- *   above the last accepted one), expired ones, our own, authors over their rate.
+ *   above the last accepted one), expired ones, our own, valid announcements of
+ *   authors over their rate.
  * - Accept: applied to the provider table and forwarded.
  *
  * Signatures are checked by gossipsub itself (StrictSign): a message whose signature
@@ -83,11 +84,14 @@ export class AnnouncementValidator {
     // StrictSign already drops these; kept so a config change cannot open the door
     if (msg.type !== 'signed' || msg.from == null) return reject('unsigned', 'announcements must be signed by their author')
     const author = msg.from.toString()
-    if (!this.rate.take(author)) return ignore('rate-limited', 'author is over its announcement rate')
+    // Decoding first (cheap: at most 64 KiB, and gossipsub has checked the signature
+    // already): garbage is always Rejected, so its sender's score keeps falling even
+    // while it is over its rate; only well-formed announcements count against the rate.
     const decoded = decodeAnnouncement(msg.data, this.now(), this.limits)
     if (!decoded.ok) {
       return decoded.verdict === 'reject' ? reject(decoded.reason, decoded.detail) : ignore(decoded.reason, decoded.detail)
     }
+    if (!this.rate.take(author)) return ignore('rate-limited', 'author is over its announcement rate')
     const applied = this.table.applyAnnouncement(author, decoded.announcement)
     if (!applied.ok) return ignore(applied.reason, applied.detail)
     return { result: TopicValidatorResult.Accept }

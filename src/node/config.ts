@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { multiaddr } from '@multiformats/multiaddr'
 import { z } from 'zod'
 import { UsageError } from '../errors.js'
+import type { Limits } from '../protocol/limits.js'
 
 /** Default libp2p ports: clear of Ollama (11434) and IPFS (4001). */
 export const DEFAULT_TCP_PORT = 4747
@@ -33,6 +34,12 @@ export interface KrillConfig {
   /** requests waiting for a slot before new ones get BUSY */
   maxQueue: number
   maxConnections: number
+  /** inbound connections in their handshake at once; more are refused until one finishes */
+  maxPendingConnections: number
+  /** new inbound connections one IP address may open per second */
+  inboundConnectionsPerSecond: number
+  /** chat protocol limits for peers using our engine (src/protocol/limits.ts); unset keys keep their defaults */
+  limits: Partial<Limits>
   /** 'server' answers DHT queries; 'client' only asks */
   dhtMode: 'server' | 'client'
   /** lifetime of our model announcements; re-announced well before it ends */
@@ -40,6 +47,24 @@ export interface KrillConfig {
   /** how often the Ollama model list is refreshed */
   modelRefreshMs: number
 }
+
+/**
+ * Chat protocol limits a provider may change in krill.json. The frame size that
+ * consumers also check (maxFrameBytes) is not among them: raising it alone would
+ * break every consumer.
+ */
+const limitsSchema = z.object({
+  maxRequestBytes: z.number().int().min(64 * 1024).max(64 * 1024 * 1024).optional(),
+  maxMessages: z.number().int().min(1).max(100_000).optional(),
+  maxMessageChars: z.number().int().min(1).max(64 * 1024 * 1024).optional(),
+  maxImagesPerMessage: z.number().int().min(1).max(1_000).optional(),
+  maxTools: z.number().int().min(1).max(10_000).optional(),
+  maxStreamsPerPeer: z.number().int().min(1).max(1_000).optional(),
+  requestsPerMinute: z.number().int().min(1).max(100_000).optional(),
+  requestBurst: z.number().int().min(1).max(10_000).optional(),
+  requestTimeoutMs: z.number().int().min(1_000).max(600_000).optional(),
+  stallTimeoutMs: z.number().int().min(1_000).max(3_600_000).optional()
+}).strict()
 
 /** The subset a user can set in krill.json (and, for most keys, by flag or env). */
 const fileSchema = z.object({
@@ -56,6 +81,9 @@ const fileSchema = z.object({
   slots: z.number().int().min(1).max(256).optional(),
   maxQueue: z.number().int().min(0).max(10_000).optional(),
   maxConnections: z.number().int().min(1).max(10_000).optional(),
+  maxPendingConnections: z.number().int().min(1).max(1_000).optional(),
+  inboundConnectionsPerSecond: z.number().int().min(1).max(10_000).optional(),
+  limits: limitsSchema.optional(),
   dhtMode: z.enum(['server', 'client']).optional(),
   announceTtlMs: z.number().int().min(3_000).max(3_600_000).optional(),
   modelRefreshMs: z.number().int().min(100).max(3_600_000).optional()
@@ -206,6 +234,9 @@ export async function resolveConfig (flags: FlagConfig, env: NodeJS.ProcessEnv =
     slots: pick('slots') ?? 4,
     maxQueue: pick('maxQueue') ?? 64,
     maxConnections: pick('maxConnections') ?? 200,
+    maxPendingConnections: pick('maxPendingConnections') ?? 16,
+    inboundConnectionsPerSecond: pick('inboundConnectionsPerSecond') ?? 10,
+    limits: pick('limits') ?? {},
     dhtMode: pick('dhtMode') ?? 'server',
     announceTtlMs: pick('announceTtlMs') ?? 60_000,
     modelRefreshMs: pick('modelRefreshMs') ?? 10_000

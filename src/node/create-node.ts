@@ -1,4 +1,3 @@
-import { readFile } from 'node:fs/promises'
 import { bootstrap } from '@libp2p/bootstrap'
 import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
 import { identify, type Identify } from '@libp2p/identify'
@@ -13,8 +12,10 @@ import { yamux } from '@libp2p/yamux'
 import type { Libp2p, PrivateKey, Metrics, ComponentLogger } from '@libp2p/interface'
 import { LevelDatastore } from 'datastore-level'
 import { createLibp2p } from 'libp2p'
+import { announceScoreParams, ANNOUNCE_SCORE_THRESHOLDS } from '../discovery/gossip-scoring.js'
 import { UsageError } from '../errors.js'
 import { AGENT_VERSION } from '../version.js'
+import { readSwarmKey } from './swarm-key.js'
 
 export const DHT_PROTOCOL = '/krill/kad/1.0.0'
 
@@ -35,6 +36,10 @@ export interface NodeOptions {
   mdns: boolean
   dhtMode: 'server' | 'client'
   maxConnections: number
+  /** inbound connections in their handshake at once (default 16) */
+  maxPendingConnections?: number
+  /** new inbound connections one IP address may open per second (default 10) */
+  inboundConnectionsPerSecond?: number
   /** path of a libp2p pnet swarm key file */
   swarmKey?: string
   /** LevelDB directory; omit for an in-memory datastore */
@@ -46,14 +51,6 @@ export interface KrillNode {
   libp2p: KrillLibp2p
   /** closes libp2p, then the datastore */
   stop: () => Promise<void>
-}
-
-async function readSwarmKey (path: string): Promise<Uint8Array> {
-  try {
-    return await readFile(path)
-  } catch (err: any) {
-    throw new UsageError(`cannot read swarm key ${path}: ${err.code ?? err.message}; create one with \`krill swarm-key new > swarm.key\``, 1)
-  }
 }
 
 /**
@@ -87,7 +84,13 @@ export async function createKrillNode (opts: NodeOptions): Promise<KrillNode> {
       streamMuxers: [yamux()],
       connectionProtector: opts.swarmKey != null ? preSharedKey({ psk: await readSwarmKey(opts.swarmKey) }) : undefined,
       peerDiscovery,
-      connectionManager: { maxConnections: opts.maxConnections },
+      connectionManager: {
+        maxConnections: opts.maxConnections,
+        // handshakes are the expensive part of a connection flood; loopback gets no
+        // exemption, since a local tunnel (ssh, Tor, a proxy) makes strangers look local
+        maxIncomingPendingConnections: opts.maxPendingConnections ?? 16,
+        inboundConnectionThreshold: opts.inboundConnectionsPerSecond ?? 10
+      },
       metrics: opts.metrics,
       nodeInfo: { name: 'krill', version: AGENT_VERSION.split('/')[1], userAgent: AGENT_VERSION },
       start: false,
@@ -106,6 +109,9 @@ export async function createKrillNode (opts: NodeOptions): Promise<KrillNode> {
         pubsub: gossipsub({
           allowPublishToZeroTopicPeers: true,
           emitSelf: false,
+          // peers whose announcements our validator rejects lose score until graylisted
+          scoreParams: announceScoreParams(),
+          scoreThresholds: ANNOUNCE_SCORE_THRESHOLDS,
           runOnLimitedConnection: true
         })
       }

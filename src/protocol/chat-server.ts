@@ -5,7 +5,10 @@
  * terminal frame when the consumer can still read it, and the engine request is
  * aborted the moment the consumer resets or closes the stream.
  */
+import { PeerRateLimiter } from '../discovery/rate-limit.js'
 import { KrillError } from '../errors.js'
+import { logger } from '../log.js'
+import { BreachLog } from './breach-log.js'
 import { FrameFormatError, FrameReader, FrameTooLargeError, TruncatedFrameError, writeFrame } from './frame-io.js'
 import { acceptedFrame, deltaFrame, doneFrame, encodeFrame, errorFrame, splitDelta } from './frames.js'
 import { CHAT_PROTOCOL, resolveLimits } from './limits.js'
@@ -35,7 +38,16 @@ export interface ChatServerOptions {
   /** digest announced in Accepted when the request named none; '' when absent or unknown */
   resolveDigest?: (name: string) => string | undefined | Promise<string | undefined>
   onEvent?: (event: ChatServerEvent) => void
+  /**
+   * Peer policy: returns why `peer` may not use this provider (answered with
+   * FORBIDDEN before its request is read), or undefined to serve it. Asked for every
+   * stream, so a policy change applies to the next request at once.
+   */
+  authorize?: (peer: string, connection: Connection) => string | undefined
 }
+
+/** Why a stream was turned away before its request ran. */
+export type RefusalReason = 'forbidden' | 'requests-per-minute' | 'streams-per-peer' | 'queue-full'
 
 export interface ChatServerCounters {
   /** streams opened to us */
@@ -50,6 +62,8 @@ export interface ChatServerCounters {
   completionTokens: number
   /** Error frames sent (or due when the consumer was gone), by code */
   errors: Partial<Record<ErrorCodeName, number>>
+  /** streams turned away by policy or a per-peer / queue limit, by reason */
+  refused: Record<RefusalReason, number>
 }
 
 export interface ChatServerStats {
@@ -71,6 +85,10 @@ interface InFlight {
   done: Promise<void>
 }
 
+const log = logger('chat')
+/** codes that mean "the peer broke a limit or a rule": worth a (throttled) log line */
+const BREACH_CODES = new Set<ErrorCodeName>(['FORBIDDEN', 'RATE_LIMITED', 'BUSY', 'TOO_LARGE', 'BAD_REQUEST', 'TIMEOUT'])
+
 /** The consumer reset or closed the stream. */
 const CONSUMER_GONE = 'consumer closed the stream'
 /**
@@ -86,8 +104,19 @@ export class ChatServer {
   private readonly opts: ChatServerOptions
   private readonly inFlight = new Set<InFlight>()
   private readonly perPeer = new Map<string, number>()
+  /** requests per minute per peer; a bucket costs memory only while it is not full */
+  private readonly rate: PeerRateLimiter
+  private readonly breaches = new BreachLog(log)
   private readonly counters: ChatServerCounters = {
-    streams: 0, requests: 0, completed: 0, cancelled: 0, deltas: 0, promptTokens: 0, completionTokens: 0, errors: {}
+    streams: 0,
+    requests: 0,
+    completed: 0,
+    cancelled: 0,
+    deltas: 0,
+    promptTokens: 0,
+    completionTokens: 0,
+    errors: {},
+    refused: { forbidden: 0, 'requests-per-minute': 0, 'streams-per-peer': 0, 'queue-full': 0 }
   }
 
   private node: Libp2pNode | undefined
@@ -98,6 +127,7 @@ export class ChatServer {
     this.engine = opts.engine
     this.limits = resolveLimits(opts.limits)
     this.queue = new SlotQueue(opts.slots, opts.maxQueue)
+    this.rate = new PeerRateLimiter({ burst: this.limits.requestBurst, perMinute: this.limits.requestsPerMinute })
   }
 
   get stats (): ChatServerStats {
@@ -106,7 +136,7 @@ export class ChatServer {
       active: this.queue.active,
       queued: this.queue.queued,
       open: this.inFlight.size,
-      counters: { ...this.counters, errors: { ...this.counters.errors } }
+      counters: { ...this.counters, errors: { ...this.counters.errors }, refused: { ...this.counters.refused } }
     }
   }
 
@@ -153,7 +183,7 @@ export class ChatServer {
     this.inFlight.add(job)
     const count = (this.perPeer.get(peer) ?? 0) + 1
     this.perPeer.set(peer, count)
-    job.done = this.serve(stream, job, count)
+    job.done = this.serve(stream, job, count, connection)
       .catch(err => {
         // serve() handles its own failures; this is the last line of defence
         stream.abort(err instanceof Error ? err : new Error(String(err)))
@@ -166,13 +196,27 @@ export class ChatServer {
       })
   }
 
-  private async serve (stream: Stream, job: InFlight, peerStreams: number): Promise<void> {
+  private async serve (stream: Stream, job: InFlight, peerStreams: number, connection: Connection): Promise<void> {
     const { peer } = job
     if (this.stopping) {
       await this.fail(stream, job, undefined, 'SHUTTING_DOWN', 'provider is shutting down')
       return
     }
+    // policy first: a refused peer costs no rate tokens and learns nothing about load
+    const refusal = this.opts.authorize?.(peer, connection)
+    if (refusal != null) {
+      this.counters.refused.forbidden++
+      await this.fail(stream, job, undefined, 'FORBIDDEN', `this provider does not serve your peer: ${refusal}`)
+      return
+    }
+    // every stream costs a token, even one refused below: opening streams is the flood
+    if (!this.rate.take(peer)) {
+      this.counters.refused['requests-per-minute']++
+      await this.fail(stream, job, undefined, 'RATE_LIMITED', `too many chat requests from your peer (limit ${this.limits.requestsPerMinute} a minute, bursts of ${this.limits.requestBurst}); slow down`)
+      return
+    }
     if (peerStreams > this.limits.maxStreamsPerPeer) {
+      this.counters.refused['streams-per-peer']++
       await this.fail(stream, job, undefined, 'RATE_LIMITED', `too many concurrent chat streams from your peer (limit ${this.limits.maxStreamsPerPeer})`)
       return
     }
@@ -206,6 +250,7 @@ export class ChatServer {
 
       const ticket = this.queue.enter(job.abort.signal)
       if (ticket == null) {
+        this.counters.refused['queue-full']++
         await this.fail(stream, job, model, 'BUSY', `all ${this.queue.slots} slots are busy and ${this.queue.queued} requests are queued`)
         return
       }
@@ -349,6 +394,7 @@ export class ChatServer {
     if (count) {
       this.counters.errors[code] = (this.counters.errors[code] ?? 0) + 1
       this.emit({ type: 'error', peer: job.peer, model, code, message })
+      if (BREACH_CODES.has(code)) this.breaches.note(job.peer, code, `${code} for peer ${job.peer}${model != null ? ` (${model})` : ''}: ${message}`)
     }
     if (!isWritable(stream)) {
       stream.abort(new Error(message))

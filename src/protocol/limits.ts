@@ -28,6 +28,10 @@ export interface Limits {
   maxModelNameChars: number
   /** concurrent chat streams one peer may have open at this server */
   maxStreamsPerPeer: number
+  /** chat streams one peer may open per minute on average (token bucket refill) */
+  requestsPerMinute: number
+  /** chat streams one peer may open in a burst before the per-minute rate applies */
+  requestBurst: number
   /** the whole request must arrive within this many ms of the stream opening */
   requestTimeoutMs: number
   /** no progress (engine output, or the consumer draining our writes) for this long ends the request */
@@ -46,6 +50,9 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   maxStopChars: 256,
   maxModelNameChars: 200,
   maxStreamsPerPeer: 8,
+  // an agent loop or a team behind one node asks often; a flood asks far more
+  requestsPerMinute: 120,
+  requestBurst: 30,
   requestTimeoutMs: 10_000,
   stallTimeoutMs: 60_000
 })

@@ -19,6 +19,13 @@ export const MODEL_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._:/-]*$/
 /** Model digests: sha256 of the manifest, 64 hex digits, optionally `sha256:`-prefixed. */
 export const DIGEST_RE = /^(sha256:)?[0-9a-fA-F]{64}$/
 const MAX_TOOL_NAME_CHARS = 256
+/**
+ * Nesting of JSON values (format schemas, tool definitions, tool call arguments).
+ * Real schemas nest a few levels; parsing is iterative and survives any depth, but
+ * JSON.stringify (forwarding to a peer, sending to Ollama) recurses and would
+ * overflow the stack on a few hundred thousand levels.
+ */
+export const MAX_JSON_DEPTH = 64
 
 const ROLES: readonly Role[] = ['system', 'user', 'assistant', 'tool']
 const BASE64_RE = /^[A-Za-z0-9+/]*={0,2}$/
@@ -79,7 +86,20 @@ function validateDigest (digest: unknown): string | undefined {
 function checkString (value: unknown, what: string, maxChars: number): string {
   if (typeof value !== 'string') throw bad(`${what} must be a string`)
   if (value.length > maxChars) throw bad(`${what} is longer than ${maxChars} characters`)
-  return value
+  // lone surrogates (from broken UTF-8 on the wire, or \ud800 in JSON) cannot be encoded
+  // again as they are; replace them with U+FFFD so what we forward is what we checked
+  return value.isWellFormed() ? value : value.toWellFormed()
+}
+
+/** Throws BAD_REQUEST when `value` nests deeper than MAX_JSON_DEPTH; iterative, so any depth is safe to check. */
+function checkDepth (value: unknown, what: string): void {
+  const stack: Array<[unknown, number]> = [[value, 1]]
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop() as [unknown, number]
+    if (v === null || typeof v !== 'object') continue
+    if (depth > MAX_JSON_DEPTH) throw bad(`${what} is nested more than ${MAX_JSON_DEPTH} levels deep`)
+    for (const child of Object.values(v)) stack.push([child, depth + 1])
+  }
 }
 
 function validateToolCall (call: unknown, what: string): ToolCall {
@@ -88,6 +108,7 @@ function validateToolCall (call: unknown, what: string): ToolCall {
   if (name === '') throw bad(`${what}.function.name is empty`)
   const args = call.function.arguments ?? {}
   if (!isPlainObject(args)) throw bad(`${what}.function.arguments must be an object`)
+  checkDepth(args, `${what}.function.arguments`)
   return { function: { name, arguments: args } }
 }
 
@@ -207,6 +228,7 @@ export function validateChatRequest (input: unknown, limits: Limits = resolveLim
   }
   if (input.format != null) {
     if (input.format !== 'json' && !isPlainObject(input.format)) throw bad('format must be "json" or a JSON schema object')
+    checkDepth(input.format, 'format')
     req.format = input.format
   }
   if (input.tools != null) {
@@ -214,6 +236,7 @@ export function validateChatRequest (input: unknown, limits: Limits = resolveLim
     if (input.tools.length > limits.maxTools) throw bad(`too many tools: ${input.tools.length} > ${limits.maxTools}`)
     req.tools = input.tools.map((t, i) => {
       if (!isPlainObject(t)) throw bad(`tools[${i}] must be an object`)
+      checkDepth(t, `tools[${i}]`)
       return t
     })
     if (req.tools.length === 0) delete req.tools

@@ -1,10 +1,13 @@
 /**
  * Binds the Router to a running daemon: its provider table and DHT lookups, its
  * local engine and shared models, the chat protocol client for remote peers, and
- * libp2p's round-trip times for ranking.
+ * libp2p's round-trip times for ranking. The consume side of the peer policy applies
+ * here: providers it excludes are invisible to the router (never asked, never sent a
+ * prompt), whether they come from announcements or from the DHT.
  */
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Daemon } from '../daemon/daemon.js'
+import type { ProviderDirectory, ProviderEntry } from '../discovery/types.js'
 import { requestChat } from '../protocol/chat-client.js'
 import { LatencyCache } from './latency.js'
 import { Router, type RouterOptions } from './router.js'
@@ -16,6 +19,12 @@ export function createDaemonRouter (daemon: Daemon, opts: RouterOptions = {}): R
     ping: async (peer, signal) => await libp2p.services.ping.ping(peer, { signal }),
     peerIdFromString
   })
+  const allowed = (e: ProviderEntry): boolean => daemon.policy.mayConsume(e.peerId)
+  const providers: ProviderDirectory = {
+    providersFor: (model, digest) => daemon.providers.providersFor(model, digest).filter(allowed),
+    catalog: () => daemon.providers.catalog(),
+    all: () => daemon.providers.all().filter(allowed)
+  }
   return new Router({
     selfId: libp2p.peerId.toString(),
     local: () => {
@@ -23,8 +32,8 @@ export function createDaemonRouter (daemon: Daemon, opts: RouterOptions = {}): R
       const models = daemon.localModels()
       return engine != null && models.length > 0 ? { engine, models } : undefined
     },
-    providers: daemon.providers,
-    findProviders: async (model, signal) => await daemon.findProviders(model, { signal }),
+    providers,
+    findProviders: async (model, signal) => (await daemon.findProviders(model, { signal })).filter(allowed),
     remoteChat: (peerId, request, signal) => requestChat(libp2p, peerIdFromString(peerId), request, { signal }),
     latencyMs: peer => latency.get(peer),
     onServed: info => {
