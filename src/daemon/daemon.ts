@@ -7,6 +7,7 @@ import { createMetricsRegistry, libp2pMetrics } from '../api/metrics.js'
 import type { KrillConfig } from '../node/config.js'
 import { createKrillNode, type KrillNode, type KrillLibp2p } from '../node/create-node.js'
 import { loadOrCreateIdentity } from '../node/identity.js'
+import type { NatStatus } from '../node/nat.js'
 import { PeerDialer } from '../node/peer-dialer.js'
 import { logger } from '../log.js'
 import type { DaemonEvent, EventSink } from './events.js'
@@ -63,6 +64,11 @@ export class Daemon {
 
   get libp2p (): KrillLibp2p {
     return this.node.libp2p
+  }
+
+  /** reachability and relaying: public addresses, relays we are reachable through, relaying for others */
+  get nat (): NatStatus {
+    return this.node.nat.status()
   }
 
   get peerId (): PeerId {
@@ -147,12 +153,17 @@ export class Daemon {
       privateKey,
       metrics: libp2pMetrics(metrics),
       listen: config.listen,
+      announce: config.announce,
       bootstrap: config.bootstrap,
       mdns: config.mdns,
       dhtMode: config.dhtMode,
       maxConnections: config.maxConnections,
       maxPendingConnections: config.maxPendingConnections,
       inboundConnectionsPerSecond: config.inboundConnectionsPerSecond,
+      relay: config.relay,
+      autoRelay: config.autoRelay,
+      relayLimits: config.relayLimits,
+      upnp: config.upnp,
       swarmKey: config.swarmKey,
       datastorePath: join(config.dataDir, 'datastore')
     }).catch(err => { policy.stop(); throw err })

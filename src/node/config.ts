@@ -17,6 +17,8 @@ export const CONFIG_FILE = 'krill.json'
 export interface KrillConfig {
   dataDir: string
   listen: string[]
+  /** extra addresses advertised as reachable: a server's public address, a forwarded port */
+  announce: string[]
   api: { host: string, port: number }
   /** bearer token the API requires when bound to a non-loopback address */
   apiToken?: string
@@ -27,7 +29,18 @@ export interface KrillConfig {
   serve: boolean
   /** models to share; undefined shares all */
   share?: string[]
+  /** always act as a circuit-relay server (a dedicated relay / bootstrap node) */
   relay: boolean
+  /**
+   * act as a circuit-relay server only while this node has a confirmed public
+   * address (a UPnP port mapping or --announce): publicly reachable peers carry the
+   * swarm's NATed peers without anyone configuring relays
+   */
+  autoRelay: boolean
+  /** caps that keep relaying affordable and fair (used when relay or autoRelay) */
+  relayLimits: RelayLimits
+  /** ask the home router to forward our listen ports (UPnP IGD); sends SSDP multicast */
+  upnp: boolean
   swarmKey?: string
   /** concurrent Ollama requests this node runs for the network */
   slots: number
@@ -47,6 +60,43 @@ export interface KrillConfig {
   /** how often the Ollama model list is refreshed */
   modelRefreshMs: number
 }
+
+/**
+ * What a relaying node grants. libp2p's defaults (128 KiB and 2 min per relayed
+ * connection) cut a token stream off mid-answer, so a krill relay grants far more
+ * per connection and bounds the total instead: reservations, circuits overall and
+ * circuits per peer.
+ */
+export interface RelayLimits {
+  /** peers that may hold a reservation (be reachable through us) at once */
+  maxReservations: number
+  /** relayed connections open through us at once */
+  maxCircuits: number
+  /** relayed connections one peer may have open through us, as source or destination */
+  maxCircuitsPerPeer: number
+  /** bytes (both directions) one relayed connection may carry before the relay resets it */
+  dataBytes: number
+  /** lifetime of one relayed connection before the relay resets it */
+  durationMs: number
+}
+
+export const DEFAULT_RELAY_LIMITS: RelayLimits = {
+  maxReservations: 128,
+  maxCircuits: 256,
+  maxCircuitsPerPeer: 8,
+  dataBytes: 1024 * 1024 * 1024,
+  durationMs: 60 * 60_000
+}
+
+const relayLimitsSchema = z.object({
+  maxReservations: z.number().int().min(1).max(10_000).optional(),
+  maxCircuits: z.number().int().min(1).max(10_000).optional(),
+  maxCircuitsPerPeer: z.number().int().min(1).max(1_000).optional(),
+  // at least 1 MiB: less cannot carry a single answer
+  dataBytes: z.number().int().min(1024 * 1024).max(Number.MAX_SAFE_INTEGER).optional(),
+  // libp2p's relay sends the duration as a uint32 and arms a timer with it: keep it in range
+  durationMs: z.number().int().min(60_000).max(24 * 3_600_000).optional()
+}).strict()
 
 /**
  * Chat protocol limits a provider may change in krill.json. The frame size that
@@ -69,6 +119,7 @@ const limitsSchema = z.object({
 /** The subset a user can set in krill.json (and, for most keys, by flag or env). */
 const fileSchema = z.object({
   listen: z.array(z.string()).optional(),
+  announce: z.array(z.string()).optional(),
   api: z.string().optional(),
   apiToken: z.string().min(16).optional(),
   bootstrap: z.array(z.string()).optional(),
@@ -77,6 +128,9 @@ const fileSchema = z.object({
   serve: z.boolean().optional(),
   share: z.array(z.string().min(1)).optional(),
   relay: z.boolean().optional(),
+  autoRelay: z.boolean().optional(),
+  relayLimits: relayLimitsSchema.optional(),
+  upnp: z.boolean().optional(),
   swarmKey: z.string().optional(),
   slots: z.number().int().min(1).max(256).optional(),
   maxQueue: z.number().int().min(0).max(10_000).optional(),
@@ -113,6 +167,7 @@ export function envConfig (env: NodeJS.ProcessEnv = process.env): FlagConfig {
   const out: FlagConfig = {}
   if (env.KRILL_HOME != null && env.KRILL_HOME !== '') out.dataDir = env.KRILL_HOME
   if (list(env.KRILL_LISTEN) != null) out.listen = list(env.KRILL_LISTEN)
+  if (list(env.KRILL_ANNOUNCE) != null) out.announce = list(env.KRILL_ANNOUNCE)
   if (env.KRILL_API != null && env.KRILL_API !== '') out.api = env.KRILL_API
   if (env.KRILL_API_TOKEN != null && env.KRILL_API_TOKEN !== '') out.apiToken = env.KRILL_API_TOKEN
   if (list(env.KRILL_BOOTSTRAP) != null) out.bootstrap = list(env.KRILL_BOOTSTRAP)
@@ -208,6 +263,7 @@ export async function resolveConfig (flags: FlagConfig, env: NodeJS.ProcessEnv =
     `/ip4/0.0.0.0/tcp/${DEFAULT_TCP_PORT}`,
     `/ip4/0.0.0.0/tcp/${DEFAULT_WS_PORT}/ws`
   ], '--listen')
+  const announce = checkMultiaddrs(pick('announce') ?? [], '--announce')
   const bootstrap = checkMultiaddrs(pick('bootstrap') ?? [], '--bootstrap')
   for (const addr of bootstrap) {
     if (multiaddr(addr).getComponents().every(c => c.name !== 'p2p')) {
@@ -222,6 +278,7 @@ export async function resolveConfig (flags: FlagConfig, env: NodeJS.ProcessEnv =
   return {
     dataDir,
     listen,
+    announce,
     api,
     apiToken: pick('apiToken'),
     bootstrap,
@@ -230,6 +287,9 @@ export async function resolveConfig (flags: FlagConfig, env: NodeJS.ProcessEnv =
     serve: pick('serve') ?? true,
     share: pick('share'),
     relay: pick('relay') ?? false,
+    autoRelay: pick('autoRelay') ?? true,
+    relayLimits: { ...DEFAULT_RELAY_LIMITS, ...pick('relayLimits') },
+    upnp: pick('upnp') ?? true,
     swarmKey: pick('swarmKey'),
     slots: pick('slots') ?? 4,
     maxQueue: pick('maxQueue') ?? 64,

@@ -1,30 +1,46 @@
 import { bootstrap } from '@libp2p/bootstrap'
+import { circuitRelayServer, circuitRelayTransport, type CircuitRelayService } from '@libp2p/circuit-relay-v2'
+import { dcutr } from '@libp2p/dcutr'
 import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
-import { identify, type Identify } from '@libp2p/identify'
+import { identify, identifyPush, type Identify, type IdentifyPush } from '@libp2p/identify'
 import { kadDHT, passthroughMapper, type KadDHT } from '@libp2p/kad-dht'
 import { mdns } from '@libp2p/mdns'
 import { noise } from '@libp2p/noise'
 import { ping, type Ping } from '@libp2p/ping'
 import { preSharedKey } from '@libp2p/pnet'
 import { tcp } from '@libp2p/tcp'
+import { uPnPNAT } from '@libp2p/upnp-nat'
+import { getNetConfig, isLoopback } from '@libp2p/utils'
 import { webSockets } from '@libp2p/websockets'
 import { yamux } from '@libp2p/yamux'
 import type { Libp2p, PrivateKey, Metrics, ComponentLogger } from '@libp2p/interface'
+import { multiaddr } from '@multiformats/multiaddr'
 import { LevelDatastore } from 'datastore-level'
 import { createLibp2p } from 'libp2p'
 import { announceScoreParams, ANNOUNCE_SCORE_THRESHOLDS } from '../discovery/gossip-scoring.js'
 import { UsageError } from '../errors.js'
 import { AGENT_VERSION } from '../version.js'
 import { readSwarmKey } from './swarm-key.js'
+import { DEFAULT_RELAY_LIMITS, type RelayLimits } from './config.js'
+import { RelayPolicy, relayReserver, type RelayReserver } from './nat.js'
 
 export const DHT_PROTOCOL = '/krill/kad/1.0.0'
 
 // a type alias (not an interface) so it satisfies libp2p's ServiceMap index signature
 export type KrillServices = {
   identify: Identify
+  identifyPush: IdentifyPush
   ping: Ping
   dht: KadDHT
   pubsub: GossipSub
+  /** upgrades relayed connections to direct ones where possible */
+  dcutr: unknown
+  /** present when the node may relay (relay or autoRelay) */
+  relay?: CircuitRelayService
+  /** present when UPnP is on and the node listens beyond loopback */
+  upnp?: unknown
+  /** present unless the node is a dedicated relay */
+  relayReserver?: RelayReserver
 }
 
 export type KrillLibp2p = Libp2p<KrillServices>
@@ -32,6 +48,8 @@ export type KrillLibp2p = Libp2p<KrillServices>
 export interface NodeOptions {
   privateKey: PrivateKey
   listen: string[]
+  /** addresses to advertise as reachable (a server's public address, a forwarded port) */
+  announce?: string[]
   bootstrap: string[]
   mdns: boolean
   dhtMode: 'server' | 'client'
@@ -40,6 +58,13 @@ export interface NodeOptions {
   maxPendingConnections?: number
   /** new inbound connections one IP address may open per second (default 10) */
   inboundConnectionsPerSecond?: number
+  /** always relay for others (a dedicated relay / bootstrap node); default false */
+  relay?: boolean
+  /** relay for others while publicly reachable; default false */
+  autoRelay?: boolean
+  relayLimits?: RelayLimits
+  /** map our listen ports on the home router with UPnP; default false */
+  upnp?: boolean
   /** path of a libp2p pnet swarm key file */
   swarmKey?: string
   /** LevelDB directory; omit for an in-memory datastore */
@@ -49,13 +74,29 @@ export interface NodeOptions {
 
 export interface KrillNode {
   libp2p: KrillLibp2p
+  /** reachability and relaying, for status output */
+  nat: RelayPolicy
   /** closes libp2p, then the datastore */
   stop: () => Promise<void>
 }
 
+/** UPnP is pointless (and its SSDP multicast unwelcome) when we only listen on loopback. */
+function listensBeyondLoopback (listen: string[]): boolean {
+  return listen.some(addr => {
+    try {
+      const ma = multiaddr(addr)
+      const { type } = getNetConfig(ma)
+      return (type === 'ip4' || type === 'ip6') && !isLoopback(ma)
+    } catch {
+      return false
+    }
+  })
+}
+
 /**
- * Builds (but does not start) a krill libp2p node: TCP + WebSockets, noise,
- * yamux, identify, ping, a private Kademlia DHT and gossipsub (StrictSign).
+ * Builds (but does not start) a krill libp2p node: TCP + WebSockets (+ circuit
+ * relay v2), noise, yamux, identify, ping, a private Kademlia DHT, gossipsub
+ * (StrictSign), and NAT traversal: DCUtR, UPnP, relay client and server.
  */
 export async function createKrillNode (opts: NodeOptions): Promise<KrillNode> {
   const datastore = opts.datastorePath != null ? new LevelDatastore(opts.datastorePath) : undefined
@@ -70,6 +111,10 @@ export async function createKrillNode (opts: NodeOptions): Promise<KrillNode> {
     }
   }
 
+  const limits = opts.relayLimits ?? DEFAULT_RELAY_LIMITS
+  const policy = new RelayPolicy({ relay: opts.relay ?? false, autoRelay: opts.autoRelay ?? false, limits })
+  const upnp = (opts.upnp ?? false) && listensBeyondLoopback(opts.listen)
+
   const peerDiscovery = []
   if (opts.bootstrap.length > 0) peerDiscovery.push(bootstrap({ list: opts.bootstrap, timeout: 100 }))
   if (opts.mdns) peerDiscovery.push(mdns({ serviceTag: 'krill.local' }))
@@ -78,11 +123,18 @@ export async function createKrillNode (opts: NodeOptions): Promise<KrillNode> {
     const libp2p = await createLibp2p({
       privateKey: opts.privateKey,
       datastore,
-      addresses: { listen: opts.listen },
-      transports: [tcp(), webSockets()],
+      addresses: { listen: opts.listen, appendAnnounce: opts.announce ?? [] },
+      transports: [
+        tcp(),
+        webSockets(),
+        // dial and accept relayed connections; reservations are made by relayReserver
+        circuitRelayTransport({ reservationCompletionTimeout: 10_000 })
+      ],
       connectionEncrypters: [noise()],
       streamMuxers: [yamux()],
       connectionProtector: opts.swarmKey != null ? preSharedKey({ psk: await readSwarmKey(opts.swarmKey) }) : undefined,
+      // who we relay for, and how much (see nat.ts)
+      connectionGater: policy.gater(),
       peerDiscovery,
       connectionManager: {
         maxConnections: opts.maxConnections,
@@ -96,7 +148,50 @@ export async function createKrillNode (opts: NodeOptions): Promise<KrillNode> {
       start: false,
       services: {
         identify: identify({ runOnLimitedConnection: true }),
-        ping: ping(),
+        // Tell connected peers when our addresses change: a relay reservation or a
+        // UPnP mapping usually arrives after the first connections are made, and a
+        // peer that only reaches us through a relay retries DCUtR when it learns
+        // that we became publicly reachable.
+        identifyPush: identifyPush({ runOnLimitedConnection: true }),
+        // libp2p's connection monitor pings every connection every 10 s on this
+        // protocol and aborts the connection when opening its stream fails; with the
+        // default limit of one outbound ping stream, an explicit ping (`krill peers`,
+        // `krill ping`) at the same moment made the monitor tear the connection down
+        // (and with it every relay reservation and relayed chat on it)
+        ping: ping({ maxOutboundStreams: 4, maxInboundStreams: 4 }),
+        // No AutoNAT: @libp2p/autonat (v1) answers a verification request by
+        // reusing its live connection to the asking peer and then closing it, which
+        // tears down relay reservations and relayed chats every time a peer re-checks
+        // its address (every 10 min). AutoNAT v2 dials back on a fresh connection
+        // but is not a dependency yet. Public addresses come from UPnP mappings the
+        // router confirms and from --announce.
+        dcutr: dcutr(),
+        ...(policy.installed
+          ? {
+              relay: circuitRelayServer({
+                reservations: {
+                  maxReservations: limits.maxReservations,
+                  // libp2p's defaults (128 KiB, 2 min per relayed connection) end a
+                  // token stream mid-answer; the relay limits bound the totals instead
+                  defaultDataLimit: BigInt(limits.dataBytes),
+                  defaultDurationLimit: limits.durationMs
+                },
+                maxOutboundStopStreams: limits.maxCircuits
+              })
+            }
+          : {}),
+        ...(upnp
+          ? {
+              upnp: uPnPNAT({
+                portMappingDescription: `krill ${AGENT_VERSION}`,
+                // Nothing here could confirm the mapped address by dialing it back (see
+                // the note on AutoNAT above), so a port the router itself says it
+                // forwards is trusted.
+                autoConfirmAddress: true
+              })
+            }
+          : {}),
+        ...(opts.relay !== true ? { relayReserver: relayReserver() } : {}),
         dht: kadDHT({
           protocol: DHT_PROTOCOL,
           clientMode: opts.dhtMode === 'client',
@@ -116,8 +211,10 @@ export async function createKrillNode (opts: NodeOptions): Promise<KrillNode> {
         })
       }
     })
+    policy.attach(libp2p)
     return {
       libp2p,
+      nat: policy,
       stop: async () => {
         await libp2p.stop()
         await datastore?.close()

@@ -5,6 +5,7 @@
  * `return()` on the generator) resets the stream so the provider stops at once.
  */
 import { KrillError } from '../errors.js'
+import { openPreferDirect } from '../node/connections.js'
 import { FrameFormatError, FrameReader, FrameTooLargeError, TruncatedFrameError, writeFrame } from './frame-io.js'
 import { decodeFrame, deltaFromPb, encodeRequest, errorFromPb, usageFromPb } from './frames.js'
 import { CHAT_PROTOCOL, resolveLimits } from './limits.js'
@@ -25,7 +26,8 @@ export interface RequestChatOptions {
   limits?: Partial<Limits>
 }
 
-type DialingNode = Pick<Libp2p, 'dialProtocol'>
+/** what openPreferDirect (node/connections.ts) needs to pick or dial a connection */
+type DialingNode = Pick<Libp2p, 'getConnections' | 'getMultiaddrs' | 'dial' | 'addEventListener' | 'removeEventListener'>
 
 /** How long we give our own close() after the terminal frame before resetting instead. */
 const CLOSE_TIMEOUT_MS = 2_000
@@ -66,7 +68,8 @@ export async function * requestChat (node: DialingNode, peerId: PeerId, request:
   try {
     ctl.signal.throwIfAborted()
     try {
-      stream = await node.dialProtocol(peerId, CHAT_PROTOCOL, { signal: ctl.signal, runOnLimitedConnection: true })
+      // on a direct connection when there is one; through a relay only when nothing else reaches the peer
+      stream = await openPreferDirect(node, peerId, CHAT_PROTOCOL, { signal: ctl.signal })
     } catch (err) {
       throw streamError(err, peer, `could not open a chat stream to peer ${peer}`)
     }

@@ -23,6 +23,7 @@ export function registerDaemon (program: Command): void {
     .description('run a node: serve local models, route requests, expose the HTTP API')
     .option('--data-dir <dir>', 'identity, datastore and krill.json (env KRILL_HOME)')
     .option('--listen <multiaddr>', 'libp2p listen address, repeatable (env KRILL_LISTEN, comma list)', collect)
+    .option('--announce <multiaddr>', 'also advertise this address as reachable, e.g. a server\'s public IP or a forwarded port; repeatable (env KRILL_ANNOUNCE)', collect)
     .option('--api <host:port>', 'HTTP API address, port 0 picks a free one (env KRILL_API)')
     .option('--bootstrap <multiaddr>', 'peer to join through, repeatable (env KRILL_BOOTSTRAP)', collect)
     .option('--no-mdns', 'do not discover peers on the local network')
@@ -30,6 +31,8 @@ export function registerDaemon (program: Command): void {
     .option('--no-serve', 'only consume and relay; never serve local models')
     .option('--share <model>', 'share only this model (repeatable; a trailing * matches a prefix)', collect)
     .option('--relay', 'act as a circuit-relay server for peers behind NATs')
+    .option('--no-auto-relay', 'never relay for others, not even once this node is publicly reachable')
+    .option('--no-upnp', 'do not ask the router to forward our port (UPnP; sends SSDP multicast on the LAN)')
     .option('--swarm-key <file>', 'join the private swarm of this pre-shared key (env KRILL_SWARM_KEY)')
     .option('--json', 'print the ready line and events as JSON lines on stdout')
     .action(async (_opts, command: Command) => {
@@ -38,6 +41,7 @@ export function registerDaemon (program: Command): void {
       const flags: FlagConfig = {
         dataDir: opts.dataDir,
         listen: opts.listen,
+        announce: opts.announce,
         api: opts.api,
         bootstrap: opts.bootstrap,
         mdns: opts.mdns,
@@ -45,6 +49,8 @@ export function registerDaemon (program: Command): void {
         serve: opts.serve,
         share: opts.share,
         relay: opts.relay,
+        autoRelay: opts.autoRelay,
+        upnp: opts.upnp,
         swarmKey: opts.swarmKey
       }
       const config = await resolveConfig(flags)

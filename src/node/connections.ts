@@ -1,0 +1,93 @@
+/**
+ * Which connection a long-lived stream (a chat) goes on.
+ *
+ * libp2p's `dialProtocol(peerId)` ignores limited (relayed) connections when it
+ * looks for an existing one, so with only a relayed connection every chat would
+ * open yet another circuit through the relay. And right after a relayed
+ * connection opens, DCUtR may be about to replace it by a direct one and close it,
+ * taking any stream on it down. This picks deliberately:
+ *
+ * 1. an open direct connection;
+ * 2. otherwise an open relayed one with enough of its relay's data and time
+ *    budget left for a long answer — but when we are publicly reachable, the
+ *    remote's DCUtR is about to dial us back and close that relayed connection
+ *    (on a new relayed connection, or when our identify push tells it we became
+ *    reachable), and a stream on it would die with it: so the first time a
+ *    relayed connection is used while we are reachable, wait a few seconds for
+ *    the direct one;
+ * 3. otherwise dial (libp2p tries direct addresses before relayed ones), and
+ *    when that gives a relayed connection, the same wait as in 2.
+ */
+import type { AbortOptions, Connection, Libp2p, PeerId, Stream } from '@libp2p/interface'
+import { isPublicAddr, isRelayedAddr } from './nat.js'
+
+/** A relayed connection with less budget left than this is not used for a new chat. */
+export const MIN_RELAY_BYTES_LEFT = 16n * 1024n * 1024n
+export const MIN_RELAY_SECONDS_LEFT = 5 * 60
+/** How long we wait for DCUtR to replace a relayed connection (its dial-back plus retries). */
+export const UPGRADE_GRACE_MS = 4_000
+
+/** relayed connections we already waited on once: if no upgrade came then, none is coming */
+const waitedOn = new WeakSet<Connection>()
+
+/** what openPreferDirect needs of a libp2p node */
+export type Node = Pick<Libp2p, 'getConnections' | 'getMultiaddrs' | 'dial' | 'addEventListener' | 'removeEventListener'>
+
+function isRelayed (conn: Connection): boolean {
+  return isRelayedAddr(conn.remoteAddr)
+}
+
+/** Enough relay budget left for a long answer (unlimited connections always have). */
+function hasBudget (conn: Connection): boolean {
+  const limits = conn.limits
+  if (limits == null) return true
+  if (limits.bytes != null && limits.bytes < MIN_RELAY_BYTES_LEFT) return false
+  if (limits.seconds != null && limits.seconds < MIN_RELAY_SECONDS_LEFT) return false
+  return true
+}
+
+/** The best open connection to `peer` for a long stream, or undefined when there is none worth using. */
+export function pickConnection (conns: Connection[]): Connection | undefined {
+  const open = conns.filter(c => c.status === 'open')
+  return open.find(c => !isRelayed(c) && c.limits == null) ??
+    open.find(c => !isRelayed(c)) ??
+    open.find(c => isRelayed(c) && hasBudget(c))
+}
+
+/** Resolves with a direct connection to `peer` once one opens, or undefined after `ms`. */
+async function directWithin (node: Node, peer: PeerId, ms: number, signal?: AbortSignal): Promise<Connection | undefined> {
+  const now = pickConnection(node.getConnections(peer))
+  if (now != null && !isRelayed(now)) return now
+  return await new Promise(resolve => {
+    const done = (conn?: Connection): void => {
+      clearTimeout(timer)
+      node.removeEventListener('connection:open', onOpen)
+      signal?.removeEventListener('abort', onAbort)
+      resolve(conn)
+    }
+    const onOpen = (evt: CustomEvent<Connection>): void => {
+      const conn = evt.detail
+      if (conn.remotePeer.equals(peer) && !isRelayed(conn)) done(conn)
+    }
+    const onAbort = (): void => { done(undefined) }
+    const timer = setTimeout(done, ms)
+    node.addEventListener('connection:open', onOpen)
+    signal?.addEventListener('abort', onAbort, { once: true })
+  })
+}
+
+/**
+ * Opens a stream for `protocols` to `peer` on the best connection (see the top of
+ * this file), dialing when there is none (libp2p tries direct addresses before
+ * relayed ones). Relayed connections are allowed: a NATed provider may be
+ * reachable no other way.
+ */
+export async function openPreferDirect (node: Node, peer: PeerId, protocols: string | string[], options: AbortOptions = {}): Promise<Stream> {
+  let conn = pickConnection(node.getConnections(peer)) ?? await node.dial(peer, options)
+  // only worth waiting when the remote can dial us back, i.e. we have a public address
+  if (isRelayed(conn) && !waitedOn.has(conn) && node.getMultiaddrs().some(isPublicAddr)) {
+    waitedOn.add(conn)
+    conn = await directWithin(node, peer, UPGRADE_GRACE_MS, options.signal) ?? pickConnection(node.getConnections(peer)) ?? conn
+  }
+  return await conn.newStream(protocols, { ...options, runOnLimitedConnection: true })
+}
