@@ -15,7 +15,12 @@ import { ProviderTable } from '../../src/discovery/provider-table.js'
 import { heapUsedMiB, hex, mutateBytes, Rng, SEED } from './fuzz.js'
 
 const NOW = 1_750_000_000_000
-const PER_INPUT_MS = 100
+/**
+ * "No hang": one input may take this long at most. Decoding takes well under a
+ * millisecond, but a GC pause on a loaded 2-core CI machine can take a few hundred;
+ * a real hang (a loop on crafted input) takes far longer than this.
+ */
+const PER_INPUT_MS = 2_000
 
 function announcement (rng: Rng, seq: number): ValidAnnouncement {
   const models = Array.from({ length: 1 + rng.int(5) }, (_, i) => ({
