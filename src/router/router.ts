@@ -347,6 +347,8 @@ export class Router {
     if (only('UNKNOWN_MODEL')) code = 'UNKNOWN_MODEL'
     else if (only('BUSY', 'RATE_LIMITED')) code = codes.has('BUSY') ? 'BUSY' : 'RATE_LIMITED'
     else if (only('TIMEOUT')) code = 'TIMEOUT'
+    // every provider's policy refuses us: say so (403), don't pretend nobody is there
+    else if (only('FORBIDDEN')) code = 'FORBIDDEN'
     else if (codes.has('ENGINE_FAILED')) code = 'ENGINE_FAILED'
     else code = 'NO_PROVIDER'
     const reasons = failures.map(f => f.message).join('; ')

@@ -70,7 +70,7 @@ describe('peer policies', () => {
     expect(put.body.policy.serve).toEqual({ deny: [id1] })
 
     const refused = await chat(c1)
-    expect(refused.status).toBeGreaterThanOrEqual(400)
+    expect(refused.status).toBe(403)
     expect(refused.error).toMatch(/does not serve your peer: peer .* is on the serve deny-list/)
     expect((await chat(c2)).content).toBe(DEFAULT_TOKENS.join(''))
     // only c2's prompt reached Ollama
