@@ -5,7 +5,10 @@ export type DaemonEvent =
   | { event: 'peer:left', peerId: string }
   | { event: 'model:appeared', model: string, digest: string, peerId: string }
   | { event: 'model:vanished', model: string, digest: string, peerId: string }
+  /** we answered a peer's chat; peerId is the consumer */
   | { event: 'request:served', model: string, peerId: string, tokens: number, durationMs: number, outcome: string }
+  /** our API's chat was answered by the network; peerId is the provider that finished it */
+  | { event: 'request:routed', model: string, peerId: string, tokens: number, durationMs: number, outcome: string }
   | { event: 'ollama:unreachable', url: string }
   | { event: 'ollama:reachable', url: string }
   | { event: 'stopping' }

@@ -37,7 +37,7 @@ export function createDaemonRouter (daemon: Daemon, opts: RouterOptions = {}): R
     remoteChat: (peerId, request, signal) => requestChat(libp2p, peerIdFromString(peerId), request, { signal }),
     latencyMs: peer => latency.get(peer),
     onServed: info => {
-      daemon.emitEvent({ event: 'request:served', model: info.model, peerId: info.peerId, tokens: info.tokens, durationMs: info.durationMs, outcome: info.outcome })
+      daemon.emitEvent({ event: 'request:routed', model: info.model, peerId: info.peerId, tokens: info.tokens, durationMs: info.durationMs, outcome: info.outcome })
     }
   }, { localSlots: daemon.config.slots, ...opts })
 }

@@ -14,6 +14,7 @@ function describe (event: DaemonEvent): string | undefined {
     case 'model:appeared': return `model ${event.model} appeared at ${event.peerId}`
     case 'model:vanished': return `model ${event.model} vanished from ${event.peerId}`
     case 'request:served': return `served ${event.model} for ${event.peerId}: ${event.outcome}, ${event.tokens} tokens in ${event.durationMs} ms`
+    case 'request:routed': return `routed ${event.model} to ${event.peerId}: ${event.outcome}, ${event.tokens} tokens in ${event.durationMs} ms`
     default: return undefined
   }
 }
