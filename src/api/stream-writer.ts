@@ -22,9 +22,22 @@ export function clientGone (req: IncomingMessage, res: ServerResponse): AbortCon
  */
 export const WRITE_STALL_MS = 60_000
 
+/** Text a StreamWriter batch may hold before it is written without waiting for the turn to end. */
+const MAX_BATCH_CHARS = 64 * 1024
+
 export class StreamWriter {
   private readonly res: ServerResponse
   private readonly stallMs: number
+  /**
+   * Events written after the first one of a turn of the event loop, sent as one
+   * chunk when the turn ends: a burst of tokens from the provider then costs one
+   * chunk and one socket write instead of one each (the largest per-token cost of
+   * the API side; bench: throughput).
+   */
+  private batch: string[] = []
+  private batchChars = 0
+  /** set while a turn is open */
+  private turn: NodeJS.Immediate | undefined
 
   constructor (res: ServerResponse, status: number, headers: Record<string, string>, opts: { stallMs?: number } = {}) {
     this.res = res
@@ -41,7 +54,7 @@ export class StreamWriter {
   /** Writes and waits while the client's buffer is full; false once the client is gone. */
   async write (text: string): Promise<boolean> {
     if (!this.open) return false
-    if (this.res.write(text)) return true
+    if (this.queue(text)) return true
     await new Promise<void>(resolve => {
       // a client that keeps the socket open but never reads must not pin the answer,
       // its buffers and a provider slot forever
@@ -62,8 +75,49 @@ export class StreamWriter {
 
   end (text?: string): void {
     if (!this.open) return
-    if (text != null) this.res.end(text)
+    if (this.turn != null) {
+      clearImmediate(this.turn)
+      this.turn = undefined
+    }
+    if (text != null) this.batch.push(text)
+    const rest = this.takeBatch()
+    if (rest !== '') this.res.end(rest)
     else this.res.end()
+  }
+
+  /**
+   * Writes `text`: at once when it is the first of this turn of the event loop (the
+   * first token waits for nothing), otherwise with the rest of the turn's events in a
+   * setImmediate — right after the current I/O callback and its microtasks. False
+   * when the client's buffer is full (wait for drain).
+   */
+  private queue (text: string): boolean {
+    this.batch.push(text)
+    this.batchChars += text.length
+    if (this.turn == null) {
+      this.turn = setImmediate(this.endTurn)
+      this.send()
+    } else if (this.batchChars >= MAX_BATCH_CHARS) {
+      this.send()
+    }
+    return !this.res.writableNeedDrain
+  }
+
+  private readonly endTurn = (): void => {
+    this.turn = undefined
+    this.send()
+  }
+
+  private send (): void {
+    const text = this.takeBatch()
+    if (text !== '' && this.open) this.res.write(text)
+  }
+
+  private takeBatch (): string {
+    const text = this.batch.length === 1 ? this.batch[0] : this.batch.join('')
+    this.batch = []
+    this.batchChars = 0
+    return text
   }
 }
 

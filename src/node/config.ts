@@ -132,7 +132,9 @@ const fileSchema = z.object({
   relayLimits: relayLimitsSchema.optional(),
   upnp: z.boolean().optional(),
   swarmKey: z.string().optional(),
-  slots: z.number().int().min(1).max(256).optional(),
+  // a big server (or Ollama with a high OLLAMA_NUM_PARALLEL) may run hundreds of
+  // answers at once; the bench runs 500 concurrent streams through one provider
+  slots: z.number().int().min(1).max(1024).optional(),
   maxQueue: z.number().int().min(0).max(10_000).optional(),
   maxConnections: z.number().int().min(1).max(10_000).optional(),
   maxPendingConnections: z.number().int().min(1).max(1_000).optional(),

@@ -8,12 +8,12 @@ import { KrillError } from '../errors.js'
 import { openPreferDirect } from '../node/connections.js'
 import { FrameFormatError, FrameReader, FrameTooLargeError, TruncatedFrameError, writeFrame } from './frame-io.js'
 import { decodeFrame, deltaFromPb, encodeRequest, errorFromPb, usageFromPb } from './frames.js'
-import { CHAT_PROTOCOL, resolveLimits } from './limits.js'
+import { CHAT_PROTOCOL, MAX_OUTBOUND_CHAT_STREAMS, resolveLimits } from './limits.js'
 import { validateChatRequest } from './validate.js'
 import type { ChatEvent, ChatRequest } from '../engine/types.js'
 import type { ChatFrame } from './generated/chat.js'
 import type { Limits } from './limits.js'
-import type { Libp2p, PeerId, Stream } from '@libp2p/interface'
+import type { Libp2p, NewStreamOptions, PeerId, Stream } from '@libp2p/interface'
 
 export interface RequestChatOptions {
   /** aborting it cancels the request (KrillError CANCELLED) and resets the stream */
@@ -69,7 +69,7 @@ export async function * requestChat (node: DialingNode, peerId: PeerId, request:
     ctl.signal.throwIfAborted()
     try {
       // on a direct connection when there is one; through a relay only when nothing else reaches the peer
-      stream = await openPreferDirect(node, peerId, CHAT_PROTOCOL, { signal: ctl.signal })
+      stream = await openPreferDirect(node, peerId, CHAT_PROTOCOL, streamOptions(ctl.signal))
     } catch (err) {
       throw streamError(err, peer, `could not open a chat stream to peer ${peer}`)
     }
@@ -122,6 +122,11 @@ export async function * requestChat (node: DialingNode, peerId: PeerId, request:
       }
     }
   }
+}
+
+/** passed through to newStream: more concurrent chats to one provider than libp2p's default 64 */
+function streamOptions (signal: AbortSignal): NewStreamOptions {
+  return { signal, maxOutboundStreams: MAX_OUTBOUND_CHAT_STREAMS }
 }
 
 async function readFrame (reader: FrameReader, peer: string, signal: AbortSignal): Promise<ChatFrame> {

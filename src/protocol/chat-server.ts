@@ -9,9 +9,9 @@ import { PeerRateLimiter } from '../discovery/rate-limit.js'
 import { KrillError } from '../errors.js'
 import { logger } from '../log.js'
 import { BreachLog } from './breach-log.js'
-import { FrameFormatError, FrameReader, FrameTooLargeError, TruncatedFrameError, writeFrame } from './frame-io.js'
+import { FrameFormatError, FrameReader, FrameTooLargeError, FrameWriter, TruncatedFrameError } from './frame-io.js'
 import { acceptedFrame, deltaFrame, doneFrame, encodeFrame, errorFrame, splitDelta } from './frames.js'
-import { CHAT_PROTOCOL, resolveLimits } from './limits.js'
+import { CHAT_PROTOCOL, MAX_OUTBOUND_CHAT_STREAMS, resolveLimits } from './limits.js'
 import { SlotQueue } from './slot-queue.js'
 import { decodeChatRequest } from './validate.js'
 import type { ChatRequest, Engine, Usage } from '../engine/types.js'
@@ -107,6 +107,8 @@ export class ChatServer {
   /** requests per minute per peer; a bucket costs memory only while it is not full */
   private readonly rate: PeerRateLimiter
   private readonly breaches = new BreachLog(log)
+  /** one per stream: deltas that follow each other closely go out together */
+  private readonly writers = new WeakMap<Stream, FrameWriter>()
   private readonly counters: ChatServerCounters = {
     streams: 0,
     requests: 0,
@@ -147,6 +149,8 @@ export class ChatServer {
       // headroom over our own per-peer limit so that excess streams reach us and
       // get a RATE_LIMITED frame instead of a bare reset from libp2p
       maxInboundStreams: this.limits.maxStreamsPerPeer * 2 + 16,
+      // libp2p applies a handler's limits to our own outbound chats too (default 64)
+      maxOutboundStreams: MAX_OUTBOUND_CHAT_STREAMS,
       runOnLimitedConnection: true
     })
     this.node = node
@@ -260,7 +264,8 @@ export class ChatServer {
       ready.catch(() => {})
       this.counters.requests++
       this.emit({ type: 'request', peer, model, queuePosition: ticket.position })
-      await this.send(stream, acceptedFrame(ticket.position, digest), job.abort.signal)
+      // flushed: the first token then goes out at once, not held back after Accepted
+      await this.send(stream, acceptedFrame(ticket.position, digest), job.abort.signal, true)
       await ready
       job.phase = 'running'
       await this.run(stream, job, request, freeSlot)
@@ -327,17 +332,22 @@ export class ChatServer {
     let firstTokenMs: number | undefined
     let stall: ReturnType<typeof setTimeout> | undefined
     const armStall = (): void => {
-      clearTimeout(stall)
+      // refresh() restarts the same timer: cheaper than a new one for every token
+      if (stall != null) {
+        stall.refresh()
+        return
+      }
       stall = setTimeout(() => {
         job.abort.abort(new KrillError('TIMEOUT', `no progress for ${this.limits.stallTimeoutMs} ms`))
       }, this.limits.stallTimeoutMs)
     }
     const events = this.engine.chat(request, signal)[Symbol.asyncIterator]()
+    const race = new SignalRace(signal)
     let finished = false
     try {
       while (true) {
         armStall()
-        const next = await raceSignal(events.next(), signal)
+        const next = await race.settle(events.next())
         if (next.done === true) {
           throw new KrillError('ENGINE_FAILED', 'engine ended the answer without a done event')
         }
@@ -362,6 +372,7 @@ export class ChatServer {
       }
     } finally {
       clearTimeout(stall)
+      race.dispose()
       if (!finished) {
         // make sure the engine lets go (its signal is usually aborted already)
         if (!signal.aborted) job.abort.abort(ENDED)
@@ -423,6 +434,8 @@ export class ChatServer {
   private async finish (stream: Stream, job: InFlight): Promise<void> {
     job.phase = 'closing'
     try {
+      // frames still batched go out before the end of the stream
+      this.writers.get(stream)?.flush()
       await stream.close({ signal: AbortSignal.timeout(this.limits.stallTimeoutMs) })
     } catch (err) {
       stream.abort(err instanceof Error ? err : new Error(String(err)))
@@ -435,8 +448,15 @@ export class ChatServer {
     }
   }
 
-  private async send (stream: Stream, frame: ChatFrame, signal: AbortSignal): Promise<void> {
-    await writeFrame(stream, encodeFrame(frame), signal)
+  /** Writes a frame; deltas that follow each other closely are batched (FrameWriter), unless `flush`. */
+  private async send (stream: Stream, frame: ChatFrame, signal: AbortSignal, flush = false): Promise<void> {
+    let writer = this.writers.get(stream)
+    if (writer == null) {
+      writer = new FrameWriter(stream)
+      this.writers.set(stream, writer)
+    }
+    await writer.write(encodeFrame(frame), signal)
+    if (flush) writer.flush()
   }
 
   private emit (event: ChatServerEvent): void {
@@ -456,21 +476,34 @@ async function sleep (ms: number): Promise<void> {
   await new Promise<void>(resolve => { setTimeout(resolve, ms).unref() })
 }
 
-/** Settles with `promise`, or rejects with the signal's reason as soon as it aborts. */
-async function raceSignal<T> (promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  // the loser may still reject later; that must not become an unhandled rejection
-  promise.catch(() => {})
-  signal.throwIfAborted()
-  let onAbort: (() => void) | undefined
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_resolve, reject) => {
-        onAbort = () => { reject(signal.reason) }
-        signal.addEventListener('abort', onAbort, { once: true })
-      })
-    ])
-  } finally {
-    if (onAbort != null) signal.removeEventListener('abort', onAbort)
+/**
+ * Settles each promise handed to `settle`, or rejects with the signal's reason as
+ * soon as it aborts. One abort listener for all of them: racing every token of an
+ * answer against a listener of its own was a sizeable share of the provider's
+ * per-token cost (bench: throughput).
+ */
+class SignalRace {
+  private readonly signal: AbortSignal
+  private rejectCurrent: ((reason: unknown) => void) | undefined
+  private readonly onAbort = (): void => { this.rejectCurrent?.(this.signal.reason) }
+
+  constructor (signal: AbortSignal) {
+    this.signal = signal
+    signal.addEventListener('abort', this.onAbort, { once: true })
+  }
+
+  async settle<T> (promise: Promise<T>): Promise<T> {
+    // the loser may still reject later; that must not become an unhandled rejection
+    promise.catch(() => {})
+    this.signal.throwIfAborted()
+    return await new Promise<T>((resolve, reject) => {
+      this.rejectCurrent = reject
+      promise.then(resolve, reject)
+    })
+  }
+
+  dispose (): void {
+    this.rejectCurrent = undefined
+    this.signal.removeEventListener('abort', this.onAbort)
   }
 }

@@ -5,6 +5,15 @@
 
 export const CHAT_PROTOCOL = '/krill/chat/1.0.0'
 
+/**
+ * Chat streams we may open on one connection. libp2p allows 64 outbound streams of
+ * a protocol per connection unless told otherwise; past that opening a stream fails
+ * and the router counts the provider as failed, although it may allow far more. The
+ * provider enforces its own limit (maxStreamsPerPeer, answered with RATE_LIMITED);
+ * yamux caps streams per connection at 1000 anyway.
+ */
+export const MAX_OUTBOUND_CHAT_STREAMS = 1_000
+
 export interface Limits {
   /** largest ChatRequest (protobuf bytes, without the length prefix) a server reads */
   maxRequestBytes: number

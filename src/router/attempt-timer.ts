@@ -8,6 +8,7 @@ import { KrillError } from '../errors.js'
 export class AttemptTimer {
   private timer: NodeJS.Timeout | undefined
   private fired: 'first-token' | 'stall' | undefined
+  private armed: 'first-token' | 'stall' | undefined
   private started = false
 
   constructor (
@@ -36,10 +37,17 @@ export class AttemptTimer {
   }
 
   clear (): void {
+    this.armed = undefined
     clearTimeout(this.timer)
   }
 
   private arm (kind: 'first-token' | 'stall', ms: number): void {
+    // every token re-arms the stall timer: restarting it is cheaper than a new one
+    if (kind === 'stall' && this.armed === 'stall' && this.timer != null && this.fired == null) {
+      this.timer.refresh()
+      return
+    }
+    this.armed = kind
     clearTimeout(this.timer)
     this.timer = setTimeout(() => {
       this.fired = kind
