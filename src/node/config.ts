@@ -113,7 +113,9 @@ const limitsSchema = z.object({
   requestsPerMinute: z.number().int().min(1).max(100_000).optional(),
   requestBurst: z.number().int().min(1).max(10_000).optional(),
   requestTimeoutMs: z.number().int().min(1_000).max(600_000).optional(),
-  stallTimeoutMs: z.number().int().min(1_000).max(3_600_000).optional()
+  stallTimeoutMs: z.number().int().min(1_000).max(3_600_000).optional(),
+  maxKeepAliveSeconds: z.number().int().min(0).max(7 * 24 * 3600).optional(),
+  maxNumCtx: z.number().int().min(512).max(2 ** 31 - 1).optional()
 }).strict()
 
 /** The subset a user can set in krill.json (and, for most keys, by flag or env). */

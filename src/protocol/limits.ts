@@ -45,6 +45,10 @@ export interface Limits {
   requestTimeoutMs: number
   /** no progress (engine output, or the consumer draining our writes) for this long ends the request */
   stallTimeoutMs: number
+  /** longest keep_alive a peer may ask of our Ollama; longer (or "forever") is lowered to this */
+  maxKeepAliveSeconds: number
+  /** largest num_ctx a peer may ask of our Ollama; larger is lowered to this */
+  maxNumCtx: number
 }
 
 export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
@@ -63,7 +67,9 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   requestsPerMinute: 120,
   requestBurst: 30,
   requestTimeoutMs: 10_000,
-  stallTimeoutMs: 60_000
+  stallTimeoutMs: 60_000,
+  maxKeepAliveSeconds: 30 * 60,
+  maxNumCtx: 131_072
 })
 
 /** Defaults with `overrides` applied; rejects values that would disable a limit by accident. */

@@ -9,6 +9,7 @@ import { KrillError } from '../errors.js'
 import { requestFromPb } from './frames.js'
 import * as pb from './generated/chat.js'
 import { resolveLimits } from './limits.js'
+import { clampForServing } from './serving-clamps.js'
 import { decodeVarint } from './varint.js'
 import type { ChatMessage, ChatOptions, ChatRequest, Role, Think, ToolCall } from '../engine/types.js'
 import type { Limits } from './limits.js'
@@ -321,5 +322,5 @@ export function decodeChatRequest (payload: Uint8Array | Uint8ArrayList, limits:
   if (unknownFields.length > 0) {
     throw bad(`unknown option field ${unknownFields.map(n => `#${n}`).join(', ')} in ChatRequest.options; allowed options: ${CHAT_OPTION_KEYS.join(', ')}`)
   }
-  return validateChatRequest(requestFromPb(msg), limits)
+  return clampForServing(validateChatRequest(requestFromPb(msg), limits), limits)
 }
