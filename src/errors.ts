@@ -29,12 +29,19 @@ export function errorCodeName (code: number): ErrorCodeName {
 export class KrillError extends Error {
   readonly code: ErrorCodeName
   readonly peer?: string
+  /**
+   * The chat failed because the connection under it went away while another
+   * connection to the same peer is open (a relayed connection replaced by a
+   * direct one): the provider itself is fine, and asking it again should work.
+   */
+  readonly connectionReplaced: boolean
 
-  constructor (code: ErrorCodeName, message: string, options: { peer?: string, cause?: unknown } = {}) {
+  constructor (code: ErrorCodeName, message: string, options: { peer?: string, cause?: unknown, connectionReplaced?: boolean } = {}) {
     super(message, { cause: options.cause })
     this.name = 'KrillError'
     this.code = code
     this.peer = options.peer
+    this.connectionReplaced = options.connectionReplaced ?? false
   }
 }
 

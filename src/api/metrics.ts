@@ -84,6 +84,12 @@ export function registerKrillMetrics (registry: Registry, daemon: Daemon): void 
     registers,
     collect () { setTotals(this, [[{}, router.stats.continuations]]) }
   })
+  new Counter({
+    name: 'krill_reconnects_total',
+    help: 'attempts repeated on the same provider because the connection under them was replaced (a relayed connection upgraded to a direct one)',
+    registers,
+    collect () { setTotals(this, [[{}, router.stats.reconnects]]) }
+  })
   const ttft = new Histogram({
     name: 'krill_time_to_first_token_seconds',
     help: 'time from a chat request to its first token, by where it ran',

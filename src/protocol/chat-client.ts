@@ -3,9 +3,12 @@
  * ChatRequest and turns the frames that come back into ChatEvents. Anything but a
  * clean Done is a thrown KrillError naming the peer; leaving early (abort, timeout,
  * `return()` on the generator) resets the stream so the provider stops at once.
+ * When the stream died because its connection was closed while another connection
+ * to the peer is open (DCUtR replacing a relayed connection by a direct one), the
+ * error says so (`connectionReplaced`): the router then asks the same peer again.
  */
 import { KrillError } from '../errors.js'
-import { openPreferDirect } from '../node/connections.js'
+import { openPreferDirect, replacementFor } from '../node/connections.js'
 import { FrameFormatError, FrameReader, FrameTooLargeError, TruncatedFrameError, writeFrame } from './frame-io.js'
 import { decodeFrame, deltaFromPb, encodeRequest, errorFromPb, usageFromPb } from './frames.js'
 import { CHAT_PROTOCOL, MAX_OUTBOUND_CHAT_STREAMS, resolveLimits } from './limits.js'
@@ -13,7 +16,7 @@ import { validateChatRequest } from './validate.js'
 import type { ChatEvent, ChatRequest } from '../engine/types.js'
 import type { ChatFrame } from './generated/chat.js'
 import type { Limits } from './limits.js'
-import type { Libp2p, NewStreamOptions, PeerId, Stream } from '@libp2p/interface'
+import type { Connection, Libp2p, NewStreamOptions, PeerId, Stream } from '@libp2p/interface'
 
 export interface RequestChatOptions {
   /** aborting it cancels the request (KrillError CANCELLED) and resets the stream */
@@ -32,6 +35,18 @@ type DialingNode = Pick<Libp2p, 'getConnections' | 'getMultiaddrs' | 'dial' | 'a
 /** How long we give our own close() after the terminal frame before resetting instead. */
 const CLOSE_TIMEOUT_MS = 2_000
 
+/**
+ * Failures of the stream itself (reset, closed without a terminal frame, a write
+ * that could not go out), as opposed to what the provider said: only these can be
+ * the connection's doing.
+ */
+const streamFailures = new WeakSet<Error>()
+
+function streamFailure<E extends Error> (err: E): E {
+  streamFailures.add(err)
+  return err
+}
+
 export async function * requestChat (node: DialingNode, peerId: PeerId, request: ChatRequest, opts: RequestChatOptions = {}): AsyncGenerator<ChatEvent, void, undefined> {
   const peer = peerId.toString()
   const limits = resolveLimits(opts.limits)
@@ -44,6 +59,7 @@ export async function * requestChat (node: DialingNode, peerId: PeerId, request:
   const ctl = new AbortController()
   const timers: Array<ReturnType<typeof setTimeout>> = []
   let stream: Stream | undefined
+  let connection: Connection | undefined
   const stopWith = (reason: KrillError): void => {
     if (ctl.signal.aborted) return
     ctl.abort(reason)
@@ -69,7 +85,7 @@ export async function * requestChat (node: DialingNode, peerId: PeerId, request:
     ctl.signal.throwIfAborted()
     try {
       // on a direct connection when there is one; through a relay only when nothing else reaches the peer
-      stream = await openPreferDirect(node, peerId, CHAT_PROTOCOL, streamOptions(ctl.signal))
+      ({ stream, connection } = await openPreferDirect(node, peerId, CHAT_PROTOCOL, streamOptions(ctl.signal)))
     } catch (err) {
       throw streamError(err, peer, `could not open a chat stream to peer ${peer}`)
     }
@@ -78,7 +94,7 @@ export async function * requestChat (node: DialingNode, peerId: PeerId, request:
     try {
       await writeFrame(stream, payload, ctl.signal)
     } catch (err) {
-      throw streamError(err, peer, `could not send the request to peer ${peer}`)
+      throw streamFailure(streamError(err, peer, `could not send the request to peer ${peer}`))
     }
 
     let accepted = false
@@ -108,6 +124,16 @@ export async function * requestChat (node: DialingNode, peerId: PeerId, request:
   } catch (err) {
     // a timeout or cancellation explains the failure better than the reset it caused
     if (ctl.signal.aborted) throw ctl.signal.reason
+    if (err instanceof KrillError && streamFailures.has(err) && stream != null && connection != null) {
+      // reset now, not in `finally`: a graceful close of the connection waits for
+      // its streams, so only then does the connection report that it went away
+      stream.abort(new Error('chat request abandoned'))
+      const successor = await replacementFor(node, connection, ctl.signal)
+      if (ctl.signal.aborted) throw ctl.signal.reason
+      if (successor != null) {
+        throw new KrillError(err.code, `${err.message}: its connection (${connection.remoteAddr.toString()}) closed and another one (${successor.remoteAddr.toString()}) took its place`, { peer, cause: err, connectionReplaced: true })
+      }
+    }
     throw err
   } finally {
     for (const t of timers) clearTimeout(t)
@@ -136,11 +162,11 @@ async function readFrame (reader: FrameReader, peer: string, signal: AbortSignal
   } catch (err) {
     if (err instanceof FrameTooLargeError) throw protocolError(peer, `sent a frame of ${err.length} bytes, over the limit of ${err.max}`)
     if (err instanceof FrameFormatError) throw protocolError(peer, err.message)
-    if (err instanceof TruncatedFrameError) throw protocolError(peer, 'closed the stream in the middle of a frame')
-    throw streamError(err, peer, `stream to peer ${peer} failed`)
+    if (err instanceof TruncatedFrameError) throw streamFailure(protocolError(peer, 'closed the stream in the middle of a frame'))
+    throw streamFailure(streamError(err, peer, `stream to peer ${peer} failed`))
   }
   if (bytes == null) {
-    throw new KrillError('ENGINE_FAILED', `peer ${peer} closed the stream without a terminal frame`, { peer })
+    throw streamFailure(new KrillError('ENGINE_FAILED', `peer ${peer} closed the stream without a terminal frame`, { peer }))
   }
   try {
     return decodeFrame(bytes)

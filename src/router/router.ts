@@ -4,7 +4,9 @@
  * nothing fresh is known, the DHT. Before the first token a failure moves on to the
  * next candidate unseen; after tokens flowed the next candidate continues the same
  * answer, so the caller sees one unbroken stream. Only when nobody is left does the
- * caller get an error.
+ * caller get an error. A provider whose chat died only because the connection
+ * under it was replaced (a relayed connection closed once DCUtR opened a direct
+ * one) did not fail: it is asked once more, the same way, before anyone else.
  */
 import { KrillError, type ErrorCodeName } from '../errors.js'
 import { logger } from '../log.js'
@@ -165,6 +167,10 @@ export class Router {
     try {
       const partial = new PartialAnswer()
       const tried = new Set<string>()
+      /** providers asked again after their connection was replaced (once each) */
+      const reasked = new Set<string>()
+      /** the provider to ask again next, bypassing the ranking */
+      let again: Candidate | undefined
       const failures: KrillError[] = []
       const { candidates: found, dhtAsked: askedAlready } = await this.gather(request, signal)
       let candidates = found
@@ -178,7 +184,8 @@ export class Router {
 
       while (true) {
         if (signal.aborted) throw this.stopped(opts.signal)
-        let next = this.rank(candidates.filter(c => !tried.has(c.peerId)), request.digest, preferDigest)[0]
+        let next = again ?? this.rank(candidates.filter(c => !tried.has(c.peerId)), request.digest, preferDigest)[0]
+        again = undefined
         if (next == null && !dhtAsked) {
           // every known provider failed: the DHT may know others the table does not
           dhtAsked = true
@@ -233,12 +240,22 @@ export class Router {
           if (signal.aborted) throw this.stopped(opts.signal, err)
           const failure = timer.error(next.peerId) ?? toKrillError(err, next.peerId)
           if (FINAL_CODES.has(failure.code)) throw failure
-          this.backoff.fail(next.peerId)
-          failures.push(failure)
-          failovers++
-          this.stats.failovers++
-          if (!partial.empty) this.stats.continuations++
-          log.warn(`${next.local ? 'local engine' : `peer ${next.peerId}`} failed on ${request.model} after ${partial.deltas - deltasBefore} token(s): ${failure.code} ${failure.message}; trying the next provider`)
+          if (failure.connectionReplaced && !reasked.has(next.peerId)) {
+            // not the provider's failure: no backoff, not counted as a failover;
+            // the same request (or, after tokens, the continuation) goes out on
+            // the connection that replaced the old one
+            reasked.add(next.peerId)
+            again = next
+            this.stats.reconnects++
+            log.info(`peer ${next.peerId}: the connection under the ${request.model} chat was replaced after ${partial.deltas - deltasBefore} token(s) (${failure.message}); asking it again`)
+          } else {
+            this.backoff.fail(next.peerId)
+            failures.push(failure)
+            failovers++
+            this.stats.failovers++
+            if (!partial.empty) this.stats.continuations++
+            log.warn(`${next.local ? 'local engine' : `peer ${next.peerId}`} failed on ${request.model} after ${partial.deltas - deltasBefore} token(s): ${failure.code} ${failure.message}; trying the next provider`)
+          }
           if (partial.toolCalls.length > 0) {
             // tool calls close an answer: what the client has is complete
             outcome = 'done'

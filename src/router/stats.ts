@@ -24,6 +24,11 @@ export class RouterStats {
   failovers = 0
   /** of those, after tokens had flowed (answer continued elsewhere) */
   continuations = 0
+  /**
+   * attempts repeated on the same provider because the connection under them was
+   * replaced (DCUtR): not failures, so not counted as failovers
+   */
+  reconnects = 0
   /** chats served by the local engine / by peers */
   local = 0
   remote = 0

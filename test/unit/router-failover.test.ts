@@ -250,6 +250,83 @@ describe('Router', () => {
     expect(peers[1].standin.requests).toHaveLength(0)
   })
 
+  /**
+   * A remote chat whose connection dies after `after` tokens on its first `times`
+   * attempts, the way chat-client reports it when another connection to the peer
+   * took over (DCUtR): the provider is fine, only the stream under it is gone.
+   */
+  function replacedConnection (after: number, times = 1): { remote: RemoteChat, calls: () => number } {
+    let calls = 0
+    const remote: RemoteChat = async function * (peerId, req, signal) {
+      const call = ++calls
+      let tokens = 0
+      for await (const event of remoteChat(peerId, req, signal)) {
+        if (event.type === 'delta' && call <= times && tokens++ === after) {
+          throw new KrillError('ENGINE_FAILED', `peer ${peerId} closed the stream without a terminal frame: its connection closed and another one took its place`, { peer: peerId, connectionReplaced: true })
+        }
+        yield event
+      }
+    }
+    return { remote, calls: () => calls }
+  }
+
+  it('asks the same provider again when the connection under the chat was replaced mid-answer, and continues the answer', async () => {
+    // one provider only: before, the chat ended with "tried 1" because the failed peer is never asked twice
+    peers = [peers[0]]
+    const { remote, calls } = replacedConnection(5)
+    const served: ServedInfo[] = []
+    const r = router({ remoteChat: remote, onServed: s => served.push(s) })
+    const { content, events } = await collect(r.chat(request()))
+    expect(content).toBe(SCRIPT)
+    expect(events.filter(e => e.type === 'accepted')).toHaveLength(1)
+    expect(events.filter(e => e.type === 'delta')).toHaveLength(DEFAULT_TOKENS.length)
+    expect(events.at(-1)).toMatchObject({ type: 'done', usage: { completionTokens: DEFAULT_TOKENS.length } })
+    expect(calls()).toBe(2)
+    // the second request continues the partial answer, as a failover would
+    expect(peers[0].standin.requests[1].body.messages).toEqual([
+      { role: 'user', content: 'say hello' },
+      { role: 'assistant', content: DEFAULT_TOKENS.slice(0, 5).join('') }
+    ])
+    // not the provider's fault: no failover, no backoff
+    expect(r.stats).toMatchObject({ reconnects: 1, failovers: 0, continuations: 0, completed: 1 })
+    expect(r.backoff.until('peer-a')).toBe(0)
+    expect(served).toEqual([expect.objectContaining({ outcome: 'done', peerId: 'peer-a', failovers: 0 })])
+  })
+
+  it('asks again invisibly when the connection was replaced before the first token', async () => {
+    peers = [peers[0]]
+    const { remote, calls } = replacedConnection(0)
+    const r = router({ remoteChat: remote })
+    const { content, events } = await collect(r.chat(request()))
+    expect(content).toBe(SCRIPT)
+    expect(events.filter(e => e.type === 'accepted')).toHaveLength(1)
+    expect(calls()).toBe(2)
+    // nothing had reached the client: the original request went out again
+    expect(peers[0].standin.requests[1].body.messages).toEqual([{ role: 'user', content: 'say hello' }])
+    expect(r.stats).toMatchObject({ reconnects: 1, failovers: 0 })
+  })
+
+  it('asks the same provider again only once per chat, then fails over as usual', async () => {
+    const { remote, calls } = replacedConnection(2, 2)
+    // peer-a first; after its second replaced connection the answer moves to peer-b
+    const r = router({ remoteChat: remote }, { 'peer-a': 4, 'peer-b': 1 })
+    const { content } = await collect(r.chat(request()))
+    expect(content).toBe(SCRIPT)
+    expect(calls()).toBe(3)
+    expect(peers[0].standin.requests).toHaveLength(2)
+    expect(peers[1].standin.requests).toHaveLength(1)
+    expect(r.stats).toMatchObject({ reconnects: 1, failovers: 1, continuations: 1 })
+  })
+
+  it('does not ask a provider again after an ordinary failure', async () => {
+    peers = [peers[0]]
+    peers[0].standin.knobs.dieAfterTokens = 5
+    const r = router()
+    await expect(collect(r.chat(request()))).rejects.toThrow(/tried 1/)
+    expect(peers[0].standin.requests).toHaveLength(1)
+    expect(r.stats).toMatchObject({ reconnects: 0, failovers: 1 })
+  })
+
   it('lists running chats', async () => {
     peers[0].standin.knobs.firstTokenDelayMs = 300
     const r = router({}, { 'peer-a': 4 })
