@@ -9,6 +9,8 @@ import { MODEL_NAME_PATTERN } from '../discovery/announcement.js'
 import { modelTableKey } from '../discovery/provider-table.js'
 import type { Capacity, CatalogEntry, ProviderEntry } from '../discovery/types.js'
 import type { ModelInfo } from '../engine/types.js'
+import type { DhtMode } from '../node/config.js'
+import type { NatStatus } from '../node/nat.js'
 import { VERSION } from '../version.js'
 
 /** How long a measured round-trip time is good enough for `krill peers`. */
@@ -68,6 +70,10 @@ export interface StatusAnswer {
     /** chats this node's own API is handling for its clients (local or on peers) */
     routing: number
   }
+  /** reachability: confirmed public addresses, relays that forward to us, relaying for others */
+  nat: NatStatus
+  /** whether this node answers DHT queries now, and the configured mode */
+  dht: { mode: 'server' | 'client', configured: DhtMode }
 }
 
 export interface ModelsAnswer {
@@ -262,7 +268,9 @@ export function registerControlRoutes (app: FastifyInstance, daemon: Daemon): vo
         reachable: daemon.engine != null ? await daemon.engine.isHealthy(AbortSignal.timeout(OLLAMA_PROBE_MS)) : null
       },
       models: daemon.localModels().map(m => ({ name: m.name, digest: m.digest })),
-      requests: { ...serveLoad(daemon), routing: daemon.router.running().length }
+      requests: { ...serveLoad(daemon), routing: daemon.router.running().length },
+      nat: daemon.nat,
+      dht: { mode: daemon.dhtMode, configured: daemon.config.dhtMode }
     }
   })
 

@@ -71,6 +71,11 @@ export class Daemon {
     return this.node.nat.status()
   }
 
+  /** whether our DHT answers queries right now (with dhtMode 'auto' it follows our reachability) */
+  get dhtMode (): 'server' | 'client' {
+    return this.node.dhtMode()
+  }
+
   get peerId (): PeerId {
     return this.node.libp2p.peerId
   }
@@ -164,6 +169,7 @@ export class Daemon {
       autoRelay: config.autoRelay,
       relayLimits: config.relayLimits,
       upnp: config.upnp,
+      autonat: config.autonat,
       swarmKey: config.swarmKey,
       datastorePath: join(config.dataDir, 'datastore')
     }).catch(err => { policy.stop(); throw err })

@@ -33,14 +33,21 @@ export interface KrillConfig {
   relay: boolean
   /**
    * act as a circuit-relay server only while this node has a confirmed public
-   * address (a UPnP port mapping or --announce): publicly reachable peers carry the
-   * swarm's NATed peers without anyone configuring relays
+   * address (one a peer dialed back for AutoNAT v2, a UPnP port mapping, or
+   * --announce): publicly reachable peers carry the swarm's NATed peers without
+   * anyone configuring relays
    */
   autoRelay: boolean
   /** caps that keep relaying affordable and fair (used when relay or autoRelay) */
   relayLimits: RelayLimits
   /** ask the home router to forward our listen ports (UPnP IGD); sends SSDP multicast */
   upnp: boolean
+  /**
+   * AutoNAT v2: ask peers to dial our public listen addresses back on a fresh
+   * connection, and advertise an address only once a peer did; also answer
+   * such requests for peers
+   */
+  autonat: boolean
   swarmKey?: string
   /** concurrent Ollama requests this node runs for the network */
   slots: number
@@ -53,13 +60,18 @@ export interface KrillConfig {
   inboundConnectionsPerSecond: number
   /** chat protocol limits for peers using our engine (src/protocol/limits.ts); unset keys keep their defaults */
   limits: Partial<Limits>
-  /** 'server' answers DHT queries; 'client' only asks */
-  dhtMode: 'server' | 'client'
+  /**
+   * 'server' answers DHT queries; 'client' only asks; 'auto' answers while peers
+   * can reach this node directly (see src/node/dht-mode.ts)
+   */
+  dhtMode: DhtMode
   /** lifetime of our model announcements; re-announced well before it ends */
   announceTtlMs: number
   /** how often the Ollama model list is refreshed */
   modelRefreshMs: number
 }
+
+export type DhtMode = 'server' | 'client' | 'auto'
 
 /**
  * What a relaying node grants. libp2p's defaults (128 KiB and 2 min per relayed
@@ -133,6 +145,7 @@ const fileSchema = z.object({
   autoRelay: z.boolean().optional(),
   relayLimits: relayLimitsSchema.optional(),
   upnp: z.boolean().optional(),
+  autonat: z.boolean().optional(),
   swarmKey: z.string().optional(),
   // a big server (or Ollama with a high OLLAMA_NUM_PARALLEL) may run hundreds of
   // answers at once; the bench runs 500 concurrent streams through one provider
@@ -142,7 +155,7 @@ const fileSchema = z.object({
   maxPendingConnections: z.number().int().min(1).max(1_000).optional(),
   inboundConnectionsPerSecond: z.number().int().min(1).max(10_000).optional(),
   limits: limitsSchema.optional(),
-  dhtMode: z.enum(['server', 'client']).optional(),
+  dhtMode: z.enum(['server', 'client', 'auto']).optional(),
   announceTtlMs: z.number().int().min(3_000).max(3_600_000).optional(),
   modelRefreshMs: z.number().int().min(100).max(3_600_000).optional()
 }).strict()
@@ -294,6 +307,7 @@ export async function resolveConfig (flags: FlagConfig, env: NodeJS.ProcessEnv =
     autoRelay: pick('autoRelay') ?? true,
     relayLimits: { ...DEFAULT_RELAY_LIMITS, ...pick('relayLimits') },
     upnp: pick('upnp') ?? true,
+    autonat: pick('autonat') ?? true,
     swarmKey: pick('swarmKey'),
     slots: pick('slots') ?? 4,
     maxQueue: pick('maxQueue') ?? 64,
@@ -301,7 +315,7 @@ export async function resolveConfig (flags: FlagConfig, env: NodeJS.ProcessEnv =
     maxPendingConnections: pick('maxPendingConnections') ?? 16,
     inboundConnectionsPerSecond: pick('inboundConnectionsPerSecond') ?? 10,
     limits: pick('limits') ?? {},
-    dhtMode: pick('dhtMode') ?? 'server',
+    dhtMode: pick('dhtMode') ?? 'auto',
     announceTtlMs: pick('announceTtlMs') ?? 60_000,
     modelRefreshMs: pick('modelRefreshMs') ?? 10_000
   }

@@ -1,3 +1,4 @@
+import { autoNATv2 } from '@libp2p/autonat-v2'
 import { bootstrap } from '@libp2p/bootstrap'
 import { circuitRelayServer, circuitRelayTransport, type CircuitRelayService } from '@libp2p/circuit-relay-v2'
 import { dcutr } from '@libp2p/dcutr'
@@ -21,7 +22,8 @@ import { announceScoreParams, ANNOUNCE_SCORE_THRESHOLDS } from '../discovery/gos
 import { UsageError } from '../errors.js'
 import { AGENT_VERSION } from '../version.js'
 import { readSwarmKey } from './swarm-key.js'
-import { DEFAULT_RELAY_LIMITS, type RelayLimits } from './config.js'
+import { DEFAULT_RELAY_LIMITS, type DhtMode, type RelayLimits } from './config.js'
+import { AutoDhtMode } from './dht-mode.js'
 import { RelayPolicy, relayReserver, type RelayReserver } from './nat.js'
 
 export const DHT_PROTOCOL = '/krill/kad/1.0.0'
@@ -35,6 +37,8 @@ export type KrillServices = {
   pubsub: GossipSub
   /** upgrades relayed connections to direct ones where possible */
   dcutr: unknown
+  /** AutoNAT v2 client and server; present unless turned off */
+  autonat?: unknown
   /** present when the node may relay (relay or autoRelay) */
   relay?: CircuitRelayService
   /** present when UPnP is on and the node listens beyond loopback */
@@ -52,7 +56,8 @@ export interface NodeOptions {
   announce?: string[]
   bootstrap: string[]
   mdns: boolean
-  dhtMode: 'server' | 'client'
+  /** 'auto' switches between server and client by reachability (dht-mode.ts) */
+  dhtMode: DhtMode
   maxConnections: number
   /** inbound connections in their handshake at once (default 16) */
   maxPendingConnections?: number
@@ -65,6 +70,8 @@ export interface NodeOptions {
   relayLimits?: RelayLimits
   /** map our listen ports on the home router with UPnP; default false */
   upnp?: boolean
+  /** confirm public addresses with AutoNAT v2 and answer peers' requests; default false */
+  autonat?: boolean
   /** path of a libp2p pnet swarm key file */
   swarmKey?: string
   /** LevelDB directory; omit for an in-memory datastore */
@@ -76,6 +83,8 @@ export interface KrillNode {
   libp2p: KrillLibp2p
   /** reachability and relaying, for status output */
   nat: RelayPolicy
+  /** whether the DHT answers queries right now */
+  dhtMode: () => 'server' | 'client'
   /** closes libp2p, then the datastore */
   stop: () => Promise<void>
 }
@@ -96,7 +105,7 @@ function listensBeyondLoopback (listen: string[]): boolean {
 /**
  * Builds (but does not start) a krill libp2p node: TCP + WebSockets (+ circuit
  * relay v2), noise, yamux, identify, ping, a private Kademlia DHT, gossipsub
- * (StrictSign), and NAT traversal: DCUtR, UPnP, relay client and server.
+ * (StrictSign), and NAT traversal: AutoNAT v2, DCUtR, UPnP, relay client and server.
  */
 export async function createKrillNode (opts: NodeOptions): Promise<KrillNode> {
   const datastore = opts.datastorePath != null ? new LevelDatastore(opts.datastorePath) : undefined
@@ -112,7 +121,8 @@ export async function createKrillNode (opts: NodeOptions): Promise<KrillNode> {
   }
 
   const limits = opts.relayLimits ?? DEFAULT_RELAY_LIMITS
-  const policy = new RelayPolicy({ relay: opts.relay ?? false, autoRelay: opts.autoRelay ?? false, limits })
+  const autonat = opts.autonat ?? false
+  const policy = new RelayPolicy({ relay: opts.relay ?? false, autoRelay: opts.autoRelay ?? false, autonat, limits })
   const upnp = (opts.upnp ?? false) && listensBeyondLoopback(opts.listen)
 
   const peerDiscovery = []
@@ -159,12 +169,21 @@ export async function createKrillNode (opts: NodeOptions): Promise<KrillNode> {
         // `krill ping`) at the same moment made the monitor tear the connection down
         // (and with it every relay reservation and relayed chat on it)
         ping: ping({ maxOutboundStreams: 4, maxInboundStreams: 4 }),
-        // No AutoNAT: @libp2p/autonat (v1) answers a verification request by
-        // reusing its live connection to the asking peer and then closing it, which
-        // tears down relay reservations and relayed chats every time a peer re-checks
-        // its address (every 10 min). AutoNAT v2 dials back on a fresh connection
-        // but is not a dependency yet. Public addresses come from UPnP mappings the
-        // router confirms and from --announce.
+        // AutoNAT v2, not v1: @libp2p/autonat (v1) answers a verification request
+        // by reusing its live connection to the asking peer and then closing it,
+        // which tears down relay reservations and relayed chats every time a peer
+        // re-checks its address. v2 dials back on a fresh connection of its own and
+        // closes only that one. The client asks each newly connected peer to dial
+        // our public, not yet confirmed addresses (a server's public IP we listen
+        // on); one successful dial-back confirms a listen address, and only then
+        // does libp2p advertise it (getMultiaddrs) — which is what makes us
+        // "publicly reachable" for autoRelay, DCUtR and the DHT mode. Private
+        // addresses are never sent for checking (libp2p skips them, and a server
+        // refuses them), and TCP observed addresses are ignored, so a node behind
+        // a NAT has nothing confirmed and stays reachable through a relay. The
+        // server half answers peers' requests (after an anti-amplification data
+        // exchange when the address to dial is not the requester's own IP).
+        ...(autonat ? { autonat: autoNATv2() } : {}),
         dcutr: dcutr(),
         ...(policy.installed
           ? {
@@ -184,9 +203,12 @@ export async function createKrillNode (opts: NodeOptions): Promise<KrillNode> {
           ? {
               upnp: uPnPNAT({
                 portMappingDescription: `krill ${AGENT_VERSION}`,
-                // Nothing here could confirm the mapped address by dialing it back (see
-                // the note on AutoNAT above), so a port the router itself says it
-                // forwards is trusted.
+                // A port the router itself says it forwards is trusted at once:
+                // AutoNAT v2 only asks peers when they connect, so a mapping granted
+                // after our first connections would otherwise stay unused until some
+                // new peer came along. AutoNAT v2 re-checks it with peers that
+                // connect after its confirmation expired (10 min) and withdraws it
+                // once enough of them (8, from different networks) could not dial it.
                 autoConfirmAddress: true
               })
             }
@@ -194,7 +216,10 @@ export async function createKrillNode (opts: NodeOptions): Promise<KrillNode> {
         ...(opts.relay !== true ? { relayReserver: relayReserver() } : {}),
         dht: kadDHT({
           protocol: DHT_PROTOCOL,
-          clientMode: opts.dhtMode === 'client',
+          // 'auto' starts as a client; AutoDhtMode below promotes it (never
+          // undefined: kad-dht's own automatic mode would demote every node
+          // without a public address, i.e. every node of a LAN swarm)
+          clientMode: opts.dhtMode !== 'server',
           // krill swarms often live on one LAN: keep private addresses so peers can
           // reach each other there (the default mapper drops them)
           peerInfoMapper: passthroughMapper,
@@ -212,9 +237,11 @@ export async function createKrillNode (opts: NodeOptions): Promise<KrillNode> {
       }
     })
     policy.attach(libp2p)
+    if (opts.dhtMode === 'auto') new AutoDhtMode(libp2p.services.dht).attach(libp2p)
     return {
       libp2p,
       nat: policy,
+      dhtMode: () => libp2p.services.dht.getMode(),
       stop: async () => {
         await libp2p.stop()
         await datastore?.close()

@@ -7,8 +7,12 @@
  *   the swarm (RelayReserver below) and advertises the relayed address, so NATed
  *   providers stay reachable;
  * - a node relays for others when told to (`relay`), or — with `autoRelay` — as
- *   long as it has a confirmed public address (a UPnP mapping its router granted,
- *   or an `--announce`d one). The relay service is always installed in that case
+ *   long as it has a confirmed public address: a listen address a peer dialed
+ *   back for AutoNAT v2, a UPnP mapping its router granted, or an `--announce`d
+ *   one. All three reach us the same way: libp2p lists an address in
+ *   getMultiaddrs() only once it is confirmed (and drops it when AutoNAT v2
+ *   withdraws it), so AutoNAT's verdict switches relaying on and off with no
+ *   extra bookkeeping here. The relay service is always installed in that case
  *   and this gater switches it on and off, because libp2p cannot add a service
  *   at run time;
  * - DCUtR then replaces relayed connections by direct ones where it can: in
@@ -45,8 +49,10 @@ export function isPublicAddr (ma: Multiaddr): boolean {
 }
 
 /**
- * Our public addresses. libp2p only lists addresses that are confirmed (here: a
- * UPnP mapping or --announce): an unconfirmed guess never makes us "public".
+ * Our public addresses. libp2p only lists addresses that are confirmed (here: by
+ * an AutoNAT v2 dial-back, a UPnP mapping or --announce): an unconfirmed guess,
+ * such as the public IP of a server we listen on before any peer dialed it, never
+ * makes us "public".
  */
 export function publicAddrs (node: Pick<Libp2p, 'getMultiaddrs'>): Multiaddr[] {
   return node.getMultiaddrs().filter(isPublicAddr)
@@ -65,6 +71,8 @@ export interface NatStatus {
   relays: string[]
   /** accepting relay reservations right now */
   relaying: boolean
+  /** AutoNAT v2 confirms our public addresses (and answers peers' requests) */
+  autonat: boolean
 }
 
 export interface RelayPolicyOptions {
@@ -72,6 +80,8 @@ export interface RelayPolicyOptions {
   relay: boolean
   /** relay while publicly reachable */
   autoRelay: boolean
+  /** AutoNAT v2 is on (for status output only: its confirmations arrive as addresses) */
+  autonat: boolean
   limits: RelayLimits
 }
 
@@ -112,7 +122,8 @@ export class RelayPolicy {
       reachable: pub.length > 0,
       publicAddrs: pub.map(String),
       relays: [...new Set(relays)],
-      relaying: this.serving()
+      relaying: this.serving(),
+      autonat: this.opts.autonat
     }
   }
 

@@ -9,13 +9,16 @@
  *   relay/bootstrap (internet, --relay)
  *   provider  behind router r1 (plain masquerade; never directly reachable)
  *   consumer  behind router r2 (plain masquerade, later + UPnP via miniupnpd)
+ *   for a while, two more nodes on the internet that do not --announce: one
+ *   learns that it is public from AutoNAT v2, the other runs with --no-autonat
  */
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import type { StatusAnswer } from '../../src/api/control.js'
 import { tokenScript } from '../fixtures/standin-main.js'
-import { createNatLab, RELAY_IP, waitForText, type NatLab, type NsDaemon, type NsProcess } from '../helpers/netns.js'
+import { createNatLab, INTERNET_NET, RELAY_IP, waitForText, type NatLab, type NsDaemon, type NsProcess } from '../helpers/netns.js'
 import { waitFor } from '../helpers/wait.js'
 
 const MODEL = 'natllama:1b'
@@ -31,10 +34,14 @@ const PORT = 4747
 
 interface PeerView { id: string, addr: string, type: 'direct' | 'relayed', relay?: string, direction: string, connections: number }
 
-async function statusAddrs (d: NsDaemon): Promise<string[]> {
+async function status (d: NsDaemon): Promise<StatusAnswer> {
   const r = await d.krill(['status', '--json'])
   if (r.code !== 0) throw new Error(`krill status failed: ${r.stderr}`)
-  return JSON.parse(r.stdout).addrs as string[]
+  return JSON.parse(r.stdout) as StatusAnswer
+}
+
+async function statusAddrs (d: NsDaemon): Promise<string[]> {
+  return (await status(d)).addrs
 }
 
 async function peerView (d: NsDaemon, peerId: string): Promise<PeerView | undefined> {
@@ -109,8 +116,12 @@ describe('NAT traversal through real NATs (network namespaces)', () => {
     await waitFor(async () => (await statusAddrs(provider)).some(a => a.includes(`/p2p/${relayId}/p2p-circuit`)), 'the provider to advertise a relayed address', 20_000, 250)
     // …and has no public address of its own: nothing but the relay reaches it
     expect((await statusAddrs(provider)).filter(a => a.startsWith('/ip4/11.') && !a.includes('p2p-circuit'))).toEqual([])
-    // the consumer learns the model through the relay node (gossip, bootstrap)
-    await consumer.waitForEvent(e => e.event === 'model:appeared' && e.model === MODEL && e.peerId === provider.ready.peerId, 'the consumer to discover the model', 30_000)
+    // the consumer learns the model through the relay node (gossip, bootstrap).
+    // Both NATed nodes are DHT clients (dhtMode auto), so neither finds the other
+    // in the DHT to connect to: the announcement reaches the consumer through the
+    // relay, when the provider re-announces (every TTL/3 = 20 s) if its first one
+    // went out before the consumer joined the relay's gossip mesh.
+    await consumer.waitForEvent(e => e.event === 'model:appeared' && e.model === MODEL && e.peerId === provider.ready.peerId, 'the consumer to discover the model', 45_000)
 
     const chat = consumer.spawnKrill(['chat', '-m', MODEL, 'tell me a long story'])
     await streaming(chat)
@@ -127,6 +138,50 @@ describe('NAT traversal through real NATs (network namespaces)', () => {
     expect(served.outcome).toBe('done')
     expect(provider.events.filter(e => e.event === 'request:served')).toHaveLength(1)
   }, 90_000)
+
+  it('confirms a public listen address by AutoNAT v2 dial-back (then relays and serves the DHT), never one behind masquerade', async () => {
+    // Two nodes on the internet (the relay's IP, other ports), neither with
+    // --announce: libp2p advertises a public listen address only once it is
+    // confirmed, and here only a peer dialing it back (AutoNAT v2) can do that.
+    const onInternet = async (port: number, extra: string[]): Promise<NsDaemon> => await lab.startDaemon(lab.inet, ['--no-upnp', '--no-serve',
+      '--listen', `/ip4/${RELAY_IP}/tcp/${port}`, '--api', '127.0.0.1:0', '--bootstrap', bootstrap, '--data-dir', await dataDir(), ...extra])
+    const [pub, control] = await Promise.all([onInternet(PORT + 3, []), onInternet(PORT + 4, ['--no-autonat'])])
+    try {
+      const confirmed = `/ip4/${RELAY_IP}/tcp/${PORT + 3}/p2p/${pub.ready.peerId}`
+      let seen: StatusAnswer | undefined
+      await waitFor(async () => { seen = await status(pub); return seen.nat.reachable }, 'AutoNAT v2 to confirm the public node\'s address', 30_000, 250)
+        .catch((err: Error) => { throw new Error(`${err.message}; last status: ${JSON.stringify(seen?.nat)}; stderr: ${pub.stderr().slice(-2000)}`) })
+      const s = seen as StatusAnswer
+      expect(s.nat.publicAddrs).toEqual([confirmed])
+      expect(s.addrs).toContain(confirmed)
+      // autoRelay follows the verdict at once (it reads the confirmed addresses),
+      // the DHT mode (auto) with libp2p's address update event, up to 1 s later
+      expect(s.nat.relaying).toBe(true)
+      expect(s.dht.configured).toBe('auto')
+      await waitFor(async () => (await status(pub)).dht.mode === 'server', 'the public node to become a DHT server', 10_000, 250)
+
+      // the same setup without AutoNAT: the address is never confirmed; the node
+      // takes a relay slot like any unreachable node, and only asks the DHT
+      const c = await status(control)
+      expect(c.nat).toMatchObject({ autonat: false, reachable: false, publicAddrs: [], relaying: false })
+      expect(c.addrs.filter(a => a.includes(`/tcp/${PORT + 4}/`))).toEqual([])
+      expect(c.dht.mode).toBe('client')
+
+      // the provider behind plain masquerade runs AutoNAT too and is connected to
+      // AutoNAT servers (the relay, and now pub): nothing of it gets confirmed —
+      // its own addresses are private (never sent for checking) and its router
+      // forwards nothing — so it stays reachable only through its relay, and a
+      // DHT client
+      const p = await status(provider)
+      expect(p.nat).toMatchObject({ autonat: true, reachable: false, publicAddrs: [], relays: [relay.ready.peerId], relaying: false })
+      expect(p.addrs.filter(a => a.startsWith(`/ip4/${INTERNET_NET}.`) && !a.includes('p2p-circuit'))).toEqual([])
+      expect(p.dht.mode).toBe('client')
+      // the relay is public by --announce: a DHT server
+      expect((await status(relay)).dht.mode).toBe('server')
+    } finally {
+      await Promise.all([pub.stop(), control.stop()])
+    }
+  }, 60_000)
 
   it('turns the relayed connection into a direct one (DCUtR) once the consumer\'s router forwards its port (UPnP), and chats on it', async () => {
     const r2 = lab.router('r2')

@@ -29,6 +29,17 @@ describe('a swarm of 5 nodes formed from one bootstrap address', () => {
     }
   })
 
+  it('makes every node a DHT server by default (dhtMode auto: peers reach each other directly on loopback)', async () => {
+    for (const { daemon, config } of swarm.nodes) {
+      expect(config.dhtMode).toBe('auto')
+      await waitFor(() => daemon.dhtMode === 'server', `${daemon.peerId} to become a DHT server (is ${daemon.dhtMode})`)
+      // it answers DHT queries: every other node keeps it in its routing table
+      for (const other of swarm.nodes.filter(n => n.daemon !== daemon)) {
+        await waitFor(async () => await other.daemon.libp2p.services.dht.routingTable.find(daemon.peerId) != null, `${other.daemon.peerId} to have ${daemon.peerId} in its DHT routing table`)
+      }
+    }
+  })
+
   it("lets every node see every other node's gossipsub subscription", async () => {
     for (const { daemon } of swarm.nodes) {
       if (!daemon.libp2p.services.pubsub.getTopics().includes(TOPIC)) daemon.libp2p.services.pubsub.subscribe(TOPIC)

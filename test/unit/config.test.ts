@@ -25,6 +25,17 @@ describe('configuration precedence: flags > env > krill.json > defaults', () => 
     expect(c.relay).toBe(false)
     expect(c.listen.some(a => a.includes('/tcp/11434') || a.includes('/tcp/4001'))).toBe(false)
     expect(c.listen.some(a => a.endsWith('/ws'))).toBe(true)
+    // AutoNAT v2 on, and the DHT mode follows reachability
+    expect(c.autonat).toBe(true)
+    expect(c.dhtMode).toBe('auto')
+  })
+
+  it('takes autonat and every dhtMode from krill.json, and a flag over the file', async () => {
+    const d = await dir({ autonat: false, dhtMode: 'server' })
+    expect(await resolveConfig({ dataDir: d }, {})).toMatchObject({ autonat: false, dhtMode: 'server' })
+    expect((await resolveConfig({ dataDir: d, autonat: true }, {})).autonat).toBe(true)
+    expect((await resolveConfig({ dataDir: await dir({ dhtMode: 'auto' }) }, {})).dhtMode).toBe('auto')
+    await expect(resolveConfig({ dataDir: await dir({ dhtMode: 'sometimes' }) }, {})).rejects.toThrow(UsageError)
   })
 
   it('lets the file override defaults, env override the file and flags override env', async () => {

@@ -10,6 +10,13 @@ function ollamaState (o: StatusAnswer['ollama']): string {
   return o.reachable === true ? 'reachable' : 'unreachable'
 }
 
+function reachability (n: StatusAnswer['nat']): string {
+  const relaying = n.relaying ? '; relaying for peers behind NATs' : ''
+  if (n.reachable) return `public${relaying}`
+  if (n.relays.length > 0) return `through relay ${n.relays.join(', ')}${relaying}`
+  return `not publicly reachable${n.autonat ? '' : ' (AutoNAT off)'}${relaying}`
+}
+
 export function renderStatus (s: StatusAnswer): string {
   const lines: Array<[string, string]> = [
     ['peer id', s.peerId],
@@ -17,6 +24,8 @@ export function renderStatus (s: StatusAnswer): string {
     ['uptime', formatDuration(s.uptimeMs)],
     ...s.addrs.map((a, i): [string, string] => [i === 0 ? 'addresses' : '', a]),
     ['connections', `${s.connections} (${s.peers} peer${s.peers === 1 ? '' : 's'})`],
+    ['reachable', reachability(s.nat)],
+    ['dht', `${s.dht.mode}${s.dht.configured === 'auto' ? ' (auto)' : ''}`],
     ['ollama', `${s.ollama.url} (${ollamaState(s.ollama)})`],
     ['serving', s.models.length > 0 ? s.models.map(m => m.name).join(', ') : '(no models)'],
     ['requests', `${s.requests.active}/${s.requests.slots} slots busy, ${s.requests.queued} queued for peers; ${s.requests.routing} for local clients`]
