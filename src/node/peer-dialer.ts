@@ -5,12 +5,28 @@ export interface PeerDialerOptions {
   targetConnections: number
   /** dials in flight at once */
   concurrency: number
+  /** with fewer connections than this, look for more peers through the DHT */
+  minConnections: number
+  /** longest wait between two looks while below minConnections (ms); the first comes after 1 s */
+  lookupIntervalMs: number
 }
+
+/** the first look after a connection change: by then identify has told the DHT what the peer speaks */
+const FIRST_LOOKUP_DELAY_MS = 1_000
 
 /**
  * libp2p v3 only records discovered peers (bootstrap, mDNS, DHT walks); it does
  * not dial them. A krill node wants a well-meshed swarm so gossip and the DHT
  * work, so it dials what it discovers until it has enough connections.
+ *
+ * A node that joins through one bootstrap peer learns the rest of the swarm from
+ * the DHT's self-query, which kad-dht runs once a second after start and then every
+ * 5 minutes. When the bootstrap connection was not up by then, the node knew one or
+ * two peers for minutes; the bootstrap peer, its gossip mesh full, pruned it, and
+ * the node missed model announcements for tens of seconds (bench: discovery, 50
+ * nodes). So while a node has fewer than `minConnections` connections it looks for
+ * peers itself: a second after its connections change, then again after 2, 4, 8 …
+ * seconds (at most `lookupIntervalMs`) while a look brings nobody new.
  */
 export class PeerDialer {
   private readonly node: Libp2p
@@ -18,15 +34,26 @@ export class PeerDialer {
   private readonly pending: PeerId[] = []
   private readonly inFlight = new Set<string>()
   private running = false
+  private looking = false
+  private lookupTimer: ReturnType<typeof setTimeout> | undefined
+  private lookupDelayMs = FIRST_LOOKUP_DELAY_MS
+  /** ends a look in progress when we stop */
+  private lookupAbort = new AbortController()
 
   constructor (node: Libp2p, opts: Partial<PeerDialerOptions> = {}) {
     this.node = node
-    this.opts = { targetConnections: 32, concurrency: 4, ...opts }
+    // gossipsub wants 4 to 12 mesh peers per topic (D_lo, D_hi)
+    this.opts = { targetConnections: 32, concurrency: 4, minConnections: 6, lookupIntervalMs: 30_000, ...opts }
   }
 
   start (): void {
     this.running = true
+    this.lookupAbort = new AbortController()
     this.node.addEventListener('peer:discovery', this.onDiscovery)
+    this.node.addEventListener('peer:connect', this.onConnectionsChanged)
+    this.node.addEventListener('peer:disconnect', this.onConnectionsChanged)
+    // the bootstrap connection may be up before we listen for connections
+    this.scheduleLookup()
   }
 
   /**
@@ -43,6 +70,57 @@ export class PeerDialer {
     this.running = false
     this.pending.length = 0
     this.node.removeEventListener('peer:discovery', this.onDiscovery)
+    this.node.removeEventListener('peer:connect', this.onConnectionsChanged)
+    this.node.removeEventListener('peer:disconnect', this.onConnectionsChanged)
+    clearTimeout(this.lookupTimer)
+    this.lookupTimer = undefined
+    this.lookupAbort.abort()
+  }
+
+  private readonly onConnectionsChanged = (): void => {
+    // a new situation: start again from the short delay
+    this.lookupDelayMs = FIRST_LOOKUP_DELAY_MS
+    this.scheduleLookup()
+  }
+
+  private scheduleLookup (): void {
+    if (!this.running || this.lookupTimer != null || this.looking) return
+    if (this.node.getConnections().length >= this.opts.minConnections) return
+    this.lookupTimer = setTimeout(() => {
+      this.lookupTimer = undefined
+      this.lookIfFew()
+    }, this.lookupDelayMs)
+    this.lookupTimer.unref()
+  }
+
+  /** A DHT walk towards our own id; the peers it meets go to the peer store and are dialed. */
+  private lookIfFew (): void {
+    const connections = this.node.getConnections().length
+    if (!this.running || this.looking || connections >= this.opts.minConnections) return
+    if (connections === 0) {
+      // nobody to ask yet
+      this.lookupDelayMs = Math.min(this.lookupDelayMs * 2, this.opts.lookupIntervalMs)
+      this.scheduleLookup()
+      return
+    }
+    this.looking = true
+    void (async () => {
+      for await (const peer of this.node.peerRouting.getClosestPeers(this.node.peerId.toMultihash().bytes, { signal: AbortSignal.any([this.lookupAbort.signal, AbortSignal.timeout(10_000)]) })) {
+        if (!this.running) break
+        if (peer.id.equals(this.node.peerId) || this.node.getConnections(peer.id).length > 0) continue
+        // the walk's answers are not in the peer store yet: a dial by id needs the addresses
+        if (peer.multiaddrs.length > 0) await this.node.peerStore.merge(peer.id, { multiaddrs: peer.multiaddrs })
+        this.pending.push(peer.id)
+      }
+    })()
+      .catch(() => { /* nobody to ask, or the walk timed out: the next try comes */ })
+      .finally(() => {
+        this.looking = false
+        this.drain()
+        // still short of peers: look again, less often each time
+        this.lookupDelayMs = Math.min(this.lookupDelayMs * 2, this.opts.lookupIntervalMs)
+        this.scheduleLookup()
+      })
   }
 
   private readonly onDiscovery = (evt: CustomEvent<{ id: PeerId }>): void => {
