@@ -1,0 +1,74 @@
+/**
+ * Discovery in swarms of 10, 25 and 50 daemons on loopback, each swarm in a process
+ * of its own (test/bench/swarm-proc.ts: what is measured, and how).
+ */
+import { fork } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import type { BenchContext, Section } from '../context.js'
+import { stopChild, trackChild } from '../cleanup.js'
+import { latencyFigure, type Figure } from '../report.js'
+import { summarize } from '../stats.js'
+import { TRIAL_TIMEOUT_MS, type SwarmResult } from '../swarm-proc.js'
+
+const SWARM_PROC = fileURLToPath(new URL('../swarm-proc.js', import.meta.url))
+
+async function measureSwarm (ctx: BenchContext, size: number, trials: number): Promise<SwarmResult> {
+  const child = fork(SWARM_PROC, [], {
+    execArgv: ['--expose-gc'],
+    env: { ...process.env, SWARM_SIZE: String(size), SWARM_TRIALS: String(trials) },
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc']
+  })
+  trackChild(child)
+  const release = ctx.cleanup.add(`swarm process of ${size}`, async () => { await stopChild(child, 'SIGTERM', 15_000) })
+  try {
+    return await new Promise<SwarmResult>((resolve, reject) => {
+      child.on('message', (msg: any) => {
+        if (msg?.type === 'log') ctx.log(`discovery: ${String(msg.msg)}`)
+        else if (msg?.type === 'result') resolve(msg.result as SwarmResult)
+        else if (msg?.type === 'error') reject(new Error(String(msg.message)))
+      })
+      child.once('exit', code => { reject(new Error(`the swarm process of ${size} exited (${String(code)}) without a result`)) })
+    })
+  } finally {
+    await release()
+  }
+}
+
+export const discoverySection: Section = {
+  name: 'discovery',
+  title: 'Discovery',
+  run: async (ctx) => {
+    const sizes = ctx.quick ? [10] : [10, 25, 50]
+    const trials = ctx.quick ? 3 : 10
+    const figures: Figure[] = []
+    const notes: string[] = [
+      'each swarm runs in a process of its own: full daemons on 127.0.0.1, node 0 bootstraps the rest, the middle node is the provider; memory per node is that process\'s growth / nodes',
+      `propagation is timed from the provider publishing the announcement to each node's provider table listing the model, ${trials} new models per swarm`
+    ]
+    for (const size of sizes) {
+      const r = await measureSwarm(ctx, size, trials)
+      figures.push(latencyFigure({
+        id: `discovery.${size}.all`,
+        label: `${size} nodes: new model known by every node`,
+        baselineLabel: 'libp2p ping',
+        baseline: r.ping,
+        krill: r.allNodes,
+        target: (_added, k) => ({ text: 'all nodes ≤ 2 s', met: k.max <= 2_000 }),
+        note: r.missedTrials > 0 ? `${r.missedTrials} of ${trials} trials had a node without the model after ${TRIAL_TIMEOUT_MS / 1000} s (counted as ${TRIAL_TIMEOUT_MS / 1000} s)` : undefined
+      }))
+      figures.push(latencyFigure({ id: `discovery.${size}.node`, label: `${size} nodes: new model known by a node`, baselineLabel: 'libp2p ping', baseline: r.ping, krill: r.perNode }))
+      figures.push(latencyFigure({
+        id: `discovery.${size}.dht`,
+        label: `${size} nodes: DHT provider lookup`,
+        baselineLabel: 'libp2p ping',
+        baseline: r.ping,
+        krill: r.dht,
+        note: r.dhtMisses > 0 ? `${r.dhtMisses} lookups found no provider within 10 s` : undefined
+      }))
+      figures.push({ id: `discovery.${size}.rss`, label: `${size} nodes: RSS per node`, unit: 'MB', krill: summarize([r.rssPerNode]) })
+      figures.push({ id: `discovery.${size}.heap`, label: `${size} nodes: JS heap per node`, unit: 'MB', krill: summarize([r.heapPerNode]) })
+      notes.push(`${size} nodes: started and all knowing the first model in ${r.startSeconds.toFixed(1)} s; Ollama listing a model → its announcement leaving the provider: median ${summarize(r.toPublish).median.toFixed(0)} ms (model poll every 100 ms, at most one announcement a second)`)
+    }
+    return { figures, notes }
+  }
+}
