@@ -4,13 +4,12 @@
  * processes (spawned like test/helpers/cli.ts spawnDaemon, so their memory is their
  * own and SIGKILL is real) and in-process daemons. Everything listens on 127.0.0.1.
  */
-import { fork, spawn, type ChildProcess } from 'node:child_process'
+import { fork, type ChildProcess } from 'node:child_process'
 import { readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import type { StandinKnobs } from '../fixtures/ollama-standin.js'
-import type { DaemonProcess } from '../helpers/cli.js'
+import { spawnDaemon, type DaemonProcess } from '../helpers/cli.js'
 import { startTestDaemon, tempDir, type TestDaemon } from '../helpers/swarm.js'
 import type { FlagConfig, KrillConfig } from '../../src/node/config.js'
 import { Cleanup, stopChild, trackChild } from './cleanup.js'
@@ -46,61 +45,22 @@ export interface StandinProc {
 const STANDIN_MAIN = fileURLToPath(new URL('./standin-proc.js', import.meta.url))
 const KRILL_CLI = fileURLToPath(new URL('./krill-cli.js', import.meta.url))
 
-/**
- * `krill daemon --json ...args` as its own process, resolved once its ready line is
- * out (as test/helpers/cli.ts spawnDaemon, but on the bench's own build).
- */
+/** `krill daemon --json ...args` as its own process, from the bench's own build. */
 export async function spawnKrillDaemon (args: string[], opts: { env?: NodeJS.ProcessEnv, timeoutMs?: number } = {}): Promise<DaemonProcess> {
   // BENCH_CPU_PROF=DIR: every daemon writes a V8 CPU profile there when it stops
   const prof = process.env.BENCH_CPU_PROF != null && process.env.BENCH_CPU_PROF !== '' ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []
-  const child = spawn(process.execPath, [...prof, KRILL_CLI, 'daemon', '--json', ...args], {
-    env: { ...process.env, ...opts.env },
-    stdio: ['ignore', 'pipe', 'pipe']
+  return await spawnDaemon(args, {
+    // as the operator set it (the test helper's own default is info)
+    env: { KRILL_LOG: process.env.KRILL_LOG ?? 'info', ...opts.env },
+    timeoutMs: opts.timeoutMs ?? 60_000,
+    entry: KRILL_CLI,
+    nodeArgs: prof,
+    onSpawn: trackChild,
+    // served requests would pile up by the ten thousand over a run
+    keepEvent: event => event.event !== 'request:served',
+    // a chatty daemon must not grow the bench's memory
+    maxStderr: 64 * 1024
   })
-  trackChild(child)
-  let stderr = ''
-  child.stderr.on('data', (d: Buffer) => {
-    // bounded: a chatty daemon must not grow the bench's memory
-    stderr = (stderr + d.toString()).slice(-64 * 1024)
-  })
-  const exited = new Promise<number | null>(resolve => child.on('exit', code => resolve(code)))
-  const events: Array<Record<string, unknown>> = []
-  const lines = createInterface({ input: child.stdout })
-  const ready = await new Promise<DaemonProcess['ready']>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL')
-      reject(new Error(`daemon not ready in time; stderr:\n${stderr}`))
-    }, opts.timeoutMs ?? 60_000)
-    lines.on('line', (line) => {
-      let event: Record<string, any>
-      try {
-        event = JSON.parse(line)
-      } catch {
-        return
-      }
-      if (event.event === 'ready') {
-        clearTimeout(timer)
-        resolve(event as DaemonProcess['ready'])
-      } else if (event.event !== 'request:served') {
-        // served requests would pile up by the ten thousand over a run
-        events.push(event)
-      }
-    })
-    void exited.then((code) => {
-      clearTimeout(timer)
-      reject(new Error(`daemon exited with ${String(code)} before ready; stderr:\n${stderr}`))
-    })
-  })
-  return {
-    child,
-    ready,
-    events,
-    stderr: () => stderr,
-    stop: async (signal = 'SIGTERM') => {
-      if (child.exitCode == null && child.signalCode == null) child.kill(signal)
-      return await exited
-    }
-  }
 }
 
 /** The Ollama stand-in in its own process (test/bench/standin-proc.ts). */

@@ -37,14 +37,33 @@ export interface DaemonProcess {
   stop: (signal?: NodeJS.Signals) => Promise<number | null>
 }
 
+export interface SpawnDaemonOptions {
+  env?: NodeJS.ProcessEnv
+  timeoutMs?: number
+  /** the CLI script to run instead of bin/krill (the bench runs its own build) */
+  entry?: string
+  /** Node flags before the script, e.g. --cpu-prof */
+  nodeArgs?: string[]
+  /** told the child at once, so a cleanup can stop it even before it is ready */
+  onSpawn?: (child: ChildProcess) => void
+  /** which event lines after the ready line to keep (default: all) */
+  keepEvent?: (event: Record<string, unknown>) => boolean
+  /** keep only this many trailing characters of stderr (default: all) */
+  maxStderr?: number
+}
+
 /** Spawns `krill daemon --json ...args` and waits for its ready line. */
-export async function spawnDaemon (args: string[], opts: { env?: NodeJS.ProcessEnv, timeoutMs?: number } = {}): Promise<DaemonProcess> {
-  const child = spawn(process.execPath, [KRILL_BIN, 'daemon', '--json', ...args], {
+export async function spawnDaemon (args: string[], opts: SpawnDaemonOptions = {}): Promise<DaemonProcess> {
+  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), opts.entry ?? KRILL_BIN, 'daemon', '--json', ...args], {
     env: { ...process.env, KRILL_LOG: 'info', ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe']
   })
+  opts.onSpawn?.(child)
   let stderr = ''
-  child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString()
+    if (opts.maxStderr != null && stderr.length > opts.maxStderr) stderr = stderr.slice(-opts.maxStderr)
+  })
   const exited = new Promise<number | null>(resolve => child.on('exit', code => resolve(code)))
   const events: Array<Record<string, unknown>> = []
   const lines = createInterface({ input: child.stdout })
@@ -55,11 +74,16 @@ export async function spawnDaemon (args: string[], opts: { env?: NodeJS.ProcessE
       reject(new Error(`daemon not ready in time; stderr:\n${stderr}`))
     }, opts.timeoutMs ?? 30_000)
     lines.on('line', (line) => {
-      const event = JSON.parse(line)
+      let event: Record<string, any>
+      try {
+        event = JSON.parse(line)
+      } catch {
+        return
+      }
       if (event.event === 'ready') {
         clearTimeout(timer)
-        resolve(event)
-      } else {
+        resolve(event as DaemonProcess['ready'])
+      } else if (opts.keepEvent?.(event) ?? true) {
         events.push(event)
       }
     })
