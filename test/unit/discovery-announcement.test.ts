@@ -13,6 +13,7 @@ import {
 import { canonicalModelName, digestKey, modelKey } from '../../src/discovery/keys.js'
 import type { ModelInfo } from '../../src/engine/types.js'
 import { Announcement } from '../../src/protocol/generated/announce.js'
+import { validateModelName } from '../../src/protocol/validate.js'
 
 const NOW = 1_750_000_000_000
 const hex = (s: string): string => createHash('sha256').update(s).digest('hex')
@@ -70,6 +71,29 @@ describe('DHT keys', () => {
     expect(modelKey('llama3').equals(modelKey('llama3:latest'))).toBe(true)
     expect(digestKey(`sha256:${hex('x')}`).equals(digestKey(hex('x')))).toBe(true)
     expect(modelKey('a:1').equals(modelKey('a:2'))).toBe(false)
+  })
+})
+
+describe('model identity: one rule for keys, announcements and the chat protocol', () => {
+  it('looks "Llama3" up under the DHT key of llama3:latest (case-insensitive, like gossip)', () => {
+    expect(modelKey('Llama3').equals(modelKey('llama3:latest'))).toBe(true)
+    expect(modelKey('LLAMA3:Latest').equals(modelKey('llama3:latest'))).toBe(true)
+    // Ollama's defaults: registry.ollama.ai/library/ is the same model as no prefix
+    expect(modelKey('registry.ollama.ai/library/llama3').equals(modelKey('llama3:latest'))).toBe(true)
+    expect(modelKey('Llama3').equals(modelKey('llama3:8b'))).toBe(false)
+  })
+
+  it('refuses at announcement validation exactly the names the chat protocol refuses', () => {
+    expect(reason(wire({ models: [{ name: '-x' }] }))).toBe('reject:bad-model-name')
+    expect(reason(wire({ models: [{ name: '..' }] }))).toBe('reject:bad-model-name')
+    const served = (name: string): boolean => { try { validateModelName(name); return true } catch { return false } }
+    const names = ['-x', '..', 'a/../b', '../x', 'x/..', '.x', 'x:-1', 'a//b', '/x', 'x:', 'a/b/c/d', 'ns.x/m', 'a:b:c',
+      'ok:1', 'llama3', 'Llama3.2:1B', '_x', 'hf.co/org/model:q4', 'host:5000/ns/m:t', 'library/qwen:7b-q4_K_M', 'x'.repeat(80), 'x'.repeat(81)]
+    for (const name of names) {
+      expect(reason(wire({ models: [{ name }] })) === 'ok', name).toBe(served(name))
+    }
+    // and our own encoder leaves such a model out instead of announcing what nobody can serve
+    expect(encodeAnnouncement(ann({ models: [model('-x')] })).skipped).toHaveLength(1)
   })
 })
 

@@ -3,7 +3,14 @@
  * its own stand-in, reached through the same RemoteChat seam the daemon binds to
  * the chat protocol. Network failover is covered by test/integration/api*.test.ts.
  */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { ProviderTable } from '../../src/discovery/provider-table.js'
+import { POLICY_FILE, PolicyStore } from '../../src/policy/policy-store.js'
 import type { ProviderDirectory, ProviderEntry } from '../../src/discovery/types.js'
 import { OllamaEngine } from '../../src/engine/ollama-engine.js'
 import type { ChatEvent, ChatRequest, ModelInfo } from '../../src/engine/types.js'
@@ -19,8 +26,8 @@ interface Peer { id: string, standin: OllamaStandin, engine: OllamaEngine, info:
 
 let peers: Peer[] = []
 
-async function startPeer (id: string): Promise<Peer> {
-  const standin = await OllamaStandin.start({ models: [{ name: MODEL }] })
+async function startPeer (id: string, name = MODEL): Promise<Peer> {
+  const standin = await OllamaStandin.start({ models: [{ name }] })
   const engine = new OllamaEngine({ host: standin.url })
   const [info] = await engine.listModels()
   return { id, standin, engine, info }
@@ -336,5 +343,55 @@ describe('Router', () => {
     expect(r.running()).toEqual([expect.objectContaining({ model: MODEL, peerId: 'peer-a', local: false, digest: peers[0].info.digest })])
     await collect(it)
     expect(r.running()).toEqual([])
+  })
+})
+
+describe('Router candidates', () => {
+  let dir: string | undefined
+  let store: PolicyStore | undefined
+
+  afterEach(async () => {
+    store?.stop()
+    if (dir != null) await rm(dir, { recursive: true, force: true })
+    store = undefined
+    dir = undefined
+  })
+
+  it('asks the directory once per chat: no repeated candidates, consume refusals counted once', async () => {
+    const [goodId, deniedId] = await Promise.all([0, 1].map(async () => peerIdFromPrivateKey(await generateKeyPair('Ed25519')).toString()))
+    const good = await startPeer(goodId, 'llama3:latest')
+    const denied = await startPeer(deniedId, 'llama3:latest')
+    peers.push(good, denied)
+    dir = await mkdtemp(join(tmpdir(), 'krill-router-'))
+    await writeFile(join(dir, POLICY_FILE), JSON.stringify({ consume: { deny: [deniedId] } }))
+    store = new PolicyStore({ dataDir: dir, privateSwarm: false })
+    await store.start()
+    const policy = store
+    const table = new ProviderTable({ selfId: 'self' })
+    for (const p of [good, denied]) {
+      const ann = { models: [p.info], capacity: { slots: 1, active: 0, queued: 0 }, version: 'krill/0.1.0', seq: 1, timestampMs: Date.now(), ttlMs: 60_000 }
+      expect(table.applyAnnouncement(p.id, ann).ok).toBe(true)
+    }
+    const asked: string[] = []
+    const seen: string[] = []
+    // what the daemon binds: the table, filtered by the consume side of the policy
+    const providers: ProviderDirectory = {
+      providersFor: (model, digest) => {
+        asked.push(model)
+        const found = table.providersFor(model, digest).filter(e => policy.mayConsume(e.peerId))
+        seen.push(...found.map(e => e.peerId))
+        return found
+      },
+      catalog: () => table.catalog(),
+      all: () => table.all()
+    }
+    const r = router({ providers })
+    const { content } = await collect(r.chat(request({ model: 'Llama3' })))
+    expect(content).toBe(SCRIPT)
+    expect(asked).toHaveLength(1)
+    expect(seen).toEqual([goodId])
+    expect(policy.stats.consumeSkipped).toBe(1)
+    expect(good.standin.requests).toHaveLength(1)
+    expect(denied.standin.requests).toHaveLength(0)
   })
 })
