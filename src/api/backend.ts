@@ -6,7 +6,7 @@
  */
 import type { CatalogEntry } from '../discovery/types.js'
 import type { ChatEvent, ChatRequest, ModelInfo } from '../engine/types.js'
-import { normalizeModelName } from '../router/names.js'
+import { modelId } from '../models/index.js'
 import type { RunningChat } from '../router/router.js'
 
 export interface ApiBackend {
@@ -32,7 +32,7 @@ export interface CatalogModel {
 export function mergeCatalog (local: ModelInfo[], network: CatalogEntry[]): CatalogModel[] {
   const byName = new Map<string, CatalogModel>()
   for (const m of local) {
-    const key = normalizeModelName(m.name)
+    const key = modelId(m.name)
     const seen = byName.get(key)
     if (seen != null) {
       if (!seen.digests.includes(m.digest)) seen.digests.push(m.digest)
@@ -41,7 +41,7 @@ export function mergeCatalog (local: ModelInfo[], network: CatalogEntry[]): Cata
     byName.set(key, { name: m.name, info: m, digests: [m.digest], providers: 1, local: true })
   }
   for (const entry of network) {
-    const key = normalizeModelName(entry.name)
+    const key = modelId(entry.name)
     const seen = byName.get(key)
     if (seen == null) {
       byName.set(key, { name: entry.name, info: entry.model, digests: entry.digests.filter(d => d !== ''), providers: entry.providers, local: false })
@@ -54,6 +54,6 @@ export function mergeCatalog (local: ModelInfo[], network: CatalogEntry[]): Cata
 }
 
 export function findModel (models: CatalogModel[], name: string): CatalogModel | undefined {
-  const key = normalizeModelName(name)
-  return models.find(m => normalizeModelName(m.name) === key)
+  const key = modelId(name)
+  return models.find(m => modelId(m.name) === key)
 }

@@ -5,10 +5,9 @@ import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import type { FastifyInstance, FastifyReply } from 'fastify'
 import { z } from 'zod'
 import type { Daemon } from '../daemon/daemon.js'
-import { MODEL_NAME_PATTERN } from '../discovery/announcement.js'
-import { modelTableKey } from '../discovery/provider-table.js'
 import type { Capacity, CatalogEntry, ProviderEntry } from '../discovery/types.js'
 import type { ModelInfo } from '../engine/types.js'
+import { modelId, modelNameProblem } from '../models/index.js'
 import type { DhtMode } from '../node/config.js'
 import type { NatStatus } from '../node/nat.js'
 import { VERSION } from '../version.js'
@@ -277,19 +276,19 @@ export function registerControlRoutes (app: FastifyInstance, daemon: Daemon): vo
   // the network's catalog (from announcements and earlier DHT lookups) and our own models
   app.get('/krill/v1/models', async (): Promise<ModelsAnswer> => {
     const local = daemon.localModels()
-    const localKeys = new Set(local.map(m => modelTableKey(m.name)))
+    const localKeys = new Set(local.map(m => modelId(m.name)))
     const catalog: CatalogEntry[] = daemon.providers.catalog()
-    const known = new Set(catalog.map(e => modelTableKey(e.name)))
+    const known = new Set(catalog.map(e => modelId(e.name)))
     // models only this node has belong in the catalog its user sees, too
     for (const m of local) {
-      if (!known.has(modelTableKey(m.name))) catalog.push({ name: m.name, digests: [m.digest], providers: 0, model: m })
+      if (!known.has(modelId(m.name))) catalog.push({ name: m.name, digests: [m.digest], providers: 0, model: m })
     }
     const models = await Promise.all(catalog.map(async entry => {
       const rtts = await Promise.all(daemon.providers.providersFor(entry.name).map(async p => await latency.ofPeerId(p.peerId)))
       const measured = rtts.filter((ms): ms is number => ms != null)
       return {
         ...entry,
-        servedHere: localKeys.has(modelTableKey(entry.name)),
+        servedHere: localKeys.has(modelId(entry.name)),
         bestLatencyMs: measured.length > 0 ? Math.min(...measured) : null
       }
     }))
@@ -300,13 +299,14 @@ export function registerControlRoutes (app: FastifyInstance, daemon: Daemon): vo
   // a wildcard: model names may contain "/" (e.g. hf.co/org/model:tag)
   app.get<{ Params: { '*': string } }>('/krill/v1/providers/*', async (request, reply) => {
     const model = request.params['*']
-    if (!MODEL_NAME_PATTERN.test(model)) {
-      return await reply.code(400).send({ error: { message: `"${model}" is not a model name (1-200 of letters, digits and . _ - : /)`, code: 'bad_model_name' } })
+    const problem = modelNameProblem(model)
+    if (problem != null) {
+      return await reply.code(400).send({ error: { message: problem, code: 'bad_model_name' } })
     }
     // announced providers at once; otherwise a DHT lookup, bounded so the CLI stays snappy
     const found = await daemon.findProviders(model, { timeoutMs: 5_000 })
     const providers = await Promise.all(found.map(async p => ({ ...p, latencyMs: await latency.ofPeerId(p.peerId) })))
-    const here = daemon.localModels().find(m => modelTableKey(m.name) === modelTableKey(model))
+    const here = daemon.localModels().find(m => modelId(m.name) === modelId(model))
     const answer: ProvidersAnswer = {
       model,
       providers,

@@ -22,7 +22,7 @@ import type { ModelInfo } from '../engine/types.js'
 import { ChatServer, type ChatServerEvent } from '../protocol/chat-server.js'
 import { PolicyStore } from '../policy/policy-store.js'
 import { createDaemonRouter } from '../router/daemon-router.js'
-import { sameModel } from '../router/names.js'
+import { sameModel } from '../models/index.js'
 import type { Router } from '../router/router.js'
 
 const log = logger('daemon')

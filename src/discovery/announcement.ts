@@ -6,6 +6,7 @@
  */
 import { Announcement } from '../protocol/generated/announce.js'
 import type { ModelInfo } from '../engine/types.js'
+import { modelId, modelNameProblem, normalizeDigest } from '../models/index.js'
 import type { Capacity } from './types.js'
 
 export interface AnnouncementLimits {
@@ -29,8 +30,6 @@ export const DEFAULT_ANNOUNCEMENT_LIMITS: AnnouncementLimits = {
 }
 
 /** Field bounds: generous for real models, small enough that nobody can bloat our tables. */
-export const MODEL_NAME_PATTERN = /^[A-Za-z0-9._\-:/]{1,200}$/
-const DIGEST_PATTERN = /^[0-9a-f]{64}$/
 const PRINTABLE = /^[\x20-\x7e]*$/
 const MAX_CONTEXT_LENGTH = 1 << 24
 const MAX_SLOTS = 4096
@@ -59,12 +58,6 @@ class Invalid extends Error {
   }
 }
 
-/** "sha256:<hex>" and upper case are accepted and normalized to bare lower-case hex. */
-export function normalizeDigest (digest: string): string | undefined {
-  const hex = digest.replace(/^sha256:/i, '').toLowerCase()
-  return DIGEST_PATTERN.test(hex) ? hex : undefined
-}
-
 function checkString (value: string, max: number, field: string): string {
   if (value.length > max || !PRINTABLE.test(value)) throw new Invalid('bad-field', `${field} must be at most ${max} printable ASCII characters`)
   return value
@@ -77,7 +70,9 @@ function checkUint (value: number, max: number, reason: string, field: string): 
 
 /** Checks one model entry and converts it; throws Invalid. */
 function checkModel (m: Announcement.Model, i: number): ModelInfo {
-  if (!MODEL_NAME_PATTERN.test(m.name)) throw new Invalid('bad-model-name', `models[${i}].name must be 1-200 of letters, digits and . _ - : /`)
+  // the chat protocol's rule (src/models): nothing is announced that cannot be served
+  const problem = modelNameProblem(m.name)
+  if (problem != null) throw new Invalid('bad-model-name', `models[${i}]: ${problem}`)
   const digest = normalizeDigest(m.digest)
   if (digest === undefined) throw new Invalid('bad-digest', `models[${i}].digest must be 64 hex digits`)
   return {
@@ -116,7 +111,7 @@ function check (bytes: Uint8Array, now: number, limits: AnnouncementLimits): Val
   const models = raw.models.map(checkModel)
   const names = new Set<string>()
   for (const m of models) {
-    const key = m.name.toLowerCase()
+    const key = modelId(m.name)
     if (names.has(key)) throw new Invalid('duplicate-model', `model ${m.name} is listed twice`)
     names.add(key)
   }

@@ -1,13 +1,15 @@
 /**
  * DHT keys for model discovery (DESIGN §2): CIDv1, raw codec, sha2-256 of the UTF-8
- * strings `krill/model/v1/<name>` and `krill/digest/v1/<digest>`. Any implementation
- * computing the same bytes finds the same providers, so nothing here may change.
+ * strings `krill/model/v1/<model id>` and `krill/digest/v1/<digest>`. The model id
+ * and the digest form come from src/models (protocols/README.md, "DHT"); any
+ * implementation computing the same bytes finds the same providers.
  */
 import { createHash } from 'node:crypto'
 import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import * as Digest from 'multiformats/hashes/digest'
 import { sha256 } from 'multiformats/hashes/sha2'
+import { modelId, normalizeDigest } from '../models/index.js'
 
 function cidOf (text: string): CID {
   // node:crypto keeps this synchronous (multiformats' sha256 may return a promise)
@@ -15,21 +17,17 @@ function cidOf (text: string): CID {
   return CID.createV1(raw.code, Digest.create(sha256.code, new Uint8Array(hash)))
 }
 
-/**
- * The name as Ollama lists it: a name without a tag means `:latest`, which is how
- * Ollama reports it, so "llama3" and "llama3:latest" share one key.
- */
-export function canonicalModelName (name: string): string {
-  const base = name.slice(name.lastIndexOf('/') + 1)
-  return base.includes(':') ? name : `${name}:latest`
+/** The string a model name's key hashes: `Llama3` → `krill/model/v1/llama3:latest`. */
+export function modelKeyString (name: string): string {
+  return `krill/model/v1/${modelId(name)}`
 }
 
-/** Key providers of a model name publish under. */
+/** Key providers of a model name publish under ("Llama3" and "llama3:latest" share it). */
 export function modelKey (name: string): CID {
-  return cidOf(`krill/model/v1/${canonicalModelName(name)}`)
+  return cidOf(modelKeyString(name))
 }
 
 /** Key providers of one exact model copy (manifest digest, 64 hex) publish under. */
 export function digestKey (digest: string): CID {
-  return cidOf(`krill/digest/v1/${digest.replace(/^sha256:/, '').toLowerCase()}`)
+  return cidOf(`krill/digest/v1/${normalizeDigest(digest) ?? digest.toLowerCase()}`)
 }

@@ -11,7 +11,7 @@
  */
 import type { ModelInfo } from '../engine/types.js'
 import type { ValidAnnouncement } from './announcement.js'
-import { canonicalModelName } from './keys.js'
+import { canonicalModelName, modelId } from '../models/index.js'
 import type { CatalogEntry, ProviderDirectory, ProviderEntry } from './types.js'
 
 export interface ProviderChange {
@@ -49,18 +49,13 @@ export interface ProviderTableOptions {
 
 interface GossipRecord {
   seq: number
-  /** canonical lower-case model name → entry */
+  /** model id (src/models) → entry */
   entries: Map<string, ProviderEntry>
   expiresAt: number
   /** the author said goodbye (empty announcement): the DHT must not resurrect it */
   withdrawn: boolean
   /** the record itself (its seq) is dropped after this */
   forgetAt: number
-}
-
-/** Table key of a model name: "Llama3" and "llama3:latest" are the same model. */
-export function modelTableKey (name: string): string {
-  return canonicalModelName(name).toLowerCase()
 }
 
 function unknownModel (name: string, digest: string): ModelInfo {
@@ -126,7 +121,7 @@ export class ProviderTable extends EventTarget implements ProviderDirectory {
     const expiresAt = now + ann.ttlMs
     const entries = new Map<string, ProviderEntry>()
     for (const model of ann.models) {
-      entries.set(modelTableKey(model.name), {
+      entries.set(modelId(model.name), {
         peerId,
         model,
         capacity: ann.capacity,
@@ -158,7 +153,7 @@ export class ProviderTable extends EventTarget implements ProviderDirectory {
    */
   addDhtProviders (model: string, peerIds: string[], opts: { ttlMs: number, digest?: string }): ProviderEntry[] {
     const now = this.now()
-    const key = modelTableKey(model)
+    const key = modelId(model)
     const out: ProviderEntry[] = []
     for (const peerId of peerIds) {
       if (peerId === this.selfId) continue
@@ -211,7 +206,7 @@ export class ProviderTable extends EventTarget implements ProviderDirectory {
   }
 
   providersFor (model: string, digest?: string): ProviderEntry[] {
-    const key = modelTableKey(model)
+    const key = modelId(model)
     const now = this.now()
     const out: ProviderEntry[] = []
     for (const record of this.gossip.values()) {
@@ -241,7 +236,7 @@ export class ProviderTable extends EventTarget implements ProviderDirectory {
   catalog (): CatalogEntry[] {
     const groups = new Map<string, ProviderEntry[]>()
     for (const entry of this.all()) {
-      const key = modelTableKey(entry.model.name)
+      const key = modelId(entry.model.name)
       const group = groups.get(key)
       if (group == null) groups.set(key, [entry])
       else group.push(entry)

@@ -2,6 +2,7 @@
  * Polls the engine's model list and says when the set of shared models changes, and
  * when Ollama goes away or comes back. Announcements are driven by these events.
  */
+import { sameModel } from '../models/index.js'
 import type { Engine, ModelInfo } from './types.js'
 
 export interface ModelWatcherOptions {
@@ -23,11 +24,6 @@ export interface ModelWatcherEventMap {
   unreachable: CustomEvent<{ error: unknown }>
 }
 
-function normalizeName (name: string): string {
-  const lower = name.toLowerCase()
-  return lower.slice(lower.lastIndexOf('/') + 1).includes(':') ? lower : `${lower}:latest`
-}
-
 /** Builds the share filter; exported so the CLI can explain what a pattern would share. */
 export function shareMatcher (share: string[] | undefined): (name: string) => boolean {
   if (share === undefined) return () => true
@@ -36,8 +32,7 @@ export function shareMatcher (share: string[] | undefined): (name: string) => bo
       const re = new RegExp('^' + pattern.split('*').map(p => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*') + '$', 'i')
       return (name: string) => re.test(name)
     }
-    const wanted = normalizeName(pattern)
-    return (name: string) => normalizeName(name) === wanted
+    return (name: string) => sameModel(name, pattern)
   })
   return name => tests.some(t => t(name))
 }

@@ -16,6 +16,7 @@ import type {
   Tool as OllamaTool
 } from 'ollama'
 import { KrillError } from '../errors.js'
+import { normalizeDigest } from '../models/index.js'
 import {
   CHAT_OPTION_KEYS,
   type ChatEvent,
@@ -334,7 +335,7 @@ export class OllamaEngine implements Engine {
   private async toModelInfo (client: Ollama, m: OllamaModel, signal: AbortSignal): Promise<ModelInfo> {
     const d: Record<string, unknown> = isRecord(m.details) ? m.details as unknown as Record<string, unknown> : {}
     const str = (v: unknown): string => typeof v === 'string' ? v : ''
-    const digest = m.digest.startsWith('sha256:') ? m.digest.slice(7) : m.digest
+    const digest = normalizeDigest(m.digest) ?? m.digest
     const info: ModelInfo = {
       name: m.name,
       digest,

@@ -6,6 +6,7 @@
  */
 import { CHAT_OPTION_KEYS } from '../engine/types.js'
 import { KrillError } from '../errors.js'
+import { modelNameProblem, normalizeDigest } from '../models/index.js'
 import { requestFromPb } from './frames.js'
 import * as pb from './generated/chat.js'
 import { resolveLimits } from './limits.js'
@@ -15,10 +16,6 @@ import type { ChatMessage, ChatOptions, ChatRequest, Role, Think, ToolCall } fro
 import type { Limits } from './limits.js'
 import type { Uint8ArrayList } from 'uint8arraylist'
 
-/** Ollama model names: `llama3.2:3b`, `library/qwen:7b-q4_K_M`, `hf.co/user/repo:tag`. */
-export const MODEL_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._:/-]*$/
-/** Model digests: sha256 of the manifest, 64 hex digits, optionally `sha256:`-prefixed. */
-export const DIGEST_RE = /^(sha256:)?[0-9a-fA-F]{64}$/
 const MAX_TOOL_NAME_CHARS = 256
 /**
  * Nesting of JSON values (format schemas, tool definitions, tool call arguments).
@@ -65,23 +62,19 @@ function quote (value: string, max = 64): string {
 }
 
 export function validateModelName (name: unknown, limits: Pick<Limits, 'maxModelNameChars'> = resolveLimits()): string {
-  if (typeof name !== 'string' || name === '') throw bad('model is required')
-  if (name.length > limits.maxModelNameChars) {
-    throw bad(`model name is longer than ${limits.maxModelNameChars} characters`)
-  }
-  if (!MODEL_NAME_RE.test(name) || name.split('/').includes('..')) {
-    throw bad(`model name ${quote(name)} is not valid: use letters, digits and . _ - : /`)
-  }
+  if (typeof name !== 'string') throw bad('model is required')
+  // Ollama's rule (src/models), the same one announcements are checked against
+  const problem = modelNameProblem(name, limits.maxModelNameChars)
+  if (problem != null) throw bad(problem)
   return name
 }
 
 /** Returns the digest in the form Ollama lists it: 64 lowercase hex digits, no prefix. */
 function validateDigest (digest: unknown): string | undefined {
   if (digest == null || digest === '') return undefined
-  if (typeof digest !== 'string' || !DIGEST_RE.test(digest)) {
-    throw bad('digest must be 64 hex digits (sha256 of the model manifest)')
-  }
-  return digest.replace(/^sha256:/, '').toLowerCase()
+  const normalized = typeof digest === 'string' ? normalizeDigest(digest) : undefined
+  if (normalized == null) throw bad('digest must be 64 hex digits (sha256 of the model manifest)')
+  return normalized
 }
 
 function checkString (value: unknown, what: string, maxChars: number): string {

@@ -12,10 +12,10 @@ import { KrillError, type ErrorCodeName } from '../errors.js'
 import { logger } from '../log.js'
 import type { ChatEvent, ChatRequest, Engine, ModelInfo, Usage } from '../engine/types.js'
 import type { Capacity, ProviderDirectory, ProviderEntry } from '../discovery/types.js'
+import { sameModel } from '../models/index.js'
 import { AttemptTimer } from './attempt-timer.js'
 import { Backoff, type BackoffOptions } from './backoff.js'
 import { PartialAnswer, continuationRequest, mergeUsage } from './continuation.js'
-import { nameVariants, sameModel } from './names.js'
 import { localProvider, remoteProvider, type Provider, type RemoteChat } from './provider.js'
 import { candidateFromEntry, rankCandidates, type Candidate } from './rank.js'
 import { RouterStats } from './stats.js'
@@ -306,10 +306,9 @@ export class Router {
         })
       }
     }
-    for (const name of nameVariants(request.model)) {
-      for (const entry of this.deps.providers.providersFor(name, request.digest)) {
-        if (entry.peerId !== this.deps.selfId) candidates.push(candidateFromEntry(entry))
-      }
+    // the directory compares names by model id (src/models): one question finds every spelling
+    for (const entry of this.deps.providers.providersFor(request.model, request.digest)) {
+      if (entry.peerId !== this.deps.selfId) candidates.push(candidateFromEntry(entry))
     }
     if (candidates.length > 0) return { candidates, dhtAsked: false }
     return { candidates: await this.lookupDht(request, signal), dhtAsked: true }

@@ -7,12 +7,12 @@ import {
   decodeAnnouncement,
   DEFAULT_ANNOUNCEMENT_LIMITS,
   encodeAnnouncement,
-  normalizeDigest,
   type ValidAnnouncement
 } from '../../src/discovery/announcement.js'
-import { canonicalModelName, digestKey, modelKey } from '../../src/discovery/keys.js'
+import { digestKey, modelKey } from '../../src/discovery/keys.js'
 import type { ModelInfo } from '../../src/engine/types.js'
 import { Announcement } from '../../src/protocol/generated/announce.js'
+import { canonicalModelName, normalizeDigest } from '../../src/models/index.js'
 import { validateModelName } from '../../src/protocol/validate.js'
 
 const NOW = 1_750_000_000_000
@@ -155,7 +155,7 @@ describe('announcement encode/decode', () => {
     const result = decodeAnnouncement(bytes, NOW)
     expect(result.ok && result.announcement.models.map(m => m.name)).toEqual(['ok:1'])
 
-    const many = Array.from({ length: 300 }, (_, i) => model(`${'n'.repeat(180)}-${i}:tag`, { family: 'f'.repeat(60) }))
+    const many = Array.from({ length: 300 }, (_, i) => model(`${'h'.repeat(90)}/${'s'.repeat(70)}/n-${i}:tag`, { family: 'f'.repeat(60) }))
     const fitted = encodeAnnouncement(ann({ models: many }))
     expect(fitted.bytes.byteLength).toBeLessThanOrEqual(DEFAULT_ANNOUNCEMENT_LIMITS.maxBytes)
     expect(fitted.skipped.length).toBeGreaterThanOrEqual(300 - 256)

@@ -5,7 +5,7 @@
 import { readFile } from 'node:fs/promises'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { digestKey, modelKey } from '../../src/discovery/keys.js'
+import { digestKey, modelKey, modelKeyString } from '../../src/discovery/keys.js'
 import { ErrorCode } from '../../src/errors.js'
 import { CHAT_PROTOCOL, DEFAULT_LIMITS } from '../../src/protocol/limits.js'
 
@@ -22,6 +22,15 @@ describe('protocols/README.md', () => {
     expect(vectors).toHaveLength(2)
     for (const [, , kind, value, cid] of vectors) {
       expect((kind === 'model' ? modelKey(value) : digestKey(value)).toString()).toBe(cid)
+    }
+  })
+
+  it('has model-name key vectors (case, defaults) that match src/models and the DHT keys', () => {
+    const vectors = [...readme.matchAll(/^\| `([^`]+)` \| `(krill\/model\/v1\/[^`]+)` \| `(bafk[a-z2-7]+)` \|/gm)]
+    expect(vectors).toHaveLength(3)
+    for (const [, name, keyString, cid] of vectors) {
+      expect(modelKeyString(name)).toBe(keyString)
+      expect(modelKey(name).toString()).toBe(cid)
     }
   })
 

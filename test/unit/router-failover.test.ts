@@ -10,6 +10,7 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { ProviderTable } from '../../src/discovery/provider-table.js'
+import { sameModel } from '../../src/models/index.js'
 import { POLICY_FILE, PolicyStore } from '../../src/policy/policy-store.js'
 import type { ProviderDirectory, ProviderEntry } from '../../src/discovery/types.js'
 import { OllamaEngine } from '../../src/engine/ollama-engine.js'
@@ -44,7 +45,8 @@ function directory (list: () => Peer[], capacity: Record<string, number> = {}): 
     expiresAt: Date.now() + 60_000
   }))
   return {
-    providersFor: (model, digest) => entries().filter(e => e.model.name === model && (digest == null || e.model.digest === digest)),
+    // like the real ProviderTable: names compare by model id (src/models)
+    providersFor: (model, digest) => entries().filter(e => sameModel(e.model.name, model) && (digest == null || e.model.digest === digest)),
     catalog: () => [],
     all: entries
   }

@@ -3,7 +3,6 @@ import type { ProviderEntry } from '../../src/discovery/types.js'
 import type { ModelInfo } from '../../src/engine/types.js'
 import { Backoff } from '../../src/router/backoff.js'
 import { PartialAnswer, continuationRequest, mergeUsage } from '../../src/router/continuation.js'
-import { nameVariants, normalizeModelName, sameModel } from '../../src/router/names.js'
 import { candidateFromEntry, freeCapacity, rankCandidates, type Candidate, type RankContext } from '../../src/router/rank.js'
 
 const DIGEST_A = 'a'.repeat(64)
@@ -194,17 +193,5 @@ describe('continuation', () => {
     const usage = { doneReason: 'stop', promptTokens: 10, completionTokens: 7, totalDurationNs: 5, loadDurationNs: 1, promptEvalDurationNs: 1, evalDurationNs: 3 }
     expect(mergeUsage(usage, 0, 99)).toBe(usage)
     expect(mergeUsage(usage, 4, 99)).toEqual({ ...usage, promptTokens: 6, completionTokens: 11, totalDurationNs: 99 })
-  })
-})
-
-describe('model names', () => {
-  it('matches names like Ollama does', () => {
-    expect(normalizeModelName('Llama3')).toBe('llama3:latest')
-    expect(normalizeModelName('library/llama3:8b')).toBe('library/llama3:8b')
-    expect(normalizeModelName('host:5000/ns/model')).toBe('host:5000/ns/model:latest')
-    expect(sameModel('llama3', 'llama3:latest')).toBe(true)
-    expect(sameModel('llama3:8b', 'llama3:latest')).toBe(false)
-    expect(nameVariants('llama3')).toEqual(['llama3', 'llama3:latest'])
-    expect(nameVariants('llama3:latest')).toEqual(['llama3:latest', 'llama3'])
   })
 })
