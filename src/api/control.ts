@@ -1,4 +1,3 @@
-import { setTimeout as sleep } from 'node:timers/promises'
 import type { Connection, PeerId } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
@@ -8,12 +7,11 @@ import type { Daemon } from '../daemon/daemon.js'
 import type { Capacity, CatalogEntry, ProviderEntry } from '../discovery/types.js'
 import type { ModelInfo } from '../engine/types.js'
 import { modelId, modelNameProblem } from '../models/index.js'
+import { relayOf } from '../peers/index.js'
 import type { DhtMode } from '../node/config.js'
 import type { NatStatus } from '../node/nat.js'
 import { VERSION } from '../version.js'
 
-/** How long a measured round-trip time is good enough for `krill peers`. */
-const LATENCY_TTL_MS = 30_000
 /** `krill peers` pings peers without a fresh RTT; a slow peer must not stall the list. */
 const LIST_PING_TIMEOUT_MS = 1_500
 /** `krill ping` waits a little longer: the user asked for exactly this peer. */
@@ -99,15 +97,6 @@ function sendError (reply: FastifyReply, status: number, code: string, message: 
   return reply.code(status).send({ error: { message, code } })
 }
 
-/** The relay's peer id in /…/p2p/<relay>/p2p-circuit/…, or undefined for a direct address. */
-export function relayOf (addr: Multiaddr): { relayed: boolean, relay?: string } {
-  const parts = addr.getComponents()
-  const circuit = parts.findIndex(c => c.name === 'p2p-circuit')
-  if (circuit < 0) return { relayed: false }
-  const relay = parts.slice(0, circuit).reverse().find(c => c.name === 'p2p')
-  return { relayed: true, relay: relay?.value }
-}
-
 /** libp2p errors often wrap the real reason (AggregateError of per-address failures). */
 function reasonOf (err: any): string {
   if (err?.name === 'TimeoutError' || err?.name === 'AbortError') return 'timed out'
@@ -117,94 +106,13 @@ function reasonOf (err: any): string {
   return details.length > 0 ? `${message} (${[...new Set(details)].join('; ')})` : message
 }
 
-/**
- * Round-trip times per peer: libp2p's connection monitor fills `connection.rtt`
- * every few seconds; until it has, an explicit ping fills the gap and is cached
- * so that `krill peers --watch` does not ping everyone every 2 s.
- */
-class LatencyBook {
-  private readonly cache = new Map<string, { ms: number, at: number }>()
-  private readonly inFlight = new Map<string, Promise<number>>()
-
-  constructor (private readonly daemon: Daemon) {}
-
-  record (peer: string, ms: number): void {
-    // peers come and go for months: forget everyone rather than grow without bound
-    if (this.cache.size >= 4096 && !this.cache.has(peer)) this.cache.clear()
-    this.cache.set(peer, { ms, at: Date.now() })
-  }
-
-  fresh (peer: string): number | undefined {
-    const hit = this.cache.get(peer)
-    return hit != null && Date.now() - hit.at < LATENCY_TTL_MS ? hit.ms : undefined
-  }
-
-  /** one ping per peer at a time: concurrent `krill peers` calls share it */
-  async ping (peer: PeerId, timeoutMs: number): Promise<number> {
-    const key = peer.toString()
-    let running = this.inFlight.get(key)
-    if (running == null) {
-      running = this.pingOnce(peer, AbortSignal.timeout(timeoutMs)).finally(() => this.inFlight.delete(key))
-      this.inFlight.set(key, running)
-    }
-    return await running
-  }
-
-  /**
-   * The ping service allows one outbound ping stream per connection, and the
-   * stream of the previous ping (ours, the DHT's) lingers until the remote has
-   * closed it: "too many outbound streams" means "try again in a moment".
-   */
-  private async pingOnce (peer: PeerId, signal: AbortSignal): Promise<number> {
-    for (;;) {
-      try {
-        const ms = await this.daemon.libp2p.services.ping.ping(peer, { signal })
-        this.record(peer.toString(), ms)
-        return ms
-      } catch (err: any) {
-        if (err?.name !== 'TooManyOutboundProtocolStreamsError' || signal.aborted) throw err
-        await sleep(25, undefined, { signal })
-      }
-    }
-  }
-
-  /**
-   * RTT of a peer by id: measured (or pinged) when connected; for a peer known
-   * only from the DHT, what an earlier ping said, else null. Never dials.
-   */
-  async ofPeerId (id: string): Promise<number | null> {
-    let peer: PeerId
-    try {
-      peer = peerIdFromString(id)
-    } catch {
-      return null
-    }
-    const conns = this.daemon.libp2p.getConnections(peer)
-    return conns.length > 0 ? await this.of(peer, conns) : this.fresh(id) ?? null
-  }
-
-  /** best known RTT for a connected peer; null when it cannot be measured quickly */
-  async of (peer: PeerId, conns: Connection[]): Promise<number | null> {
-    // the connection monitor re-measures every 10 s: the most current figure
-    const measured = conns.map(c => c.rtt).find(rtt => rtt != null && Number.isFinite(rtt))
-    if (measured != null) return measured
-    const cached = this.fresh(peer.toString())
-    if (cached != null) return cached
-    try {
-      return await this.ping(peer, LIST_PING_TIMEOUT_MS)
-    } catch {
-      return null
-    }
-  }
-}
-
 /** A direct, open connection beats a relayed one (after DCUtR both may exist). */
 function bestConnection (conns: Connection[]): Connection {
   const score = (c: Connection): number => (c.status === 'open' ? 0 : 2) + (relayOf(c.remoteAddr).relayed ? 1 : 0)
   return [...conns].sort((a, b) => score(a) - score(b))[0]
 }
 
-async function describePeer (daemon: Daemon, latency: LatencyBook, peer: PeerId, conns: Connection[]): Promise<PeerView> {
+async function describePeer (daemon: Daemon, peer: PeerId, conns: Connection[]): Promise<PeerView> {
   const conn = bestConnection(conns)
   const { relayed, relay } = relayOf(conn.remoteAddr)
   let agent: string | null = null
@@ -223,7 +131,7 @@ async function describePeer (daemon: Daemon, latency: LatencyBook, peer: PeerId,
     ...(relay != null ? { relay } : {}),
     direction: conn.direction,
     connections: conns.length,
-    latencyMs: await latency.of(peer, conns),
+    latencyMs: await daemon.rtt.current(peer.toString(), LIST_PING_TIMEOUT_MS),
     agent,
     protocols,
     models: daemon.providers.all()
@@ -234,7 +142,7 @@ async function describePeer (daemon: Daemon, latency: LatencyBook, peer: PeerId,
 }
 
 /** Connected peers, each once, sorted by id so that `--watch` redraws stay stable. */
-async function listPeers (daemon: Daemon, latency: LatencyBook): Promise<PeerView[]> {
+async function listPeers (daemon: Daemon): Promise<PeerView[]> {
   const byPeer = new Map<string, { peer: PeerId, conns: Connection[] }>()
   for (const conn of daemon.libp2p.getConnections()) {
     const key = conn.remotePeer.toString()
@@ -242,7 +150,7 @@ async function listPeers (daemon: Daemon, latency: LatencyBook): Promise<PeerVie
     entry.conns.push(conn)
     byPeer.set(key, entry)
   }
-  const views = await Promise.all([...byPeer.values()].map(async ({ peer, conns }) => await describePeer(daemon, latency, peer, conns)))
+  const views = await Promise.all([...byPeer.values()].map(async ({ peer, conns }) => await describePeer(daemon, peer, conns)))
   return views.sort((a, b) => a.id.localeCompare(b.id))
 }
 
@@ -250,7 +158,6 @@ const connectBody = z.object({ multiaddr: z.string().min(1).max(1024) })
 
 /** /krill/v1/... : what the daemon knows, for `krill status|peers|…` and scripts. */
 export function registerControlRoutes (app: FastifyInstance, daemon: Daemon): void {
-  const latency = new LatencyBook(daemon)
 
   app.get('/krill/v1/status', async (): Promise<StatusAnswer> => {
     const libp2p = daemon.libp2p
@@ -284,7 +191,7 @@ export function registerControlRoutes (app: FastifyInstance, daemon: Daemon): vo
       if (!known.has(modelId(m.name))) catalog.push({ name: m.name, digests: [m.digest], providers: 0, model: m })
     }
     const models = await Promise.all(catalog.map(async entry => {
-      const rtts = await Promise.all(daemon.providers.providersFor(entry.name).map(async p => await latency.ofPeerId(p.peerId)))
+      const rtts = await Promise.all(daemon.providers.providersFor(entry.name).map(async p => await daemon.rtt.current(p.peerId, LIST_PING_TIMEOUT_MS)))
       const measured = rtts.filter((ms): ms is number => ms != null)
       return {
         ...entry,
@@ -305,7 +212,7 @@ export function registerControlRoutes (app: FastifyInstance, daemon: Daemon): vo
     }
     // announced providers at once; otherwise a DHT lookup, bounded so the CLI stays snappy
     const found = await daemon.findProviders(model, { timeoutMs: 5_000 })
-    const providers = await Promise.all(found.map(async p => ({ ...p, latencyMs: await latency.ofPeerId(p.peerId) })))
+    const providers = await Promise.all(found.map(async p => ({ ...p, latencyMs: await daemon.rtt.current(p.peerId, LIST_PING_TIMEOUT_MS) })))
     const here = daemon.localModels().find(m => modelId(m.name) === modelId(model))
     const answer: ProvidersAnswer = {
       model,
@@ -316,7 +223,7 @@ export function registerControlRoutes (app: FastifyInstance, daemon: Daemon): vo
   })
 
   app.get('/krill/v1/peers', async () => {
-    return { peers: await listPeers(daemon, latency) }
+    return { peers: await listPeers(daemon) }
   })
 
   app.post<{ Params: { peer: string } }>('/krill/v1/ping/:peer', async (request, reply) => {
@@ -334,7 +241,7 @@ export function registerControlRoutes (app: FastifyInstance, daemon: Daemon): vo
       return sendError(reply, 404, 'unknown_peer', `unknown peer ${peer.toString()}: not connected and no known address — see \`krill peers\`, or dial it with \`krill connect <multiaddr>\``)
     }
     try {
-      const rttMs = await latency.ping(peer, PING_TIMEOUT_MS)
+      const rttMs = await daemon.rtt.measure(peer, PING_TIMEOUT_MS)
       return { peerId: peer.toString(), rttMs }
     } catch (err) {
       return sendError(reply, 502, 'unreachable', `peer ${peer.toString()} did not answer the ping: ${reasonOf(err)}`)

@@ -14,18 +14,18 @@
  */
 import type { FastifyInstance } from 'fastify'
 import { logger } from '../log.js'
+import { isLoopbackHostHeader } from '../peers/index.js'
 import { BreachLog } from '../protocol/breach-log.js'
 
 const log = logger('api')
 
-const LOOPBACK_HOST = /^(localhost|127(\.\d{1,3}){3}|\[::1\])(:\d+)?$/i
 /** what Ollama allows by default besides loopback: desktop app shells and editor webviews */
 const APP_ORIGIN = /^(app|tauri|vscode-webview|vscode-file):\/\//i
 
 function loopbackOrigin (origin: string): boolean {
   try {
     const url = new URL(origin)
-    return (url.protocol === 'http:' || url.protocol === 'https:') && LOOPBACK_HOST.test(url.host)
+    return (url.protocol === 'http:' || url.protocol === 'https:') && isLoopbackHostHeader(url.host)
   } catch {
     return false
   }
@@ -40,7 +40,7 @@ export function registerOriginGuard (app: FastifyInstance, opts: { loopbackOnly:
       breaches.note(origin.slice(0, 100), 'origin', `refused ${request.method} ${request.url.slice(0, 100)} from a web page (Origin ${origin.slice(0, 100)})`)
       return await reply.code(403).send({ error: { message: `requests from web pages are refused (Origin ${origin.slice(0, 100)}): call the krill API from a program, not from a browser page`, type: 'permission_error', code: 'forbidden_origin' } })
     }
-    if (opts.loopbackOnly && !LOOPBACK_HOST.test(request.headers.host ?? '')) {
+    if (opts.loopbackOnly && !isLoopbackHostHeader(request.headers.host ?? '')) {
       breaches.note((request.headers.host ?? '').slice(0, 100), 'host', `refused ${request.method} ${request.url.slice(0, 100)} for Host ${(request.headers.host ?? '').slice(0, 100)}: not a loopback name (DNS rebinding?)`)
       return await reply.code(403).send({ error: { message: `Host "${(request.headers.host ?? '').slice(0, 100)}" is not a loopback name: use http://127.0.0.1:<port> or http://localhost:<port>`, type: 'permission_error', code: 'forbidden_host' } })
     }

@@ -1,8 +1,8 @@
 import { timingSafeEqual } from 'node:crypto'
-import { isIP } from 'node:net'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { UsageError } from '../errors.js'
 import type { Daemon } from '../daemon/daemon.js'
+import { isLoopbackHost } from '../peers/index.js'
 import { registerControlRoutes } from './control.js'
 import { registerLimitMetrics } from './limit-metrics.js'
 import { registerMetricsRoute } from './metrics.js'
@@ -17,10 +17,6 @@ export interface ApiServer {
   app: FastifyInstance
   listen: (at: { host: string, port: number }) => Promise<void>
   close: () => Promise<void>
-}
-
-export function isLoopback (host: string): boolean {
-  return host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'))
 }
 
 function tokenMatches (header: string | undefined, token: string): boolean {
@@ -46,7 +42,7 @@ export async function createApiServer (daemon: Daemon): Promise<ApiServer> {
     keepAliveTimeout: 5_000
   })
   const token = daemon.config.apiToken
-  registerOriginGuard(app, { loopbackOnly: token == null && isLoopback(daemon.config.api.host) })
+  registerOriginGuard(app, { loopbackOnly: token == null && isLoopbackHost(daemon.config.api.host) })
 
   app.addHook('onRequest', async (request, reply) => {
     if (token == null) return
@@ -67,7 +63,7 @@ export async function createApiServer (daemon: Daemon): Promise<ApiServer> {
     url: '',
     app,
     listen: async ({ host, port }) => {
-      if (!isLoopback(host) && token == null) {
+      if (!isLoopbackHost(host) && token == null) {
         throw new UsageError(`--api ${host}:${port} is not a loopback address: set an API token (KRILL_API_TOKEN or "apiToken" in krill.json, at least 16 characters) so strangers cannot use your node`)
       }
       try {

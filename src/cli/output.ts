@@ -35,9 +35,7 @@ export function formatDuration (ms: number): string {
   return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`
 }
 
-export function shortPeer (id: string): string {
-  return id.length > 16 ? `${id.slice(0, 8)}…${id.slice(-6)}` : id
-}
+export { shortPeerId as shortPeer } from '../peers/index.js'
 
 /** the first 12 hex digits, as `ollama list` shows a model's ID */
 export function shortDigest (digest: string | undefined): string {

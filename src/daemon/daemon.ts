@@ -1,5 +1,6 @@
 import { join } from 'node:path'
 import type { PeerId } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
 import type { Registry } from 'prom-client'
 import { UsageError } from '../errors.js'
 import { createApiServer, type ApiServer } from '../api/server.js'
@@ -23,6 +24,7 @@ import { ChatServer, type ChatServerEvent } from '../protocol/chat-server.js'
 import { PolicyStore } from '../policy/policy-store.js'
 import { createDaemonRouter } from '../router/daemon-router.js'
 import { sameModel } from '../models/index.js'
+import { RoundTripTimes } from '../peers/rtt.js'
 import type { Router } from '../router/router.js'
 
 const log = logger('daemon')
@@ -41,6 +43,8 @@ export class Daemon {
   readonly startedAt = Date.now()
   /** this daemon's Prometheus registry: libp2p's metrics and krill's own (GET /metrics) */
   readonly metrics: Registry
+  /** round-trip times per peer, for the router's ranking and the control API */
+  readonly rtt: RoundTripTimes
   private readonly node: KrillNode
   private readonly dialer: PeerDialer
   private readonly emit: EventSink
@@ -60,6 +64,12 @@ export class Daemon {
     this.node = node
     this.emit = emit
     this.dialer = new PeerDialer(node.libp2p, { targetConnections: Math.min(64, config.maxConnections) })
+    const libp2p = node.libp2p
+    this.rtt = new RoundTripTimes({
+      getConnections: peer => libp2p.getConnections(peer),
+      ping: async (peer, signal) => await libp2p.services.ping.ping(peer, { signal }),
+      peerIdFromString
+    })
   }
 
   get libp2p (): KrillLibp2p {

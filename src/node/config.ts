@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { multiaddr } from '@multiformats/multiaddr'
 import { z } from 'zod'
 import { UsageError } from '../errors.js'
+import { isLoopbackHost, isUnspecifiedHost } from '../peers/index.js'
 import type { Limits } from '../protocol/limits.js'
 
 /** Default libp2p ports: clear of Ollama (11434) and IPFS (4001). */
@@ -247,8 +248,9 @@ export function normalizeOllamaUrl (value: string): string {
  */
 function checkNotOwnApi (ollama: string, api: { host: string, port: number }): void {
   const url = new URL(ollama)
-  const loopback = (h: string): boolean => h === 'localhost' || h.startsWith('127.') || h === '[::1]' || h === '::1' || h === '0.0.0.0'
-  const sameHost = url.hostname === api.host || (loopback(url.hostname) && loopback(api.host))
+  // bound to 0.0.0.0 / :: the API listens on loopback too; dialing 0.0.0.0 reaches this host
+  const local = (h: string): boolean => isLoopbackHost(h) || isUnspecifiedHost(h)
+  const sameHost = url.hostname === api.host || (local(url.hostname) && local(api.host))
   if (sameHost && Number(url.port) === api.port) {
     throw new UsageError(`the Ollama URL ${ollama} is krill's own API address (is OLLAMA_HOST set to krill for your clients?); pass --ollama http://127.0.0.1:11434 or unset OLLAMA_HOST for the daemon`)
   }

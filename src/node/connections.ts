@@ -25,7 +25,7 @@
  * another connection, so the router asks the same provider again.
  */
 import type { AbortOptions, Connection, Libp2p, PeerId, Stream } from '@libp2p/interface'
-import { isPublicAddr, isRelayedAddr } from './nat.js'
+import { isPublicAddr, isRelayedAddr } from '../peers/index.js'
 
 /** A relayed connection with less budget left than this is not used for a new chat. */
 export const MIN_RELAY_BYTES_LEFT = 16n * 1024n * 1024n

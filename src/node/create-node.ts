@@ -11,7 +11,7 @@ import { ping, type Ping } from '@libp2p/ping'
 import { preSharedKey } from '@libp2p/pnet'
 import { tcp } from '@libp2p/tcp'
 import { uPnPNAT } from '@libp2p/upnp-nat'
-import { getNetConfig, isLoopback } from '@libp2p/utils'
+import { getNetConfig } from '@libp2p/utils'
 import { webSockets } from '@libp2p/websockets'
 import { yamux } from '@libp2p/yamux'
 import type { Libp2p, PrivateKey, Metrics, ComponentLogger } from '@libp2p/interface'
@@ -25,6 +25,7 @@ import { readSwarmKey } from './swarm-key.js'
 import { DEFAULT_RELAY_LIMITS, type DhtMode, type RelayLimits } from './config.js'
 import { AutoDhtMode } from './dht-mode.js'
 import { RelayPolicy, relayReserver, type RelayReserver } from './nat.js'
+import { isLoopbackAddr } from '../peers/index.js'
 
 export const DHT_PROTOCOL = '/krill/kad/1.0.0'
 
@@ -95,7 +96,7 @@ function listensBeyondLoopback (listen: string[]): boolean {
     try {
       const ma = multiaddr(addr)
       const { type } = getNetConfig(ma)
-      return (type === 'ip4' || type === 'ip6') && !isLoopback(ma)
+      return (type === 'ip4' || type === 'ip6') && !isLoopbackAddr(ma)
     } catch {
       return false
     }

@@ -25,9 +25,9 @@
  */
 import type { Connection, Libp2p } from '@libp2p/interface'
 import type { KadDHT } from '@libp2p/kad-dht'
-import { isPrivate } from '@libp2p/utils'
 import { logger } from '../log.js'
-import { isRelayedAddr, publicAddrs, relayedAddrs } from './nat.js'
+import { isPrivateAddr, isRelayedAddr } from '../peers/index.js'
+import { publicAddrs, relayedAddrs } from './nat.js'
 
 const log = logger('dht')
 
@@ -52,12 +52,8 @@ export function decideDhtMode (input: DhtModeInput): { mode: DhtServerMode, reas
 }
 
 function isPrivateRemote (conn: Connection): boolean {
-  try {
-    return isPrivate(conn.remoteAddr) === true
-  } catch {
-    // not an IP address (e.g. a DNS name): not evidence of a private network
-    return false
-  }
+  // not an IP address (e.g. a DNS name): not evidence of a private network
+  return isPrivateAddr(conn.remoteAddr)
 }
 
 /** Switches the DHT between server and client by the rule above. */

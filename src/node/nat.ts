@@ -24,29 +24,12 @@
  */
 import { RELAY_V2_HOP_CODEC, RELAY_V2_STOP_CODEC } from '@libp2p/circuit-relay-v2'
 import type { Connection, ConnectionGater, IdentifyResult, Libp2p, Libp2pEvents, PeerId, Startable, TypedEventTarget } from '@libp2p/interface'
-import { getNetConfig, isPrivate } from '@libp2p/utils'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { logger } from '../log.js'
+import { isPublicAddr, isRelayedAddr } from '../peers/index.js'
 import type { RelayLimits } from './config.js'
 
 const log = logger('nat')
-
-/** true for `/…/p2p/<relay>/p2p-circuit/…` addresses */
-export function isRelayedAddr (ma: Multiaddr): boolean {
-  return ma.getComponents().some(c => c.name === 'p2p-circuit')
-}
-
-/** An IP address others on the internet can dial: not relayed, not private, loopback or link-local. */
-export function isPublicAddr (ma: Multiaddr): boolean {
-  if (isRelayedAddr(ma)) return false
-  try {
-    const { type } = getNetConfig(ma)
-    if (type !== 'ip4' && type !== 'ip6') return false
-  } catch {
-    return false
-  }
-  return !isPrivate(ma)
-}
 
 /**
  * Our public addresses. libp2p only lists addresses that are confirmed (here: by

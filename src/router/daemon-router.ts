@@ -1,7 +1,7 @@
 /**
  * Binds the Router to a running daemon: its provider table and DHT lookups, its
  * local engine and shared models, the chat protocol client for remote peers, and
- * libp2p's round-trip times for ranking. The consume side of the peer policy applies
+ * the node's round-trip times (src/peers/rtt.ts) for ranking. The consume side of the peer policy applies
  * here: providers it excludes are invisible to the router (never asked, never sent a
  * prompt), whether they come from announcements or from the DHT.
  */
@@ -9,16 +9,10 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import type { Daemon } from '../daemon/daemon.js'
 import type { ProviderDirectory, ProviderEntry } from '../discovery/types.js'
 import { requestChat } from '../protocol/chat-client.js'
-import { LatencyCache } from './latency.js'
 import { Router, type RouterOptions } from './router.js'
 
 export function createDaemonRouter (daemon: Daemon, opts: RouterOptions = {}): Router {
   const libp2p = daemon.libp2p
-  const latency = new LatencyCache({
-    getConnections: peer => libp2p.getConnections(peer),
-    ping: async (peer, signal) => await libp2p.services.ping.ping(peer, { signal }),
-    peerIdFromString
-  })
   const allowed = (e: ProviderEntry): boolean => daemon.policy.mayConsume(e.peerId)
   const providers: ProviderDirectory = {
     providersFor: (model, digest) => daemon.providers.providersFor(model, digest).filter(allowed),
@@ -35,7 +29,7 @@ export function createDaemonRouter (daemon: Daemon, opts: RouterOptions = {}): R
     providers,
     findProviders: async (model, signal) => (await daemon.findProviders(model, { signal })).filter(allowed),
     remoteChat: (peerId, request, signal) => requestChat(libp2p, peerIdFromString(peerId), request, { signal }),
-    latencyMs: peer => latency.get(peer),
+    latencyMs: peer => daemon.rtt.get(peer),
     onServed: info => {
       daemon.emitEvent({ event: 'request:routed', model: info.model, peerId: info.peerId, tokens: info.tokens, durationMs: info.durationMs, outcome: info.outcome })
     }

@@ -1,6 +1,7 @@
 import { multiaddr } from '@multiformats/multiaddr'
 import { describe, expect, it } from 'vitest'
-import { relayOf, type ModelsAnswer, type PeerView, type ProvidersAnswer } from '../../src/api/control.js'
+import type { ModelsAnswer, PeerView, ProvidersAnswer } from '../../src/api/control.js'
+import { relayOf } from '../../src/peers/index.js'
 import { apiBase } from '../../src/cli/api-client.js'
 import { sseData } from '../../src/cli/commands/chat.js'
 import { renderModels } from '../../src/cli/commands/models.js'
