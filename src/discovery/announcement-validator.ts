@@ -17,7 +17,7 @@ import { TopicValidatorResult, type Message } from '@libp2p/gossipsub'
 import { logger } from '../log.js'
 import { decodeAnnouncement, DEFAULT_ANNOUNCEMENT_LIMITS, type AnnouncementLimits } from './announcement.js'
 import type { ProviderTable } from './provider-table.js'
-import { PeerRateLimiter, type RateLimitOptions } from './rate-limit.js'
+import { PeerRateLimiter, type RateLimitOptions } from '../limits/index.js'
 
 const log = logger('discovery')
 

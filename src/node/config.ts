@@ -5,7 +5,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { z } from 'zod'
 import { UsageError } from '../errors.js'
 import { isLoopbackHost, isUnspecifiedHost } from '../peers/index.js'
-import type { Limits } from '../protocol/limits.js'
+import type { Limits } from '../limits/index.js'
 
 /** Default libp2p ports: clear of Ollama (11434) and IPFS (4001). */
 export const DEFAULT_TCP_PORT = 4747
@@ -59,7 +59,7 @@ export interface KrillConfig {
   maxPendingConnections: number
   /** new inbound connections one IP address may open per second */
   inboundConnectionsPerSecond: number
-  /** chat protocol limits for peers using our engine (src/protocol/limits.ts); unset keys keep their defaults */
+  /** chat protocol limits for peers using our engine (src/limits/chat.ts); unset keys keep their defaults */
   limits: Partial<Limits>
   /**
    * 'server' answers DHT queries; 'client' only asks; 'auto' answers while peers

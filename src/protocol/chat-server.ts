@@ -5,19 +5,19 @@
  * terminal frame when the consumer can still read it, and the engine request is
  * aborted the moment the consumer resets or closes the stream.
  */
-import { PeerRateLimiter } from '../discovery/rate-limit.js'
 import { KrillError } from '../errors.js'
 import { logger } from '../log.js'
 import { BreachLog } from './breach-log.js'
 import { FrameFormatError, FrameReader, FrameTooLargeError, FrameWriter, TruncatedFrameError } from './frame-io.js'
 import { acceptedFrame, deltaFrame, doneFrame, encodeFrame, errorFrame, splitDelta } from './frames.js'
-import { CHAT_PROTOCOL, MAX_OUTBOUND_CHAT_STREAMS, resolveLimits } from './limits.js'
+import { MAX_OUTBOUND_CHAT_STREAMS, PeerRateLimiter, resolveLimits } from '../limits/index.js'
+import { CHAT_PROTOCOL } from './ids.js'
 import { SlotQueue } from './slot-queue.js'
 import { decodeChatRequest } from './validate.js'
 import type { ChatRequest, Engine, Usage } from '../engine/types.js'
 import type { ErrorCodeName } from '../errors.js'
 import type { ChatFrame } from './generated/chat.js'
-import type { Limits } from './limits.js'
+import type { Limits } from '../limits/index.js'
 import type { Release } from './slot-queue.js'
 import type { Connection, Libp2p, Stream } from '@libp2p/interface'
 

@@ -1,5 +1,5 @@
 import type { ChatRequest } from '../engine/types.js'
-import type { Limits } from './limits.js'
+import type { Limits } from '../limits/index.js'
 
 const UNIT_SECONDS: Record<string, number> = { ns: 1e-9, us: 1e-6, µs: 1e-6, μs: 1e-6, ms: 1e-3, s: 1, m: 60, h: 3600 }
 const PART = /(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)/g

@@ -9,11 +9,11 @@ import { KrillError } from '../errors.js'
 import { modelNameProblem, normalizeDigest } from '../models/index.js'
 import { requestFromPb } from './frames.js'
 import * as pb from './generated/chat.js'
-import { resolveLimits } from './limits.js'
+import { resolveLimits } from '../limits/index.js'
 import { clampForServing } from './serving-clamps.js'
 import { decodeVarint } from './varint.js'
 import type { ChatMessage, ChatOptions, ChatRequest, Role, Think, ToolCall } from '../engine/types.js'
-import type { Limits } from './limits.js'
+import type { Limits } from '../limits/index.js'
 import type { Uint8ArrayList } from 'uint8arraylist'
 
 const MAX_TOOL_NAME_CHARS = 256

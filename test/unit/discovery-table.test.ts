@@ -7,7 +7,7 @@ import { beforeEach, describe, expect, it } from 'vitest'
 import { encodeAnnouncement, type ValidAnnouncement } from '../../src/discovery/announcement.js'
 import { AnnouncementValidator } from '../../src/discovery/announcement-validator.js'
 import { ProviderTable, type ProviderChange } from '../../src/discovery/provider-table.js'
-import { PeerRateLimiter } from '../../src/discovery/rate-limit.js'
+import { PeerRateLimiter } from '../../src/limits/index.js'
 import type { ModelInfo } from '../../src/engine/types.js'
 
 const hex = (s: string): string => createHash('sha256').update(s).digest('hex')

@@ -6,7 +6,7 @@ import { KrillError } from '../../src/errors.js'
 import type { Logger } from '../../src/log.js'
 import { BreachLog } from '../../src/protocol/breach-log.js'
 import { encodeRequest } from '../../src/protocol/frames.js'
-import { DEFAULT_LIMITS, resolveLimits } from '../../src/protocol/limits.js'
+import { DEFAULT_LIMITS, resolveLimits } from '../../src/limits/index.js'
 import { decodeChatRequest, MAX_JSON_DEPTH, validateChatRequest } from '../../src/protocol/validate.js'
 
 const base = { model: 'llama3.2:1b', messages: [{ role: 'user', content: 'hi' }] }

@@ -7,7 +7,8 @@ import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { digestKey, modelKey, modelKeyString } from '../../src/discovery/keys.js'
 import { ErrorCode } from '../../src/errors.js'
-import { CHAT_PROTOCOL, DEFAULT_LIMITS } from '../../src/protocol/limits.js'
+import { DEFAULT_LIMITS } from '../../src/limits/index.js'
+import { CHAT_PROTOCOL } from '../../src/protocol/ids.js'
 
 const readme = await readFile(path.resolve(import.meta.dirname, '..', '..', 'protocols', 'README.md'), 'utf8')
 

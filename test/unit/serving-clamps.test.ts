@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { requestToPb } from '../../src/protocol/frames.js'
 import * as pb from '../../src/protocol/generated/chat.js'
-import { resolveLimits } from '../../src/protocol/limits.js'
+import { resolveLimits } from '../../src/limits/index.js'
 import { clampForServing, keepAliveSeconds } from '../../src/protocol/serving-clamps.js'
 import { decodeChatRequest } from '../../src/protocol/validate.js'
 import type { ChatRequest } from '../../src/engine/types.js'

@@ -1,9 +1,8 @@
 /**
  * Limits of the chat protocol. Every number a remote peer could push us past is
- * here, with a default; callers override any subset with `resolveLimits`.
+ * here, with a default; callers (krill.json's "limits", tests) override any subset
+ * with `resolveLimits`. The protocol (src/protocol) enforces them; config reads them.
  */
-
-export const CHAT_PROTOCOL = '/krill/chat/1.0.0'
 
 /**
  * Chat streams we may open on one connection. libp2p allows 64 outbound streams of
