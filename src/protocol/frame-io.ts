@@ -6,8 +6,8 @@
  * and (c) real read backpressure: lpStream buffers without pausing and resets the
  * stream at 4 MiB, while a paused yamux stream stops granting send window.
  */
+import * as varint from 'uint8-varint'
 import { Uint8ArrayList } from 'uint8arraylist'
-import { decodeVarint, encodeVarint } from './varint.js'
 import type { Stream, StreamCloseEvent, StreamMessageEvent } from '@libp2p/interface'
 
 /** The peer declared a frame longer than we accept. */
@@ -38,6 +38,29 @@ export class TruncatedFrameError extends Error {
     this.name = 'TruncatedFrameError'
     this.received = received
   }
+}
+
+/** A length prefix longer than this cannot encode a length we would ever accept (53-bit safe integers). */
+export const MAX_PREFIX_BYTES = 8
+
+export type LengthPrefix =
+  | { status: 'ok', value: number, bytes: number }
+  /** more bytes are needed */
+  | { status: 'incomplete' }
+  /** longer than MAX_PREFIX_BYTES: never a length we accept */
+  | { status: 'overlong' }
+
+/**
+ * The unsigned-varint length prefix at the start of `buf` (decoded by uint8-varint),
+ * telling a prefix still arriving from one that can never be valid.
+ */
+export function readLengthPrefix (buf: Uint8ArrayList | Uint8Array): LengthPrefix {
+  const at = (i: number): number => buf instanceof Uint8Array ? buf[i] : buf.get(i)
+  const available = Math.min(buf.byteLength, MAX_PREFIX_BYTES)
+  for (let i = 0; i < available; i++) {
+    if (at(i) < 0x80) return { status: 'ok', value: varint.decode(buf), bytes: i + 1 }
+  }
+  return buf.byteLength >= MAX_PREFIX_BYTES ? { status: 'overlong' } : { status: 'incomplete' }
 }
 
 /** yamux's default maximum stream window (@libp2p/yamux MAX_STREAM_WINDOW) */
@@ -90,7 +113,7 @@ export class FrameReader {
   async read (signal?: AbortSignal): Promise<Uint8ArrayList | null> {
     while (true) {
       signal?.throwIfAborted()
-      const prefix = decodeVarint(this.buffer)
+      const prefix = readLengthPrefix(this.buffer)
       if (prefix.status === 'overlong') {
         throw new FrameFormatError('frame length prefix is not a valid varint')
       }
@@ -183,7 +206,7 @@ export class FrameReader {
 
 /** Prefixes `payload` with its length. */
 export function lengthPrefixed (payload: Uint8Array): Uint8ArrayList {
-  return new Uint8ArrayList(encodeVarint(payload.byteLength), payload)
+  return new Uint8ArrayList(varint.encode(payload.byteLength), payload)
 }
 
 /**
@@ -236,7 +259,7 @@ export class FrameWriter {
   /** Queues one frame; waits while the stream needs a drain and a full batch is held. */
   async write (payload: Uint8Array, signal?: AbortSignal): Promise<void> {
     if (this.failed != null) throw this.failed
-    this.parts.push(encodeVarint(payload.byteLength), payload)
+    this.parts.push(varint.encode(payload.byteLength), payload)
     this.bytes += payload.byteLength
     if (this.stream.writableNeedsDrain) {
       this.sendOnDrain()

@@ -4,6 +4,7 @@
  * Every failure is a KrillError BAD_REQUEST (or TOO_LARGE) whose message says
  * exactly what is wrong, so the remote user can fix it.
  */
+import { reader } from 'protons-runtime'
 import { CHAT_OPTION_KEYS } from '../engine/types.js'
 import { KrillError } from '../errors.js'
 import { modelNameProblem, normalizeDigest } from '../models/index.js'
@@ -11,7 +12,6 @@ import { requestFromPb } from './frames.js'
 import * as pb from './generated/chat.js'
 import { resolveLimits } from '../limits/index.js'
 import { clampForServing } from './serving-clamps.js'
-import { decodeVarint } from './varint.js'
 import type { ChatMessage, ChatOptions, ChatRequest, Role, Think, ToolCall } from '../engine/types.js'
 import type { Limits } from '../limits/index.js'
 import type { Uint8ArrayList } from 'uint8arraylist'
@@ -256,39 +256,32 @@ export function findUnknownOptionFields (bytes: Uint8Array): number[] {
   return unknown
 }
 
-/** Walks the top-level fields of a protobuf message; stops quietly at malformed input. */
+/**
+ * Walks the top-level fields of a protobuf message with the reader the generated
+ * decoder uses (protons-runtime); stops quietly at malformed input.
+ */
 function forEachField (buf: Uint8Array, visit: (field: number, wireType: number, start: number, end: number) => void): void {
-  let pos = 0
-  while (pos < buf.byteLength) {
-    const tag = decodeVarint(buf, pos)
-    if (tag.status !== 'ok') return
-    pos += tag.bytes
-    const field = Math.floor(tag.value / 8)
-    const wireType = tag.value % 8
-    let start = pos
-    let end: number
-    switch (wireType) {
-      case 0: {
-        const v = decodeVarint(buf, pos)
-        if (v.status !== 'ok') return
-        end = pos + v.bytes
-        break
+  const fields: Array<[field: number, wireType: number, start: number, end: number]> = []
+  const r = reader(buf)
+  try {
+    while (r.pos < r.len) {
+      const tag = r.uint32()
+      const wireType = tag & 7
+      // groups (3, 4) are not used by krill's messages: treat as malformed
+      if (wireType !== 0 && wireType !== 1 && wireType !== 2 && wireType !== 5) break
+      let start = r.pos
+      if (wireType === 2) {
+        const length = r.uint32()
+        start = r.pos
+        r.skip(length)
+      } else {
+        r.skipType(wireType)
       }
-      case 1: end = pos + 8; break
-      case 5: end = pos + 4; break
-      case 2: {
-        const len = decodeVarint(buf, pos)
-        if (len.status !== 'ok') return
-        start = pos + len.bytes
-        end = start + len.value
-        break
-      }
-      default: return
+      if (r.pos > r.len) break
+      fields.push([tag >>> 3, wireType, start, r.pos])
     }
-    if (end > buf.byteLength) return
-    visit(field, wireType, start, end)
-    pos = end
-  }
+  } catch { /* malformed from here on: what was read stands */ }
+  for (const [field, wireType, start, end] of fields) visit(field, wireType, start, end)
 }
 
 /**

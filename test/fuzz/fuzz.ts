@@ -5,7 +5,7 @@
  */
 import { runInNewContext } from 'node:vm'
 import { setFlagsFromString } from 'node:v8'
-import { encodeVarint } from '../../src/protocol/varint.js'
+import { encode as encodeVarint } from 'uint8-varint'
 
 export const SEED = Number(process.env.KRILL_FUZZ_SEED ?? 0x6b72696c)
 

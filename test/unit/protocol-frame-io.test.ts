@@ -1,20 +1,24 @@
 import { streamPair } from '@libp2p/utils'
 import { describe, expect, it } from 'vitest'
-import { FrameFormatError, FrameReader, FrameTooLargeError, TruncatedFrameError, lengthPrefixed, writeFrame } from '../../src/protocol/frame-io.js'
-import { decodeVarint, encodeVarint } from '../../src/protocol/varint.js'
+import { encode as encodeVarint } from 'uint8-varint'
+import { Uint8ArrayList } from 'uint8arraylist'
+import { FrameFormatError, FrameReader, FrameTooLargeError, TruncatedFrameError, lengthPrefixed, readLengthPrefix, writeFrame } from '../../src/protocol/frame-io.js'
 
 const text = (s: string): Uint8Array => new TextEncoder().encode(s)
 const str = (b: { subarray: () => Uint8Array } | null): string => b == null ? '<eof>' : new TextDecoder().decode(b.subarray())
 
-describe('varint', () => {
+describe('length prefix (uint8-varint)', () => {
   it.each([0, 1, 127, 128, 300, 16_384, 4 * 1024 * 1024, 2 ** 40])('round-trips %d', n => {
     const bytes = encodeVarint(n)
-    expect(decodeVarint(bytes)).toEqual({ status: 'ok', value: n, bytes: bytes.byteLength })
+    expect(readLengthPrefix(bytes)).toEqual({ status: 'ok', value: n, bytes: bytes.byteLength })
   })
 
   it('tells incomplete from overlong', () => {
-    expect(decodeVarint(Uint8Array.from([0x80, 0x80]))).toEqual({ status: 'incomplete' })
-    expect(decodeVarint(new Uint8Array(9).fill(0xff))).toEqual({ status: 'overlong' })
+    expect(readLengthPrefix(Uint8Array.from([0x80, 0x80]))).toEqual({ status: 'incomplete' })
+    expect(readLengthPrefix(new Uint8Array(9).fill(0xff))).toEqual({ status: 'overlong' })
+    // a non-minimal encoding still says how many bytes it took
+    expect(readLengthPrefix(Uint8Array.from([0x85, 0x00, 0x42]))).toEqual({ status: 'ok', value: 5, bytes: 2 })
+    expect(readLengthPrefix(new Uint8ArrayList(Uint8Array.from([0x80]), Uint8Array.from([0x01])))).toEqual({ status: 'ok', value: 128, bytes: 2 })
   })
 })
 

@@ -4,7 +4,7 @@ import { encodeRequest } from '../../src/protocol/frames.js'
 import * as pb from '../../src/protocol/generated/chat.js'
 import { DEFAULT_LIMITS, resolveLimits } from '../../src/limits/index.js'
 import { decodeChatRequest, findUnknownOptionFields, validateChatRequest, validateModelName } from '../../src/protocol/validate.js'
-import { encodeVarint } from '../../src/protocol/varint.js'
+import { encode as encodeVarint } from 'uint8-varint'
 import type { ChatRequest } from '../../src/engine/types.js'
 
 const ok: ChatRequest = { model: 'llama3.2:3b', messages: [{ role: 'user', content: 'hi' }] }
