@@ -26,7 +26,7 @@ import { RELAY_V2_HOP_CODEC, RELAY_V2_STOP_CODEC } from '@libp2p/circuit-relay-v
 import type { Connection, ConnectionGater, IdentifyResult, Libp2p, Libp2pEvents, PeerId, Startable, TypedEventTarget } from '@libp2p/interface'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { logger } from '../log.js'
-import { isPublicAddr, isRelayedAddr } from '../peers/index.js'
+import { isPublicAddr, isRelayedAddr, relayOf } from '../peers/index.js'
 import type { RelayLimits } from './config.js'
 
 const log = logger('nat')
@@ -100,7 +100,7 @@ export class RelayPolicy {
   status (): NatStatus {
     const node = this.node
     const pub = node != null ? publicAddrs(node) : []
-    const relays = node != null ? relayedAddrs(node).map(relayIdOf).filter((id): id is string => id != null) : []
+    const relays = node != null ? relayedAddrs(node).map(a => relayOf(a).relay).filter((id): id is string => id != null) : []
     return {
       reachable: pub.length > 0,
       publicAddrs: pub.map(String),
@@ -166,14 +166,6 @@ export class RelayPolicy {
     this.last = line
     log.info(line)
   }
-}
-
-/** The relay's peer id in `/…/p2p/<relay>/p2p-circuit/…`. */
-export function relayIdOf (ma: Multiaddr): string | undefined {
-  const parts = ma.getComponents()
-  const circuit = parts.findIndex(c => c.name === 'p2p-circuit')
-  if (circuit < 0) return undefined
-  return parts.slice(0, circuit).reverse().find(c => c.name === 'p2p')?.value
 }
 
 /** The parts of libp2p's internal components the reserver uses (structural: no internal package). */
