@@ -45,13 +45,75 @@ export class KrillError extends Error {
   }
 }
 
-/** A mistake the user can fix (bad flag, bad config file); printed as one line, no stack. */
-export class UsageError extends Error {
-  readonly exitCode: 1 | 2
+/**
+ * Errors a person can act on: printed as one line, no stack. Which exit code each
+ * class means is decided in one place, the CLI (src/cli/exit-codes.ts); nothing
+ * else knows about exit codes.
+ */
+export class KrillUserError extends Error {
+  /** what to do about it, when the message does not say */
+  readonly hint?: string
 
-  constructor (message: string, exitCode: 1 | 2 = 2) {
-    super(message)
-    this.name = 'UsageError'
-    this.exitCode = exitCode
+  constructor (message: string, options: { hint?: string, cause?: unknown } = {}) {
+    super(message, { cause: options.cause })
+    this.name = new.target.name
+    this.hint = options.hint
   }
 }
+
+/**
+ * The command line is wrong: a bad flag, argument or value (bad usage). Its
+ * subclasses say where. (A second argument of 1, from before the named classes,
+ * still means "a failure, not bad usage".)
+ */
+export class UsageError extends KrillUserError {
+  /** @deprecated throw a named failure class instead; true when built as `new UsageError(msg, 1)` */
+  readonly failure: boolean
+
+  constructor (message: string, legacy?: 1 | 2 | { hint?: string, cause?: unknown }) {
+    super(message, typeof legacy === 'object' ? legacy : {})
+    this.failure = legacy === 1
+  }
+}
+
+/** A setting is wrong: a flag or env value, krill.json, or a combination of them. */
+export class ConfigError extends UsageError {}
+
+/** The daemon refused a request as malformed (HTTP 400): what was typed cannot be used. */
+export class BadRequestError extends UsageError {}
+
+/** A file krill needs could not be read or written (config, identity, policy). */
+export class FileError extends KrillUserError {}
+
+/** The identity key is unreadable or corrupt, or cannot be created. */
+export class IdentityError extends FileError {}
+
+/** policy.json is not a valid peer policy. */
+export class PolicyFileError extends FileError {}
+
+/** The swarm key file is missing, unreadable or malformed. */
+export class SwarmKeyError extends FileError {}
+
+/** A libp2p listen address or the API address is taken (another daemon?). */
+export class AddressInUseError extends KrillUserError {}
+
+/** An address to listen on is not one of this machine's, or not ours to take. */
+export class AddressUnavailableError extends KrillUserError {}
+
+/** The datastore is locked by another daemon. */
+export class DatastoreLockedError extends KrillUserError {}
+
+/** The datastore cannot be opened. */
+export class DatastoreError extends KrillUserError {}
+
+/** A client command found no daemon at the API address. */
+export class DaemonUnreachableError extends KrillUserError {}
+
+/** The daemon answered a client command with an error. */
+export class RequestFailedError extends KrillUserError {}
+
+/** Nobody in the swarm serves the model asked for. */
+export class ModelNotServedError extends KrillUserError {}
+
+/** The user interrupted (Ctrl-C) a command that was still working. */
+export class InterruptedError extends KrillUserError {}

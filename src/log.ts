@@ -1,7 +1,19 @@
 /**
- * Human-readable logs on stderr (stdout belongs to command output and the
- * daemon's JSON event lines). KRILL_LOG=debug shows more, KRILL_LOG=silent none.
+ * Logging, one way for every part. Each part's lines go to libp2p's logger under
+ * `krill:<part>` (the `debug` module's namespaces, the same as libp2p's own
+ * `libp2p:*`), so `DEBUG=krill:*,libp2p:*` shows krill's and libp2p's lines side
+ * by side. Without DEBUG for a part, its lines are human-readable ones on stderr
+ * (stdout belongs to command output and the daemon's JSON event lines) above the
+ * KRILL_LOG threshold: KRILL_LOG=debug shows more, KRILL_LOG=silent none.
+ *
+ * libp2p services log through their components (`logger('chat', components)`
+ * uses `components.logger`, the ComponentLogger the daemon gives createLibp2p);
+ * code outside services calls `logger('part')`, which uses the same default
+ * ComponentLogger.
  */
+import { defaultLogger } from '@libp2p/logger'
+import type { ComponentLogger } from '@libp2p/interface'
+
 const LEVELS = { debug: 10, info: 20, warn: 30, error: 40, silent: 100 } as const
 type Level = Exclude<keyof typeof LEVELS, 'silent'>
 
@@ -18,10 +30,28 @@ export interface Logger {
   error: (msg: string) => void
 }
 
-export function logger (scope: string): Logger {
+let shared: ComponentLogger | undefined
+
+/** The ComponentLogger krill gives createLibp2p (`logger` option) and uses for its own parts. */
+export function componentLogger (): ComponentLogger {
+  shared ??= defaultLogger()
+  return shared
+}
+
+/**
+ * A logger for `part`: through `components.logger` when given (a libp2p service),
+ * else through krill's default ComponentLogger.
+ */
+export function logger (part: string, components?: { logger: ComponentLogger }): Logger {
+  const debug = (components?.logger ?? componentLogger()).forComponent(`krill:${part}`)
   const write = (level: Level) => (msg: string): void => {
+    if (debug.enabled) {
+      if (level === 'warn' || level === 'error') debug.error('%s %s', level, msg)
+      else debug('%s %s', level, msg)
+      return
+    }
     if (LEVELS[level] < threshold) return
-    process.stderr.write(`${new Date().toISOString()} ${level.padEnd(5)} ${scope}: ${msg}\n`)
+    process.stderr.write(`${new Date().toISOString()} ${level.padEnd(5)} ${part}: ${msg}\n`)
   }
   return { debug: write('debug'), info: write('info'), warn: write('warn'), error: write('error') }
 }

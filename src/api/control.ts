@@ -1,16 +1,54 @@
-import type { Connection, PeerId } from '@libp2p/interface'
+import type { Connection, Libp2p, PeerId } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import type { FastifyInstance, FastifyReply } from 'fastify'
 import { z } from 'zod'
-import type { Daemon } from '../daemon/daemon.js'
-import type { Capacity, CatalogEntry, ProviderEntry } from '../discovery/types.js'
+import type { Capacity, CatalogEntry, ProviderDirectory, ProviderEntry } from '../discovery/types.js'
 import type { ModelInfo } from '../engine/types.js'
 import { modelId, modelNameProblem } from '../models/index.js'
 import { relayOf } from '../peers/index.js'
 import type { DhtMode } from '../node/config.js'
 import type { NatStatus } from '../node/nat.js'
 import { VERSION } from '../version.js'
+
+/** Round-trip times as the control routes use them (src/peers/rtt.ts RoundTripTimes fits). */
+export interface ControlRtt {
+  /** best known RTT of a peer, pinging it when connected and nothing is fresh; null when unknown */
+  current: (peerId: string, timeoutMs: number) => Promise<number | null>
+  /** an explicit ping */
+  measure: (peer: PeerId, timeoutMs: number) => Promise<number>
+}
+
+/**
+ * What the control routes need, declared here and bound by the composition root
+ * (src/daemon/): libp2p for connections, peers and dials, the catalog, and a few
+ * read-outs of the other parts.
+ */
+export interface ControlPort {
+  libp2p: Pick<Libp2p, 'peerId' | 'getConnections' | 'getPeers' | 'peerStore' | 'dial'>
+  rtt: ControlRtt
+  startedAt: number
+  /** addresses other peers can dial, each ending in /p2p/<peer id> */
+  addrs: () => string[]
+  ollama: {
+    url: string
+    serving: boolean
+    /** whether Ollama answers; undefined when this node does not serve */
+    healthy?: (signal: AbortSignal) => Promise<boolean>
+  }
+  /** the models this node shares right now */
+  localModels: () => ModelInfo[]
+  /** who serves which model (never this node) */
+  providers: ProviderDirectory
+  /** providers of `model`: announced ones, else a DHT lookup */
+  findProviders: (model: string, opts: { timeoutMs: number }) => Promise<ProviderEntry[]>
+  /** this node's load as a provider (0 slots when it does not serve) */
+  serveLoad: () => Capacity
+  /** chats this node's API is handling now */
+  routing: () => number
+  nat: () => NatStatus
+  dht: () => { mode: 'server' | 'client', configured: DhtMode }
+}
 
 /** `krill peers` pings peers without a fresh RTT; a slow peer must not stall the list. */
 const LIST_PING_TIMEOUT_MS = 1_500
@@ -112,13 +150,13 @@ function bestConnection (conns: Connection[]): Connection {
   return [...conns].sort((a, b) => score(a) - score(b))[0]
 }
 
-async function describePeer (daemon: Daemon, peer: PeerId, conns: Connection[]): Promise<PeerView> {
+async function describePeer (port: ControlPort, peer: PeerId, conns: Connection[]): Promise<PeerView> {
   const conn = bestConnection(conns)
   const { relayed, relay } = relayOf(conn.remoteAddr)
   let agent: string | null = null
   let protocols: string[] = []
   try {
-    const stored = await daemon.libp2p.peerStore.get(peer)
+    const stored = await port.libp2p.peerStore.get(peer)
     const raw = stored.metadata.get('AgentVersion')
     agent = raw != null ? new TextDecoder().decode(raw) : null
     protocols = [...stored.protocols].sort()
@@ -131,10 +169,10 @@ async function describePeer (daemon: Daemon, peer: PeerId, conns: Connection[]):
     ...(relay != null ? { relay } : {}),
     direction: conn.direction,
     connections: conns.length,
-    latencyMs: await daemon.rtt.current(peer.toString(), LIST_PING_TIMEOUT_MS),
+    latencyMs: await port.rtt.current(peer.toString(), LIST_PING_TIMEOUT_MS),
     agent,
     protocols,
-    models: daemon.providers.all()
+    models: port.providers.all()
       .filter(e => e.peerId === view.id)
       .map(e => ({ name: e.model.name, digest: e.model.digest }))
       .sort((a, b) => a.name.localeCompare(b.name))
@@ -142,56 +180,56 @@ async function describePeer (daemon: Daemon, peer: PeerId, conns: Connection[]):
 }
 
 /** Connected peers, each once, sorted by id so that `--watch` redraws stay stable. */
-async function listPeers (daemon: Daemon): Promise<PeerView[]> {
+async function listPeers (port: ControlPort): Promise<PeerView[]> {
   const byPeer = new Map<string, { peer: PeerId, conns: Connection[] }>()
-  for (const conn of daemon.libp2p.getConnections()) {
+  for (const conn of port.libp2p.getConnections()) {
     const key = conn.remotePeer.toString()
     const entry = byPeer.get(key) ?? { peer: conn.remotePeer, conns: [] }
     entry.conns.push(conn)
     byPeer.set(key, entry)
   }
-  const views = await Promise.all([...byPeer.values()].map(async ({ peer, conns }) => await describePeer(daemon, peer, conns)))
+  const views = await Promise.all([...byPeer.values()].map(async ({ peer, conns }) => await describePeer(port, peer, conns)))
   return views.sort((a, b) => a.id.localeCompare(b.id))
 }
 
 const connectBody = z.object({ multiaddr: z.string().min(1).max(1024) })
 
 /** /krill/v1/... : what the daemon knows, for `krill status|peers|…` and scripts. */
-export function registerControlRoutes (app: FastifyInstance, daemon: Daemon): void {
+export function registerControlRoutes (app: FastifyInstance, port: ControlPort): void {
 
   app.get('/krill/v1/status', async (): Promise<StatusAnswer> => {
-    const libp2p = daemon.libp2p
+    const libp2p = port.libp2p
     return {
       peerId: libp2p.peerId.toString(),
       version: VERSION,
-      uptimeMs: Date.now() - daemon.startedAt,
-      addrs: daemon.addrs(),
+      uptimeMs: Date.now() - port.startedAt,
+      addrs: port.addrs(),
       connections: libp2p.getConnections().length,
       peers: libp2p.getPeers().length,
       ollama: {
-        url: daemon.config.ollama,
-        serving: daemon.config.serve,
-        reachable: daemon.engine != null ? await daemon.engine.isHealthy(AbortSignal.timeout(OLLAMA_PROBE_MS)) : null
+        url: port.ollama.url,
+        serving: port.ollama.serving,
+        reachable: port.ollama.healthy != null ? await port.ollama.healthy(AbortSignal.timeout(OLLAMA_PROBE_MS)) : null
       },
-      models: daemon.localModels().map(m => ({ name: m.name, digest: m.digest })),
-      requests: { ...serveLoad(daemon), routing: daemon.router.running().length },
-      nat: daemon.nat,
-      dht: { mode: daemon.dhtMode, configured: daemon.config.dhtMode }
+      models: port.localModels().map(m => ({ name: m.name, digest: m.digest })),
+      requests: { ...port.serveLoad(), routing: port.routing() },
+      nat: port.nat(),
+      dht: port.dht()
     }
   })
 
   // the network's catalog (from announcements and earlier DHT lookups) and our own models
   app.get('/krill/v1/models', async (): Promise<ModelsAnswer> => {
-    const local = daemon.localModels()
+    const local = port.localModels()
     const localKeys = new Set(local.map(m => modelId(m.name)))
-    const catalog: CatalogEntry[] = daemon.providers.catalog()
+    const catalog: CatalogEntry[] = port.providers.catalog()
     const known = new Set(catalog.map(e => modelId(e.name)))
     // models only this node has belong in the catalog its user sees, too
     for (const m of local) {
       if (!known.has(modelId(m.name))) catalog.push({ name: m.name, digests: [m.digest], providers: 0, model: m })
     }
     const models = await Promise.all(catalog.map(async entry => {
-      const rtts = await Promise.all(daemon.providers.providersFor(entry.name).map(async p => await daemon.rtt.current(p.peerId, LIST_PING_TIMEOUT_MS)))
+      const rtts = await Promise.all(port.providers.providersFor(entry.name).map(async p => await port.rtt.current(p.peerId, LIST_PING_TIMEOUT_MS)))
       const measured = rtts.filter((ms): ms is number => ms != null)
       return {
         ...entry,
@@ -211,19 +249,19 @@ export function registerControlRoutes (app: FastifyInstance, daemon: Daemon): vo
       return await reply.code(400).send({ error: { message: problem, code: 'bad_model_name' } })
     }
     // announced providers at once; otherwise a DHT lookup, bounded so the CLI stays snappy
-    const found = await daemon.findProviders(model, { timeoutMs: 5_000 })
-    const providers = await Promise.all(found.map(async p => ({ ...p, latencyMs: await daemon.rtt.current(p.peerId, LIST_PING_TIMEOUT_MS) })))
-    const here = daemon.localModels().find(m => modelId(m.name) === modelId(model))
+    const found = await port.findProviders(model, { timeoutMs: 5_000 })
+    const providers = await Promise.all(found.map(async p => ({ ...p, latencyMs: await port.rtt.current(p.peerId, LIST_PING_TIMEOUT_MS) })))
+    const here = port.localModels().find(m => modelId(m.name) === modelId(model))
     const answer: ProvidersAnswer = {
       model,
       providers,
-      local: here != null ? { peerId: daemon.peerId.toString(), model: here, capacity: serveLoad(daemon) } : null
+      local: here != null ? { peerId: port.libp2p.peerId.toString(), model: here, capacity: port.serveLoad() } : null
     }
     return answer
   })
 
   app.get('/krill/v1/peers', async () => {
-    return { peers: await listPeers(daemon) }
+    return { peers: await listPeers(port) }
   })
 
   app.post<{ Params: { peer: string } }>('/krill/v1/ping/:peer', async (request, reply) => {
@@ -233,15 +271,15 @@ export function registerControlRoutes (app: FastifyInstance, daemon: Daemon): vo
     } catch {
       return sendError(reply, 400, 'bad_peer_id', `"${request.params.peer}" is not a peer id (they look like 12D3KooW…; see \`krill peers\`)`)
     }
-    if (peer.equals(daemon.peerId)) {
+    if (peer.equals(port.libp2p.peerId)) {
       return sendError(reply, 400, 'self', `${peer.toString()} is this node`)
     }
-    const connected = daemon.libp2p.getConnections(peer).length > 0
-    if (!connected && !await hasAddresses(daemon, peer)) {
+    const connected = port.libp2p.getConnections(peer).length > 0
+    if (!connected && !await hasAddresses(port, peer)) {
       return sendError(reply, 404, 'unknown_peer', `unknown peer ${peer.toString()}: not connected and no known address — see \`krill peers\`, or dial it with \`krill connect <multiaddr>\``)
     }
     try {
-      const rttMs = await daemon.rtt.measure(peer, PING_TIMEOUT_MS)
+      const rttMs = await port.rtt.measure(peer, PING_TIMEOUT_MS)
       return { peerId: peer.toString(), rttMs }
     } catch (err) {
       return sendError(reply, 502, 'unreachable', `peer ${peer.toString()} did not answer the ping: ${reasonOf(err)}`)
@@ -260,13 +298,13 @@ export function registerControlRoutes (app: FastifyInstance, daemon: Daemon): vo
       return sendError(reply, 400, 'bad_multiaddr', `"${body.data.multiaddr}" is not a valid multiaddr (${err.message})`)
     }
     const target = addr.getComponents().findLast(c => c.name === 'p2p')?.value
-    if (target != null && target === daemon.peerId.toString()) {
+    if (target != null && target === port.libp2p.peerId.toString()) {
       return sendError(reply, 400, 'self', `${body.data.multiaddr} is this node`)
     }
     let conn: Connection
     const started = Date.now()
     try {
-      conn = await daemon.libp2p.dial(addr, { signal: AbortSignal.timeout(DIAL_TIMEOUT_MS) })
+      conn = await port.libp2p.dial(addr, { signal: AbortSignal.timeout(DIAL_TIMEOUT_MS) })
     } catch (err) {
       return sendError(reply, 502, 'dial_failed', `dialing ${body.data.multiaddr} failed: ${reasonOf(err)}`)
     }
@@ -281,15 +319,9 @@ export function registerControlRoutes (app: FastifyInstance, daemon: Daemon): vo
   })
 }
 
-/** this node's load as a provider; no chat server (not serving) means no slots */
-function serveLoad (daemon: Daemon): Capacity {
-  const stats = daemon.chatServer?.stats
-  return { slots: stats?.slots ?? 0, active: stats?.active ?? 0, queued: stats?.queued ?? 0 }
-}
-
-async function hasAddresses (daemon: Daemon, peer: PeerId): Promise<boolean> {
+async function hasAddresses (port: ControlPort, peer: PeerId): Promise<boolean> {
   try {
-    return (await daemon.libp2p.peerStore.get(peer)).addresses.length > 0
+    return (await port.libp2p.peerStore.get(peer)).addresses.length > 0
   } catch {
     return false
   }

@@ -6,7 +6,7 @@
  */
 import type { FastifyInstance } from 'fastify'
 import { Counter, type Registry } from 'prom-client'
-import type { Daemon } from '../daemon/daemon.js'
+import type { MetricsPort } from './metrics.js'
 
 /** A counter whose values are copied from `read()` at scrape time. */
 function mirroredCounter (registry: Registry, name: string, help: string, labelNames: string[], read: () => Array<[Record<string, string>, number]>): void {
@@ -23,26 +23,26 @@ function mirroredCounter (registry: Registry, name: string, help: string, labelN
   })
 }
 
-export function registerLimitMetrics (app: FastifyInstance, daemon: Daemon): void {
-  const registry = daemon.metrics
+export function registerLimitMetrics (app: FastifyInstance, port: MetricsPort): void {
+  const registry = port.registry
 
   mirroredCounter(registry, 'krill_chat_refused_total',
     'chat streams turned away before their request ran, by reason (forbidden by policy, requests per minute, concurrent streams per peer, queue full)',
-    ['reason'], () => Object.entries(daemon.chatServer?.stats.counters.refused ?? {}).map(([reason, n]) => [{ reason }, n]))
+    ['reason'], () => Object.entries(port.serving()?.counters.refused ?? {}).map(([reason, n]) => [{ reason }, n]))
 
   // rejected ones are krill_announcements_rejected_total (metrics.ts); ignored ones
   // include authors over their announcement rate
   mirroredCounter(registry, 'krill_announcements_ignored_total',
     'gossip announcements dropped without penalty, by reason (rate-limited: author over its announcement rate; stale, replay, expired, ...)',
-    ['reason'], () => Object.entries(daemon.announcementStats?.ignoredByReason ?? {}).map(([reason, n]) => [{ reason }, n]))
+    ['reason'], () => Object.entries(port.announcements()?.ignoredByReason ?? {}).map(([reason, n]) => [{ reason }, n]))
 
   mirroredCounter(registry, 'krill_policy_refusals_total',
     'peer policy refusals: serve (chat streams refused) and consume (providers the router skipped)',
-    ['side'], () => [[{ side: 'serve' }, daemon.policy.stats.serveRefused], [{ side: 'consume' }, daemon.policy.stats.consumeSkipped]])
+    ['side'], () => [[{ side: 'serve' }, port.policy().serveRefused], [{ side: 'consume' }, port.policy().consumeSkipped]])
 
   mirroredCounter(registry, 'krill_policy_reload_errors_total',
     'edits of policy.json that were not applied (the previous policy stayed in force)',
-    [], () => [[{}, daemon.policy.stats.reloadErrors]])
+    [], () => [[{}, port.policy().reloadErrors]])
 
   const httpErrors = new Counter({
     name: 'krill_http_errors_total',

@@ -1,8 +1,29 @@
 import { prometheusMetrics } from '@libp2p/prometheus-metrics'
 import type { FastifyInstance } from 'fastify'
 import { Counter, Gauge, Histogram, Registry } from 'prom-client'
-import type { Daemon } from '../daemon/daemon.js'
-import type { NodeOptions } from '../node/create-node.js'
+import type { ComponentLogger, Metrics } from '@libp2p/interface'
+import type { ValidationStats } from '../discovery/announcement-validator.js'
+import type { PolicyStats } from '../policy/policy-store.js'
+import type { ChatServerStats } from '../protocol/chat-server.js'
+import type { RunningChat } from '../router/router.js'
+import type { RouterStats } from '../router/stats.js'
+
+/** What /metrics reads, declared here and bound by the composition root. */
+export interface MetricsPort {
+  /** this daemon's registry: libp2p's metrics and krill's own */
+  registry: Registry
+  router: { stats: RouterStats, running: () => RunningChat[] }
+  /** the chat server's counters; undefined when this node does not serve */
+  serving: () => ChatServerStats | undefined
+  /** received announcements by outcome; undefined without gossip */
+  announcements: () => ValidationStats | undefined
+  /** fresh provider entries (peer × model) */
+  providerEntries: () => number
+  policy: () => PolicyStats
+}
+
+/** libp2p's `metrics` option */
+export type Libp2pMetricsFactory = (components: { nodeInfo: unknown, logger: ComponentLogger }) => Metrics
 
 /**
  * Process-wide metrics (CPU, memory, event loop, GC) may be collected into one
@@ -28,7 +49,7 @@ export function createMetricsRegistry (): Registry {
  * in its own registry; the only other effect is clearing prom-client's *global*
  * registry, which krill never uses.
  */
-export function libp2pMetrics (registry: Registry): NonNullable<NodeOptions['metrics']> {
+export function libp2pMetrics (registry: Registry): Libp2pMetricsFactory {
   const collectDefaultMetrics = !defaultMetricsClaimed
   defaultMetricsClaimed = true
   return prometheusMetrics({ registry, collectDefaultMetrics, preserveExistingMetrics: false })
@@ -52,9 +73,9 @@ const TTFT_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120]
  * the request path never touches prom-client. Time to first token needs every
  * sample, so the histogram listens to the router.
  */
-export function registerKrillMetrics (registry: Registry, daemon: Daemon): void {
+export function registerKrillMetrics (registry: Registry, port: MetricsPort): void {
   const registers = [registry]
-  const router = daemon.router
+  const router = port.router
 
   new Counter({
     name: 'krill_requests_total',
@@ -105,7 +126,7 @@ export function registerKrillMetrics (registry: Registry, daemon: Daemon): void 
     labelNames: ['outcome'],
     registers,
     collect () {
-      const c = daemon.chatServer?.stats.counters
+      const c = port.serving()?.counters
       if (c == null) return
       setTotals(this, [
         [{ outcome: 'done' }, c.completed],
@@ -120,7 +141,7 @@ export function registerKrillMetrics (registry: Registry, daemon: Daemon): void 
     labelNames: ['kind'],
     registers,
     collect () {
-      const c = daemon.chatServer?.stats.counters
+      const c = port.serving()?.counters
       if (c == null) return
       setTotals(this, [[{ kind: 'prompt' }, c.promptTokens], [{ kind: 'completion' }, c.completionTokens]])
     }
@@ -131,7 +152,7 @@ export function registerKrillMetrics (registry: Registry, daemon: Daemon): void 
     labelNames: ['direction'],
     registers,
     collect () {
-      this.set({ direction: 'inbound' }, daemon.chatServer?.stats.open ?? 0)
+      this.set({ direction: 'inbound' }, port.serving()?.open ?? 0)
       this.set({ direction: 'outbound' }, router.running().filter(r => !r.local && r.peerId !== '').length)
     }
   })
@@ -141,7 +162,7 @@ export function registerKrillMetrics (registry: Registry, daemon: Daemon): void 
     labelNames: ['state'],
     registers,
     collect () {
-      const s = daemon.chatServer?.stats
+      const s = port.serving()
       this.set({ state: 'total' }, s?.slots ?? 0)
       this.set({ state: 'active' }, s?.active ?? 0)
       this.set({ state: 'queued' }, s?.queued ?? 0)
@@ -153,7 +174,7 @@ export function registerKrillMetrics (registry: Registry, daemon: Daemon): void 
     labelNames: ['reason'],
     registers,
     collect () {
-      const s = daemon.announcementStats
+      const s = port.announcements()
       if (s == null) return
       setTotals(this, Object.entries(s.rejectedByReason).map(([reason, n]) => [{ reason }, n]))
     }
@@ -162,15 +183,15 @@ export function registerKrillMetrics (registry: Registry, daemon: Daemon): void 
     name: 'krill_providers',
     help: 'fresh provider entries (peer × model) in the provider table',
     registers,
-    collect () { this.set(daemon.providers.all().length) }
+    collect () { this.set(port.providerEntries()) }
   })
 }
 
 /** GET /metrics: Prometheus text format (libp2p's metrics plus krill's own). */
-export function registerMetricsRoute (app: FastifyInstance, daemon: Daemon): void {
-  registerKrillMetrics(daemon.metrics, daemon)
+export function registerMetricsRoute (app: FastifyInstance, port: MetricsPort): void {
+  registerKrillMetrics(port.registry, port)
   app.get('/metrics', async (_request, reply) => {
-    const text = await daemon.metrics.metrics()
-    return await reply.type(daemon.metrics.contentType).send(text)
+    const text = await port.registry.metrics()
+    return await reply.type(port.registry.contentType).send(text)
   })
 }

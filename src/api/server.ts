@@ -1,16 +1,32 @@
 import { timingSafeEqual } from 'node:crypto'
 import Fastify, { type FastifyInstance } from 'fastify'
-import { UsageError } from '../errors.js'
-import type { Daemon } from '../daemon/daemon.js'
+import { AddressInUseError, AddressUnavailableError, ConfigError } from '../errors.js'
 import { isLoopbackHost } from '../peers/index.js'
-import { registerControlRoutes } from './control.js'
+import type { PolicyStore } from '../policy/policy-store.js'
+import type { ApiBackend } from './backend.js'
+import { registerControlRoutes, type ControlPort } from './control.js'
 import { registerLimitMetrics } from './limit-metrics.js'
-import { registerMetricsRoute } from './metrics.js'
+import { registerMetricsRoute, type MetricsPort } from './metrics.js'
 import { registerOriginGuard } from './origin-guard.js'
 import { registerPolicyRoutes } from './policy-routes.js'
-import { daemonBackend } from './daemon-backend.js'
 import { ollamaRoutes } from './ollama.js'
 import { openAiRoutes } from './openai.js'
+
+/** What the HTTP API is built from; the composition root (src/daemon/) binds each port. */
+export interface ApiDeps {
+  /** where it will listen: a loopback API needs no token, any other one does */
+  host: string
+  /** bearer token required on every request when set */
+  apiToken?: string
+  /** chat, catalog and /api/show for the OpenAI and Ollama routes */
+  backend: ApiBackend
+  /** /krill/v1/* */
+  control: ControlPort
+  /** /metrics */
+  metrics: MetricsPort
+  /** GET/PUT /krill/v1/policy */
+  policy: PolicyStore
+}
 
 export interface ApiServer {
   url: string
@@ -26,7 +42,7 @@ function tokenMatches (header: string | undefined, token: string): boolean {
 }
 
 /** The daemon's HTTP surface: OpenAI- and Ollama-compatible APIs, control API, /metrics. */
-export async function createApiServer (daemon: Daemon): Promise<ApiServer> {
+export async function createApiServer (deps: ApiDeps): Promise<ApiServer> {
   const app = Fastify({
     logger: false,
     bodyLimit: 8 * 1024 * 1024,
@@ -41,8 +57,8 @@ export async function createApiServer (daemon: Daemon): Promise<ApiServer> {
     connectionTimeout: 0,
     keepAliveTimeout: 5_000
   })
-  const token = daemon.config.apiToken
-  registerOriginGuard(app, { loopbackOnly: token == null && isLoopbackHost(daemon.config.api.host) })
+  const token = deps.apiToken
+  registerOriginGuard(app, { loopbackOnly: token == null && isLoopbackHost(deps.host) })
 
   app.addHook('onRequest', async (request, reply) => {
     if (token == null) return
@@ -51,11 +67,11 @@ export async function createApiServer (daemon: Daemon): Promise<ApiServer> {
     }
   })
 
-  registerControlRoutes(app, daemon)
-  registerMetricsRoute(app, daemon)
-  registerLimitMetrics(app, daemon)
-  registerPolicyRoutes(app, daemon.policy)
-  const backend = daemonBackend(daemon)
+  registerControlRoutes(app, deps.control)
+  registerMetricsRoute(app, deps.metrics)
+  registerLimitMetrics(app, deps.metrics)
+  registerPolicyRoutes(app, deps.policy)
+  const backend = deps.backend
   await app.register(openAiRoutes, { prefix: '/v1', backend })
   await app.register(ollamaRoutes, { backend })
 
@@ -64,13 +80,13 @@ export async function createApiServer (daemon: Daemon): Promise<ApiServer> {
     app,
     listen: async ({ host, port }) => {
       if (!isLoopbackHost(host) && token == null) {
-        throw new UsageError(`--api ${host}:${port} is not a loopback address: set an API token (KRILL_API_TOKEN or "apiToken" in krill.json, at least 16 characters) so strangers cannot use your node`)
+        throw new ConfigError(`--api ${host}:${port} is not a loopback address: set an API token (KRILL_API_TOKEN or "apiToken" in krill.json, at least 16 characters) so strangers cannot use your node`)
       }
       try {
         await app.listen({ host, port })
       } catch (err: any) {
-        if (err.code === 'EADDRINUSE') throw new UsageError(`API address ${host}:${port} is already in use: is another krill daemon running? Use --api with another port (0 picks a free one)`, 1)
-        if (err.code === 'EADDRNOTAVAIL') throw new UsageError(`API address ${host} is not an address of this machine; use --api 127.0.0.1:11435`, 1)
+        if (err.code === 'EADDRINUSE') throw new AddressInUseError(`API address ${host}:${port} is already in use: is another krill daemon running? Use --api with another port (0 picks a free one)`, { cause: err })
+        if (err.code === 'EADDRNOTAVAIL') throw new AddressUnavailableError(`API address ${host} is not an address of this machine; use --api 127.0.0.1:11435`, { cause: err })
         throw err
       }
       const address = app.server.address()

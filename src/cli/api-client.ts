@@ -1,5 +1,5 @@
 import { parseHostPort, DEFAULT_API } from '../node/config.js'
-import { UsageError } from '../errors.js'
+import { BadRequestError, DaemonUnreachableError, RequestFailedError } from '../errors.js'
 
 /** Where the CLI finds the daemon: --api, then KRILL_API, then the default. */
 export function apiBase (flag?: string, env: NodeJS.ProcessEnv = process.env): string {
@@ -29,7 +29,7 @@ export async function callApi (base: string, path: string, opts: ApiCallOptions 
     })
   } catch (err: any) {
     if (err.name === 'AbortError' || err.name === 'TimeoutError') throw err
-    throw new UsageError(`no daemon at ${base} — start one with \`krill daemon\` (or point --api / KRILL_API at a running one)`, 1)
+    throw new DaemonUnreachableError(`no daemon at ${base} — start one with \`krill daemon\` (or point --api / KRILL_API at a running one)`)
   }
 }
 
@@ -53,7 +53,8 @@ export async function getJson<T> (base: string, path: string, opts: ApiCallOptio
     body = text
   }
   if (!res.ok) {
-    throw new UsageError(errorMessage(body, `${res.status} ${res.statusText} ${text}`.trim()), res.status === 400 ? 2 : 1)
+    const message = errorMessage(body, `${res.status} ${res.statusText} ${text}`.trim())
+    throw res.status === 400 ? new BadRequestError(message) : new RequestFailedError(message)
   }
   return body as T
 }

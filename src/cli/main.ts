@@ -1,5 +1,5 @@
 import { Command, CommanderError } from 'commander'
-import { UsageError } from '../errors.js'
+import { exitCodeFor, isUserError } from './exit-codes.js'
 import { VERSION } from '../version.js'
 import { registerDaemon } from './commands/daemon.js'
 import { registerId } from './commands/id.js'
@@ -32,24 +32,16 @@ export function buildProgram (): Command {
   return program
 }
 
-/** Runs the CLI; exit codes: 0 ok, 1 failure, 2 bad usage. */
+/** Runs the CLI; exit codes (exit-codes.ts): 0 ok, 1 failure, 2 bad usage, 130 interrupted. */
 export async function main (argv: string[]): Promise<void> {
   const program = buildProgram()
   try {
     await program.parseAsync(argv)
   } catch (err: any) {
-    if (err instanceof CommanderError) {
-      // help and version are successes; everything else commander rejects is usage
-      process.exitCode = err.exitCode === 0 ? 0 : 2
-      return
-    }
-    if (err instanceof UsageError) {
-      process.stderr.write(`krill: ${err.message}\n`)
-      process.exitCode = err.exitCode
-      return
-    }
+    process.exitCode = exitCodeFor(err)
+    // commander has printed its own message
+    if (err instanceof CommanderError) return
     process.stderr.write(`krill: ${err?.message ?? err}\n`)
-    if (process.env.KRILL_LOG === 'debug') process.stderr.write(`${err?.stack}\n`)
-    process.exitCode = 1
+    if (!isUserError(err) && process.env.KRILL_LOG === 'debug') process.stderr.write(`${err?.stack}\n`)
   }
 }

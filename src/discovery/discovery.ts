@@ -3,22 +3,43 @@
  * the DHT, driven by the local model watcher. The daemon creates it after libp2p has
  * started and stops it before libp2p stops (so the withdrawal still goes out).
  */
-import type { PeerId } from '@libp2p/interface'
-import type { EventSink } from '../daemon/events.js'
+import type { GossipSub } from '@libp2p/gossipsub'
+import type { PeerId, Startable } from '@libp2p/interface'
+import type { KadDHT } from '@libp2p/kad-dht'
+import type { EventSink } from '../events.js'
 import type { ModelWatcher } from '../engine/model-watcher.js'
 import type { ModelInfo } from '../engine/types.js'
-import { logger } from '../log.js'
-import type { KrillLibp2p } from '../node/create-node.js'
+import { logger, type Logger } from '../log.js'
+import { libp2pView, type KrillComponents, type Libp2pView } from '../node/libp2p-view.js'
 import { AGENT_VERSION } from '../version.js'
 import { Announcer, type AnnouncerOptions } from './announcer.js'
 import { DhtProvider, type FindProvidersOptions } from './dht-provider.js'
 import { ProviderTable } from './provider-table.js'
 import type { Capacity, ProviderEntry } from './types.js'
 
-const log = logger('discovery')
+/** the libp2p node discovery runs on: gossipsub for announcements, the DHT for lookups */
+export type DiscoveryLibp2p = Libp2pView & { services: { pubsub: GossipSub, dht: KadDHT } }
+
+/** What discovery takes from libp2p as a service: gossipsub and the DHT (listed before it), and the usual components. */
+export type DiscoveryComponents = KrillComponents & { pubsub: GossipSub, dht: KadDHT }
+
+export type DiscoveryInit = Omit<DiscoveryOptions, 'libp2p'>
+
+/**
+ * Discovery as a libp2p service: it starts after libp2p has (afterStart: the
+ * provider table, the DHT provider, the announcer and the model watcher), withdraws
+ * our announcement in beforeStop while gossipsub still runs, and detaches
+ * everything on stop.
+ */
+export function discovery (init: DiscoveryInit): (components: DiscoveryComponents) => Discovery {
+  return (components) => new Discovery({
+    ...init,
+    libp2p: Object.assign(libp2pView(components), { services: { get pubsub () { return components.pubsub }, get dht () { return components.dht } } })
+  }, components)
+}
 
 export interface DiscoveryOptions {
-  libp2p: KrillLibp2p
+  libp2p: DiscoveryLibp2p
   /** lifetime of our announcements, and of providers found in the DHT */
   ttlMs: number
   /** the local models to share; absent when this node does not serve */
@@ -33,7 +54,8 @@ export interface DiscoveryOptions {
   announcer?: Partial<Pick<AnnouncerOptions, 'minIntervalMs' | 'subscriberDebounceMs' | 'limits' | 'rateLimit'>>
 }
 
-export class Discovery {
+export class Discovery implements Startable {
+  readonly [Symbol.toStringTag] = '@krill/discovery'
   readonly providers: ProviderTable
   readonly announcer?: Announcer
   readonly dht: DhtProvider
@@ -41,9 +63,12 @@ export class Discovery {
   private readonly cleanups: Array<() => void> = []
   private everReachable = false
   private stopped = false
+  private started = false
+  private readonly log: Logger
 
-  constructor (opts: DiscoveryOptions) {
+  constructor (opts: DiscoveryOptions, components?: { logger: KrillComponents['logger'] }) {
     this.opts = opts
+    this.log = logger('discovery', components)
     const libp2p = opts.libp2p
     this.providers = new ProviderTable({ selfId: libp2p.peerId.toString() })
     this.dht = new DhtProvider({
@@ -71,7 +96,14 @@ export class Discovery {
     return this.opts.watcher?.current ?? []
   }
 
-  start (): void {
+  /** libp2p's start phase: nothing yet (gossipsub and the DHT start alongside) */
+  start (): void {}
+
+  /** libp2p has started: find, announce and watch */
+  afterStart (): void {
+    if (this.started) return
+    this.started = true
+    this.stopped = false
     const { libp2p, emit, watcher } = this.opts
     this.providers.start()
     this.cleanups.push(
@@ -89,7 +121,7 @@ export class Discovery {
         watcher.on('change', e => {
           this.announcer?.changed()
           this.dht.setModels(e.detail)
-          log.info(`sharing ${e.detail.length} model(s)${e.detail.length > 0 ? `: ${e.detail.map(m => m.name).join(', ')}` : ''}`)
+          this.log.info(`sharing ${e.detail.length} model(s)${e.detail.length > 0 ? `: ${e.detail.map(m => m.name).join(', ')}` : ''}`)
         }),
         watcher.on('reachable', () => { this.onReachable() }),
         watcher.on('unreachable', () => { this.onUnreachable() })
@@ -114,10 +146,17 @@ export class Discovery {
     return this.providers.providersFor(model, opts.digest)
   }
 
-  /** Withdraws our announcement (clean shutdown), then stops everything. Safe to call twice. */
+  /** libp2p is about to stop: withdraw our announcement while gossipsub can still say so. */
+  async beforeStop (): Promise<void> {
+    if (!this.started) return
+    await this.announcer?.stop({ withdraw: true })
+  }
+
+  /** Stops everything and detaches every listener. Safe to call twice. */
   async stop (): Promise<void> {
-    if (this.stopped) return
+    if (this.stopped || !this.started) return
     this.stopped = true
+    this.started = false
     await this.announcer?.stop({ withdraw: true })
     this.opts.watcher?.stop()
     this.dht.stop()
@@ -127,7 +166,7 @@ export class Discovery {
 
   private onReachable (): void {
     const url = this.opts.ollamaUrl ?? 'Ollama'
-    log.info(this.everReachable ? `Ollama at ${url} answers again; sharing its models` : `Ollama at ${url} reachable`)
+    this.log.info(this.everReachable ? `Ollama at ${url} answers again; sharing its models` : `Ollama at ${url} reachable`)
     this.everReachable = true
     this.opts.emit({ event: 'ollama:reachable', url })
   }
@@ -135,10 +174,10 @@ export class Discovery {
   private onUnreachable (): void {
     const url = this.opts.ollamaUrl ?? 'Ollama'
     if (this.everReachable) {
-      log.warn(`Ollama at ${url} stopped answering; no longer sharing models until it is back`)
+      this.log.warn(`Ollama at ${url} stopped answering; no longer sharing models until it is back`)
     } else {
       // said once: a node without Ollama is a normal, useful node
-      log.warn(`no Ollama at ${url} — running as a consumer/relay only; start Ollama or pass --ollama URL to share models`)
+      this.log.warn(`no Ollama at ${url} — running as a consumer/relay only; start Ollama or pass --ollama URL to share models`)
     }
     this.opts.emit({ event: 'ollama:unreachable', url })
   }

@@ -3,7 +3,7 @@ import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { multiaddr } from '@multiformats/multiaddr'
 import { z } from 'zod'
-import { UsageError } from '../errors.js'
+import { ConfigError, FileError } from '../errors.js'
 import { isLoopbackHost, isUnspecifiedHost } from '../peers/index.js'
 import type { Limits } from '../limits/index.js'
 
@@ -201,19 +201,19 @@ export async function readConfigFile (dataDir: string): Promise<FileConfig> {
     text = await readFile(path, 'utf8')
   } catch (err: any) {
     if (err.code === 'ENOENT') return {}
-    throw new UsageError(`cannot read ${path}: ${err.message}`, 1)
+    throw new FileError(`cannot read ${path}: ${err.message}`, { cause: err })
   }
   let json: unknown
   try {
     json = JSON.parse(text)
   } catch (err: any) {
-    throw new UsageError(`${path} is not valid JSON (${err.message}); fix it or remove the file`)
+    throw new ConfigError(`${path} is not valid JSON (${err.message}); fix it or remove the file`)
   }
   const parsed = fileSchema.safeParse(json)
   if (!parsed.success) {
     const issue = parsed.error.issues[0]
     const where = issue.path.length > 0 ? `"${issue.path.join('.')}"` : 'the file'
-    throw new UsageError(`${path}: ${where}: ${issue.message}`)
+    throw new ConfigError(`${path}: ${where}: ${issue.message}`)
   }
   return parsed.data
 }
@@ -224,7 +224,7 @@ export function parseHostPort (value: string, what = '--api'): { host: string, p
   const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(stripped)
   const port = match != null ? Number(match[3]) : NaN
   if (match == null || port > 65535) {
-    throw new UsageError(`${what} "${value}" is not HOST:PORT (for example 127.0.0.1:11435; port 0 picks a free one)`)
+    throw new ConfigError(`${what} "${value}" is not HOST:PORT (for example 127.0.0.1:11435; port 0 picks a free one)`)
   }
   const host = match[1] ?? match[2]
   return { host: host === '' ? '127.0.0.1' : host, port }
@@ -238,7 +238,7 @@ export function normalizeOllamaUrl (value: string): string {
     if (url.port === '' && !/^https?:\/\/[^/]+:\d+/.test(withScheme)) url.port = '11434'
     return url.origin
   } catch {
-    throw new UsageError(`--ollama "${value}" is not a URL (for example http://127.0.0.1:11434)`)
+    throw new ConfigError(`--ollama "${value}" is not a URL (for example http://127.0.0.1:11434)`)
   }
 }
 
@@ -252,7 +252,7 @@ function checkNotOwnApi (ollama: string, api: { host: string, port: number }): v
   const local = (h: string): boolean => isLoopbackHost(h) || isUnspecifiedHost(h)
   const sameHost = url.hostname === api.host || (local(url.hostname) && local(api.host))
   if (sameHost && Number(url.port) === api.port) {
-    throw new UsageError(`the Ollama URL ${ollama} is krill's own API address (is OLLAMA_HOST set to krill for your clients?); pass --ollama http://127.0.0.1:11434 or unset OLLAMA_HOST for the daemon`)
+    throw new ConfigError(`the Ollama URL ${ollama} is krill's own API address (is OLLAMA_HOST set to krill for your clients?); pass --ollama http://127.0.0.1:11434 or unset OLLAMA_HOST for the daemon`)
   }
 }
 
@@ -261,7 +261,7 @@ function checkMultiaddrs (values: string[], flag: string): string[] {
     try {
       multiaddr(value)
     } catch (err: any) {
-      throw new UsageError(`${flag} "${value}" is not a valid multiaddr (${err.message}); example: /ip4/192.0.2.10/tcp/${DEFAULT_TCP_PORT}/p2p/12D3KooW…`)
+      throw new ConfigError(`${flag} "${value}" is not a valid multiaddr (${err.message}); example: /ip4/192.0.2.10/tcp/${DEFAULT_TCP_PORT}/p2p/12D3KooW…`)
     }
   }
   return values
@@ -269,7 +269,7 @@ function checkMultiaddrs (values: string[], flag: string): string[] {
 
 /**
  * Merges flags over env over krill.json over defaults and validates the result.
- * Throws UsageError with a one-line, fixable message.
+ * Throws ConfigError (a UsageError) with a one-line, fixable message.
  */
 export async function resolveConfig (flags: FlagConfig, env: NodeJS.ProcessEnv = process.env): Promise<KrillConfig> {
   const fromEnv = envConfig(env)
@@ -286,7 +286,7 @@ export async function resolveConfig (flags: FlagConfig, env: NodeJS.ProcessEnv =
   const bootstrap = checkMultiaddrs(pick('bootstrap') ?? [], '--bootstrap')
   for (const addr of bootstrap) {
     if (multiaddr(addr).getComponents().every(c => c.name !== 'p2p')) {
-      throw new UsageError(`--bootstrap "${addr}" has no /p2p/<peer id> part; copy the full address that \`krill id\` prints on that machine`)
+      throw new ConfigError(`--bootstrap "${addr}" has no /p2p/<peer id> part; copy the full address that \`krill id\` prints on that machine`)
     }
   }
 

@@ -17,13 +17,13 @@ import { yamux } from '@libp2p/yamux'
 import type { Libp2p, PrivateKey, Metrics, ComponentLogger } from '@libp2p/interface'
 import { multiaddr } from '@multiformats/multiaddr'
 import { LevelDatastore } from 'datastore-level'
-import { createLibp2p } from 'libp2p'
-import { announceScoreParams, ANNOUNCE_SCORE_THRESHOLDS } from '../discovery/gossip-scoring.js'
-import { UsageError } from '../errors.js'
+import { createLibp2p, type ServiceFactoryMap } from 'libp2p'
+import type { GossipsubOpts } from '@libp2p/gossipsub'
+import { DatastoreError, DatastoreLockedError } from '../errors.js'
 import { AGENT_VERSION } from '../version.js'
 import { readSwarmKey } from './swarm-key.js'
 import { DEFAULT_RELAY_LIMITS, type DhtMode, type RelayLimits } from './config.js'
-import { AutoDhtMode } from './dht-mode.js'
+import { autoDhtMode, type AutoDhtMode } from './dht-mode.js'
 import { RelayPolicy, relayReserver, type RelayReserver } from './nat.js'
 import { isLoopbackAddr } from '../peers/index.js'
 
@@ -46,9 +46,14 @@ export type KrillServices = {
   upnp?: unknown
   /** present unless the node is a dedicated relay */
   relayReserver?: RelayReserver
+  /** reports reachability changes (nat.ts) */
+  relayPolicy: unknown
+  /** present with dhtMode 'auto': follows our reachability (dht-mode.ts) */
+  dhtMode?: AutoDhtMode
 }
 
-export type KrillLibp2p = Libp2p<KrillServices>
+/** a krill node; `S` are the services the composition root adds (chat server, discovery, …) */
+export type KrillLibp2p<S extends Record<string, unknown> = Record<string, unknown>> = Libp2p<KrillServices & S>
 
 export interface NodeOptions {
   privateKey: PrivateKey
@@ -78,10 +83,14 @@ export interface NodeOptions {
   /** LevelDB directory; omit for an in-memory datastore */
   datastorePath?: string
   metrics?: (components: { nodeInfo: unknown, logger: ComponentLogger }) => Metrics
+  /** libp2p's logger, which krill's services log through too (log.ts) */
+  logger?: ComponentLogger
+  /** gossipsub peer scoring (the announcement topic's, discovery/gossip-scoring.ts) */
+  gossipScoring?: Pick<GossipsubOpts, 'scoreParams' | 'scoreThresholds'>
 }
 
-export interface KrillNode {
-  libp2p: KrillLibp2p
+export interface KrillNode<S extends Record<string, unknown> = Record<string, unknown>> {
+  libp2p: KrillLibp2p<S>
   /** reachability and relaying, for status output */
   nat: RelayPolicy
   /** whether the DHT answers queries right now */
@@ -108,16 +117,16 @@ function listensBeyondLoopback (listen: string[]): boolean {
  * relay v2), noise, yamux, identify, ping, a private Kademlia DHT, gossipsub
  * (StrictSign), and NAT traversal: AutoNAT v2, DCUtR, UPnP, relay client and server.
  */
-export async function createKrillNode (opts: NodeOptions): Promise<KrillNode> {
+export async function createKrillNode<S extends Record<string, unknown> = Record<string, unknown>> (opts: NodeOptions, services?: ServiceFactoryMap<S>): Promise<KrillNode<S>> {
   const datastore = opts.datastorePath != null ? new LevelDatastore(opts.datastorePath) : undefined
   if (datastore != null) {
     try {
       await datastore.open()
     } catch (err: any) {
       const locked = /lock/i.test(String(err.cause?.message ?? err.message))
-      throw new UsageError(locked
-        ? `datastore ${opts.datastorePath} is in use by another krill daemon; stop it or use another --data-dir`
-        : `cannot open datastore ${opts.datastorePath}: ${err.message}`, 1)
+      throw locked
+        ? new DatastoreLockedError(`datastore ${opts.datastorePath} is in use by another krill daemon; stop it or use another --data-dir`, { cause: err })
+        : new DatastoreError(`cannot open datastore ${opts.datastorePath}: ${err.message}`, { cause: err })
     }
   }
 
@@ -131,7 +140,7 @@ export async function createKrillNode (opts: NodeOptions): Promise<KrillNode> {
   if (opts.mdns) peerDiscovery.push(mdns({ serviceTag: 'krill.local' }))
 
   try {
-    const libp2p = await createLibp2p({
+    const libp2p = await createLibp2p<KrillServices & S>({
       privateKey: opts.privateKey,
       datastore,
       addresses: { listen: opts.listen, appendAnnounce: opts.announce ?? [] },
@@ -155,6 +164,7 @@ export async function createKrillNode (opts: NodeOptions): Promise<KrillNode> {
         inboundConnectionThreshold: opts.inboundConnectionsPerSecond ?? 10
       },
       metrics: opts.metrics,
+      logger: opts.logger,
       nodeInfo: { name: 'krill', version: AGENT_VERSION.split('/')[1], userAgent: AGENT_VERSION },
       start: false,
       services: {
@@ -231,14 +241,16 @@ export async function createKrillNode (opts: NodeOptions): Promise<KrillNode> {
           allowPublishToZeroTopicPeers: true,
           emitSelf: false,
           // peers whose announcements our validator rejects lose score until graylisted
-          scoreParams: announceScoreParams(),
-          scoreThresholds: ANNOUNCE_SCORE_THRESHOLDS,
+          ...opts.gossipScoring,
           runOnLimitedConnection: true
-        })
-      }
+        }),
+        relayPolicy: policy.service(),
+        // 'auto': after the DHT, whose mode it sets
+        ...(opts.dhtMode === 'auto' ? { dhtMode: autoDhtMode() } : {}),
+        // krill's own network services, after the ones they use (libp2p creates them in this order)
+        ...services
+      } as ServiceFactoryMap<KrillServices & S>
     })
-    policy.attach(libp2p)
-    if (opts.dhtMode === 'auto') new AutoDhtMode(libp2p.services.dht).attach(libp2p)
     return {
       libp2p,
       nat: policy,

@@ -23,13 +23,12 @@
  * 4. no direct connection at all: nothing to judge by; keep the mode (a node starts
  *    as a client).
  */
-import type { Connection, Libp2p } from '@libp2p/interface'
+import type { ComponentLogger, Connection, Libp2p, Libp2pEvents, Startable, TypedEventTarget } from '@libp2p/interface'
 import type { KadDHT } from '@libp2p/kad-dht'
-import { logger } from '../log.js'
+import type { Multiaddr } from '@multiformats/multiaddr'
+import { logger, type Logger } from '../log.js'
 import { isPrivateAddr, isRelayedAddr } from '../peers/index.js'
 import { publicAddrs, relayedAddrs } from './nat.js'
-
-const log = logger('dht')
 
 export type DhtServerMode = 'server' | 'client'
 
@@ -56,25 +55,68 @@ function isPrivateRemote (conn: Connection): boolean {
   return isPrivateAddr(conn.remoteAddr)
 }
 
-/** Switches the DHT between server and client by the rule above. */
-export class AutoDhtMode {
-  private node?: Libp2p
+/** What AutoDhtMode takes from libp2p as a service: the DHT registered before it, events, connections, addresses. */
+export interface AutoDhtModeComponents {
+  dht: Pick<KadDHT, 'getMode' | 'setMode'>
+  events: TypedEventTarget<Libp2pEvents>
+  connectionManager: { getConnections: () => Connection[] }
+  addressManager: { getAddresses: () => Multiaddr[] }
+  logger: ComponentLogger
+}
+
+/** DHT mode `auto` as a libp2p service (the DHT must be created in client mode and listed before it). */
+export function autoDhtMode (): (components: AutoDhtModeComponents) => AutoDhtMode {
+  return (components) => new AutoDhtMode(components)
+}
+
+/** Switches the DHT between server and client by the rule above; follows libp2p from afterStart to beforeStop. */
+export class AutoDhtMode implements Startable {
+  readonly [Symbol.toStringTag] = '@krill/auto-dht-mode'
+  private running = false
   /** setMode calls run one at a time; each applies the rule as it is then */
   private chain: Promise<void> = Promise.resolve()
+  private readonly log: Logger
+  private readonly node: Pick<Libp2p, 'getConnections' | 'getMultiaddrs'>
+  private readonly update = (): void => { this.apply() }
 
-  constructor (private readonly dht: Pick<KadDHT, 'getMode' | 'setMode'>) {}
-
-  /** Starts following `node`; the DHT must have been created in client mode. */
-  attach (node: Libp2p): void {
-    this.node = node
-    const update = (): void => { this.update() }
-    node.addEventListener('start', update)
-    node.addEventListener('self:peer:update', update)
-    node.addEventListener('connection:open', update)
-    node.addEventListener('connection:close', update)
+  constructor (private readonly components: AutoDhtModeComponents) {
+    this.log = logger('dht', components)
+    this.node = {
+      getConnections: () => components.connectionManager.getConnections(),
+      getMultiaddrs: () => components.addressManager.getAddresses()
+    }
   }
 
-  private input (node: Libp2p): DhtModeInput {
+  start (): void {}
+
+  afterStart (): void {
+    this.running = true
+    const events = this.components.events
+    events.addEventListener('self:peer:update', this.update)
+    events.addEventListener('connection:open', this.update)
+    events.addEventListener('connection:close', this.update)
+    this.apply()
+  }
+
+  beforeStop (): void {
+    this.running = false
+    const events = this.components.events
+    events.removeEventListener('self:peer:update', this.update)
+    events.removeEventListener('connection:open', this.update)
+    events.removeEventListener('connection:close', this.update)
+  }
+
+  async stop (): Promise<void> {
+    this.beforeStop()
+    await this.chain
+  }
+
+  /** the DHT mode now */
+  get mode (): DhtServerMode {
+    return this.components.dht.getMode()
+  }
+
+  private input (node: Pick<Libp2p, 'getConnections' | 'getMultiaddrs'>): DhtModeInput {
     const direct = node.getConnections().filter(c => c.status === 'open' && !isRelayedAddr(c.remoteAddr))
     return {
       publicAddrs: publicAddrs(node).length,
@@ -83,17 +125,18 @@ export class AutoDhtMode {
     }
   }
 
-  private update (): void {
+  private apply (): void {
+    if (!this.running) return
     const node = this.node
-    if (node == null || node.status !== 'started') return
+    const dht = this.components.dht
     this.chain = this.chain.then(async () => {
-      if (node.status !== 'started') return
+      if (!this.running) return
       const decision = decideDhtMode(this.input(node))
-      if (decision == null || decision.mode === this.dht.getMode()) return
-      await this.dht.setMode(decision.mode)
-      log.info(`DHT ${decision.mode} mode: ${decision.reason}`)
+      if (decision == null || decision.mode === dht.getMode()) return
+      await dht.setMode(decision.mode)
+      this.log.info(`DHT ${decision.mode} mode: ${decision.reason}`)
     }).catch((err: Error) => {
-      log.warn(`could not switch the DHT mode: ${err.message}`)
+      this.log.warn(`could not switch the DHT mode: ${err.message}`)
     })
   }
 }

@@ -2,7 +2,7 @@ import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import type { PrivateKey } from '@libp2p/interface'
-import { UsageError } from '../errors.js'
+import { IdentityError } from '../errors.js'
 
 export const IDENTITY_FILE = 'identity.key'
 
@@ -17,7 +17,7 @@ export async function loadOrCreateIdentity (dataDir: string): Promise<{ privateK
     bytes = await readFile(path)
   } catch (err: any) {
     if (err.code !== 'ENOENT') {
-      throw new UsageError(`cannot read identity key ${path}: ${err.code ?? err.message}; check its owner and permissions (it must be readable by you, mode 0600)`, 1)
+      throw new IdentityError(`cannot read identity key ${path}: ${err.code ?? err.message}; check its owner and permissions (it must be readable by you, mode 0600)`, { cause: err })
     }
   }
 
@@ -25,7 +25,7 @@ export async function loadOrCreateIdentity (dataDir: string): Promise<{ privateK
     try {
       return { privateKey: privateKeyFromProtobuf(bytes), created: false }
     } catch {
-      throw new UsageError(`identity key ${path} is corrupt; restore it from a backup or move it away to create a new identity (the peer id will change)`, 1)
+      throw new IdentityError(`identity key ${path} is corrupt; restore it from a backup or move it away to create a new identity (the peer id will change)`)
     }
   }
 
@@ -37,7 +37,7 @@ export async function loadOrCreateIdentity (dataDir: string): Promise<{ privateK
     await chmod(path, 0o600)
   } catch (err: any) {
     if (err.code === 'EEXIST') return await loadOrCreateIdentity(dataDir)
-    throw new UsageError(`cannot create identity key in ${dataDir}: ${err.code ?? err.message}; choose a writable --data-dir`, 1)
+    throw new IdentityError(`cannot create identity key in ${dataDir}: ${err.code ?? err.message}; choose a writable --data-dir`, { cause: err })
   }
   return { privateKey, created: true }
 }

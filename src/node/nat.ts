@@ -72,8 +72,15 @@ export interface RelayPolicyOptions {
  * Decides, per request, whether this node relays: the connection gater consults
  * it for every reservation and every relayed connection.
  */
+/** What the relay policy reads once libp2p runs (see RelayPolicy.service). */
+export interface RelayPolicyComponents {
+  events: TypedEventTarget<Libp2pEvents>
+  connectionManager: { getConnections: (peer?: PeerId) => Connection[] }
+  addressManager: { getAddresses: () => Multiaddr[] }
+}
+
 export class RelayPolicy {
-  private node?: Libp2p
+  private node?: Pick<Libp2p, 'getConnections' | 'getMultiaddrs'>
   private last?: string
 
   constructor (private readonly opts: RelayPolicyOptions) {}
@@ -83,12 +90,27 @@ export class RelayPolicy {
     return this.opts.relay || this.opts.autoRelay
   }
 
-  /** Binds the policy to its node (the gater exists before the node does). */
-  attach (node: Libp2p): void {
-    this.node = node
-    // Reachability changes whenever libp2p confirms or drops an address; say so
-    // once per change so an operator can see why the node does (not) relay.
-    node.addEventListener('self:peer:update', () => { this.report() })
+  /**
+   * Binds the policy to libp2p as a service (the gater exists before the node
+   * does): reachability changes whenever libp2p confirms or drops an address, and
+   * from afterStart to beforeStop it says so once per change, so an operator can
+   * see why the node does (not) relay.
+   */
+  service (): (components: RelayPolicyComponents) => Startable {
+    return (components) => {
+      this.node = {
+        getConnections: (peer?: PeerId) => components.connectionManager.getConnections(peer),
+        getMultiaddrs: () => components.addressManager.getAddresses()
+      }
+      const onUpdate = (): void => { this.report() }
+      return {
+        [Symbol.toStringTag]: '@krill/relay-policy',
+        start: () => {},
+        afterStart: () => { components.events.addEventListener('self:peer:update', onUpdate) },
+        beforeStop: () => { components.events.removeEventListener('self:peer:update', onUpdate) },
+        stop: () => { components.events.removeEventListener('self:peer:update', onUpdate) }
+      } as Startable
+    }
   }
 
   /** accepting reservations and relaying right now */

@@ -1,4 +1,6 @@
-import type { Libp2p, PeerId } from '@libp2p/interface'
+import type { PeerId, Startable } from '@libp2p/interface'
+import { logger, type Logger } from '../log.js'
+import { libp2pView, type KrillComponents, type Libp2pView } from './libp2p-view.js'
 
 export interface PeerDialerOptions {
   /** stop dialing new peers once this many are connected */
@@ -9,6 +11,14 @@ export interface PeerDialerOptions {
   minConnections: number
   /** longest wait between two looks while below minConnections (ms); the first comes after 1 s */
   lookupIntervalMs: number
+}
+
+/**
+ * The peer dialer as a libp2p service: from afterStart it dials what is discovered
+ * (and the peers remembered from earlier runs), until beforeStop.
+ */
+export function peerDialer (opts: Partial<PeerDialerOptions> = {}): (components: KrillComponents) => PeerDialer {
+  return (components) => new PeerDialer(libp2pView(components), opts, components)
 }
 
 /** the first look after a connection change: by then identify has told the DHT what the peer speaks */
@@ -28,8 +38,10 @@ const FIRST_LOOKUP_DELAY_MS = 1_000
  * peers itself: a second after its connections change, then again after 2, 4, 8 …
  * seconds (at most `lookupIntervalMs`) while a look brings nobody new.
  */
-export class PeerDialer {
-  private readonly node: Libp2p
+export class PeerDialer implements Startable {
+  readonly [Symbol.toStringTag] = '@krill/peer-dialer'
+  private readonly node: Pick<Libp2pView, 'peerId' | 'peerStore' | 'peerRouting' | 'getConnections' | 'dial' | 'addEventListener' | 'removeEventListener'>
+  private readonly log: Logger
   private readonly opts: PeerDialerOptions
   private readonly pending: PeerId[] = []
   private readonly inFlight = new Set<string>()
@@ -40,13 +52,28 @@ export class PeerDialer {
   /** ends a look in progress when we stop */
   private lookupAbort = new AbortController()
 
-  constructor (node: Libp2p, opts: Partial<PeerDialerOptions> = {}) {
+  constructor (node: PeerDialer['node'], opts: Partial<PeerDialerOptions> = {}, components?: Pick<KrillComponents, 'logger'>) {
     this.node = node
+    this.log = logger('peer-dialer', components)
     // gossipsub wants 4 to 12 mesh peers per topic (D_lo, D_hi)
     this.opts = { targetConnections: 32, concurrency: 4, minConnections: 6, lookupIntervalMs: 30_000, ...opts }
   }
 
-  start (): void {
+  /** libp2p's start phase: nothing to do before the node runs */
+  start (): void {}
+
+  /** the node runs: dial what is discovered, and who we knew before */
+  afterStart (): void {
+    this.follow()
+    void this.redialKnownPeers().catch(err => { this.log.debug(`redialing known peers failed: ${err.message}`) })
+  }
+
+  beforeStop (): void {
+    this.stop()
+  }
+
+  private follow (): void {
+    if (this.running) return
     this.running = true
     this.lookupAbort = new AbortController()
     this.node.addEventListener('peer:discovery', this.onDiscovery)

@@ -11,7 +11,7 @@
  * silently connects to nobody.
  */
 import { readFile } from 'node:fs/promises'
-import { UsageError } from '../errors.js'
+import { SwarmKeyError } from '../errors.js'
 
 export const SWARM_KEY_HEADER = '/key/swarm/psk/1.0.0/'
 const CODEC = '/base16/'
@@ -22,10 +22,10 @@ const HOW_TO_CREATE = 'create one with `krill swarm-key new > swarm.key` and giv
 
 /**
  * Checks the text of a swarm key file and returns it in the canonical form
- * @libp2p/pnet expects (lower-case hex, \n line ends). Throws UsageError (exit 1).
+ * @libp2p/pnet expects (lower-case hex, \n line ends). Throws SwarmKeyError.
  */
 export function parseSwarmKey (bytes: Uint8Array, path: string): Uint8Array {
-  const bad = (why: string): UsageError => new UsageError(`swarm key ${path} is not a valid swarm key: ${why}; ${HOW_TO_CREATE}`, 1)
+  const bad = (why: string): SwarmKeyError => new SwarmKeyError(`swarm key ${path} is not a valid swarm key: ${why}; ${HOW_TO_CREATE}`)
   if (bytes.byteLength > MAX_FILE_BYTES) throw bad(`${bytes.byteLength} bytes is far more than a key file (95 bytes)`)
   let text: string
   try {
@@ -44,13 +44,13 @@ export function parseSwarmKey (bytes: Uint8Array, path: string): Uint8Array {
   return new TextEncoder().encode(`${SWARM_KEY_HEADER}\n${CODEC}\n${lines[2].toLowerCase()}`)
 }
 
-/** Reads and checks a swarm key file; every failure is a UsageError with exit code 1. */
+/** Reads and checks a swarm key file; every failure is a SwarmKeyError. */
 export async function readSwarmKey (path: string): Promise<Uint8Array> {
   let bytes: Uint8Array
   try {
     bytes = await readFile(path)
   } catch (err: any) {
-    throw new UsageError(`cannot read swarm key ${path}: ${err.code ?? err.message}; ${HOW_TO_CREATE}`, 1)
+    throw new SwarmKeyError(`cannot read swarm key ${path}: ${err.code ?? err.message}; ${HOW_TO_CREATE}`, { cause: err })
   }
   return parseSwarmKey(bytes, path)
 }

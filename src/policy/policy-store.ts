@@ -19,7 +19,7 @@ import { watch, type FSWatcher } from 'node:fs'
 import { readFile, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Connection } from '@libp2p/interface'
-import { UsageError } from '../errors.js'
+import { PolicyFileError } from '../errors.js'
 import { logger } from '../log.js'
 import { CompiledPolicy, OPEN_POLICY, parsePolicy, PolicyError, type PeerPolicy } from './peer-policy.js'
 
@@ -75,12 +75,12 @@ export class PolicyStore {
     return this.compiled.policy
   }
 
-  /** Reads policy.json (if any) and starts watching it. Throws UsageError on a bad file. */
+  /** Reads policy.json (if any) and starts watching it. Throws PolicyFileError on a bad file. */
   async start (): Promise<void> {
     try {
       this.apply(await this.read(), 'loaded')
     } catch (err) {
-      throw new UsageError(`${this.path}: ${(err as Error).message}; fix it or remove the file`, 1)
+      throw new PolicyFileError(`${this.path}: ${(err as Error).message}; fix it or remove the file`, { cause: err })
     }
     // the directory, not the file: editors and the API replace the file by renaming,
     // which would leave a watch on the old inode blind

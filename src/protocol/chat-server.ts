@@ -6,7 +6,7 @@
  * aborted the moment the consumer resets or closes the stream.
  */
 import { KrillError } from '../errors.js'
-import { logger } from '../log.js'
+import { logger, type Logger } from '../log.js'
 import { BreachLog } from './breach-log.js'
 import { FrameFormatError, FrameReader, FrameTooLargeError, FrameWriter, TruncatedFrameError } from './frame-io.js'
 import { acceptedFrame, deltaFrame, doneFrame, encodeFrame, errorFrame, splitDelta } from './frames.js'
@@ -14,12 +14,12 @@ import { MAX_OUTBOUND_CHAT_STREAMS, PeerRateLimiter, resolveLimits } from '../li
 import { CHAT_PROTOCOL } from './ids.js'
 import { SlotQueue } from './slot-queue.js'
 import { decodeChatRequest } from './validate.js'
-import type { ChatRequest, Engine, Usage } from '../engine/types.js'
+import type { ChatEvent, ChatRequest, Engine, Usage } from '../engine/types.js'
 import type { ErrorCodeName } from '../errors.js'
 import type { ChatFrame } from './generated/chat.js'
 import type { Limits } from '../limits/index.js'
 import type { Release } from './slot-queue.js'
-import type { Connection, Libp2p, Stream } from '@libp2p/interface'
+import type { ComponentLogger, Connection, Libp2p, Startable, Stream } from '@libp2p/interface'
 
 export type ChatServerEvent =
   | { type: 'request', peer: string, model: string, queuePosition: number }
@@ -44,6 +44,25 @@ export interface ChatServerOptions {
    * stream, so a policy change applies to the next request at once.
    */
   authorize?: (peer: string, connection: Connection) => string | undefined
+}
+
+export interface ChatServerInit extends ChatServerOptions {
+  /** on shutdown (beforeStop), how long running chats may take to finish before they get SHUTTING_DOWN (default 0) */
+  drainGraceMs?: number
+}
+
+/** What the chat server takes from libp2p when it runs as a service. */
+export interface ChatServerComponents {
+  registrar: Libp2pNode
+  logger: ComponentLogger
+}
+
+/**
+ * The chat server as a libp2p service: libp2p registers its handler on start,
+ * drains in-flight chats in beforeStop and removes the handler on stop.
+ */
+export function chatServer (init: ChatServerInit): (components: ChatServerComponents) => ChatServer {
+  return (components) => new ChatServer(init, components)
 }
 
 /** Why a stream was turned away before its request ran. */
@@ -85,7 +104,6 @@ interface InFlight {
   done: Promise<void>
 }
 
-const log = logger('chat')
 /** codes that mean "the peer broke a limit or a rule": worth a (throttled) log line */
 const BREACH_CODES = new Set<ErrorCodeName>(['FORBIDDEN', 'RATE_LIMITED', 'BUSY', 'TOO_LARGE', 'BAD_REQUEST', 'TIMEOUT'])
 
@@ -97,16 +115,18 @@ const CONSUMER_GONE = 'consumer closed the stream'
  */
 const ENDED = new KrillError('CANCELLED', 'request ended')
 
-export class ChatServer {
+export class ChatServer implements Startable {
+  readonly [Symbol.toStringTag] = '@krill/chat-server'
   private readonly engine: Engine
+  private readonly log: Logger
   private readonly limits: Limits
   private readonly queue: SlotQueue
-  private readonly opts: ChatServerOptions
+  private readonly opts: ChatServerInit
   private readonly inFlight = new Set<InFlight>()
   private readonly perPeer = new Map<string, number>()
   /** requests per minute per peer; a bucket costs memory only while it is not full */
   private readonly rate: PeerRateLimiter
-  private readonly breaches = new BreachLog(log)
+  private readonly breaches: BreachLog
   /** one per stream: deltas that follow each other closely go out together */
   private readonly writers = new WeakMap<Stream, FrameWriter>()
   private readonly counters: ChatServerCounters = {
@@ -122,10 +142,15 @@ export class ChatServer {
   }
 
   private node: Libp2pNode | undefined
+  private readonly components?: ChatServerComponents
   private stopping = false
+  private drained?: Promise<void>
 
-  constructor (opts: ChatServerOptions) {
+  constructor (opts: ChatServerInit, components?: ChatServerComponents) {
     this.opts = opts
+    this.components = components
+    this.log = logger('chat', components)
+    this.breaches = new BreachLog(this.log)
     this.engine = opts.engine
     this.limits = resolveLimits(opts.limits)
     this.queue = new SlotQueue(opts.slots, opts.maxQueue)
@@ -142,9 +167,12 @@ export class ChatServer {
     }
   }
 
-  async start (node: Libp2pNode): Promise<void> {
+  /** Registers the chat protocol handler, on `node` or (as a service) on libp2p's registrar. */
+  async start (node: Libp2pNode | undefined = this.components?.registrar): Promise<void> {
     if (this.node != null) throw new Error('ChatServer already started')
+    if (node == null) throw new Error('ChatServer needs a libp2p node to start on')
     this.stopping = false
+    this.drained = undefined
     await node.handle(CHAT_PROTOCOL, (stream, connection) => { this.onStream(stream, connection) }, {
       // headroom over our own per-peer limit so that excess streams reach us and
       // get a RATE_LIMITED frame instead of a bare reset from libp2p
@@ -156,27 +184,79 @@ export class ChatServer {
     this.node = node
   }
 
+  /** libp2p's shutdown, first phase: drain (see drain()) while the connections still carry our last frames. */
+  async beforeStop (): Promise<void> {
+    await this.drain(this.opts.drainGraceMs ?? 0)
+  }
+
   /**
-   * Stops serving: new streams get SHUTTING_DOWN; queued requests get SHUTTING_DOWN
-   * at once; running ones may finish within `graceMs` (default 0), then get
-   * SHUTTING_DOWN too. Resolves when every stream is done and the handler is gone.
+   * Stops serving: drains (unless beforeStop did) with `graceMs` (default 0),
+   * then removes the handler. Resolves when every stream is done and the handler is gone.
    */
   async stop (options: { graceMs?: number } = {}): Promise<void> {
     const node = this.node
     if (node == null) return
+    await this.drain(options.graceMs ?? 0)
+    await node.unhandle(CHAT_PROTOCOL)
+    this.node = undefined
+  }
+
+  /**
+   * New streams and local chats get SHUTTING_DOWN; queued requests get SHUTTING_DOWN
+   * at once; running ones may finish within `graceMs`, then get SHUTTING_DOWN too.
+   */
+  private async drain (graceMs: number): Promise<void> {
+    this.drained ??= this.drainNow(graceMs)
+    await this.drained
+  }
+
+  private async drainNow (graceMs: number): Promise<void> {
     this.stopping = true
     const reason = new KrillError('SHUTTING_DOWN', 'provider is shutting down')
     for (const job of this.inFlight) {
       if (job.phase !== 'running') job.abort.abort(reason)
     }
-    const grace = options.graceMs ?? 0
+    const grace = graceMs
     const all = Promise.allSettled([...this.inFlight].map(async job => job.done))
     if (grace > 0) await Promise.race([all, sleep(grace)])
     for (const job of this.inFlight) job.abort.abort(reason)
     // bounded: a job that ignores its abort must not hold shutdown hostage
     await Promise.race([Promise.allSettled([...this.inFlight].map(async job => job.done)), sleep(5_000)])
-    await node.unhandle(CHAT_PROTOCOL)
-    this.node = undefined
+  }
+
+  /**
+   * A chat of this node's own API on the local engine, through the same slots and
+   * queue as the chats peers send: it waits its turn when they are busy, and gets
+   * BUSY when the queue is full (the router then tries another provider). Counts
+   * in active/queued (so the load we announce and rank by includes it), not in the
+   * counters, which are about peers.
+   */
+  async * chatLocal (request: ChatRequest, signal: AbortSignal): AsyncGenerator<Exclude<ChatEvent, { type: 'accepted' }>, void, undefined> {
+    if (this.stopping) throw new KrillError('SHUTTING_DOWN', 'provider is shutting down')
+    const abort = new AbortController()
+    const onAbort = (): void => { abort.abort(signal.reason) }
+    signal.addEventListener('abort', onAbort, { once: true })
+    if (signal.aborted) onAbort()
+    const job: InFlight = { peer: 'local', phase: 'queued', abort, done: Promise.resolve() }
+    let finished!: () => void
+    job.done = new Promise<void>(resolve => { finished = resolve })
+    this.inFlight.add(job)
+    let release: Release | undefined
+    try {
+      const ticket = this.queue.enter(abort.signal)
+      if (ticket == null) throw new KrillError('BUSY', `all ${this.queue.slots} slots are busy and ${this.queue.queued} requests are queued`)
+      release = await ticket.ready
+      job.phase = 'running'
+      yield * this.engine.chat(request, abort.signal)
+    } catch (err) {
+      throw abort.signal.aborted && abort.signal.reason instanceof KrillError ? abort.signal.reason : err
+    } finally {
+      release?.()
+      signal.removeEventListener('abort', onAbort)
+      if (!abort.signal.aborted) abort.abort(ENDED)
+      this.inFlight.delete(job)
+      finished()
+    }
   }
 
   private onStream (stream: Stream, connection: Connection): void {

@@ -302,6 +302,8 @@ export class Router {
           model: m.name,
           digest: m.digest,
           capacity: local.capacity ?? { slots: this.localSlots, active: 0, queued: 0 },
+          // a live figure: it already counts every chat running there
+          capacityAt: local.capacity != null ? this.now() : undefined,
           source: 'local'
         })
       }

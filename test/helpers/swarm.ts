@@ -1,8 +1,8 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Daemon } from '../../src/daemon/daemon.js'
-import type { DaemonEvent } from '../../src/daemon/events.js'
+import { startDaemon, type Daemon } from '../../src/daemon/daemon.js'
+import type { DaemonEvent } from '../../src/events.js'
 import { resolveConfig, type FlagConfig, type KrillConfig } from '../../src/node/config.js'
 
 export interface TestDaemon {
@@ -34,7 +34,7 @@ export async function startTestDaemon (flags: FlagConfig & Partial<KrillConfig> 
     ...stripFlagOnly(flags)
   }
   const events: DaemonEvent[] = []
-  const daemon = await Daemon.start(config, { onEvent: e => events.push(e), onProgress: () => {} })
+  const daemon = await startDaemon(config, { onEvent: e => events.push(e), onProgress: () => {} })
   return { daemon, config, events }
 }
 

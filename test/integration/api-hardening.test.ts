@@ -56,8 +56,8 @@ describe('the HTTP API and web pages', () => {
   })
 
   it('bounds the time a request may take to arrive, not the answer', () => {
-    // the daemon's fastify instance: private, read here to pin the configuration
-    const server = (node.daemon as any).api.app.server as Server
+    // the API's node:http server, read here to pin the configuration
+    const server: Server = node.daemon.http
     expect(server.requestTimeout).toBe(60_000)
     // no socket inactivity limit: answers may be silent for minutes while a model loads
     expect(server.timeout).toBe(0)

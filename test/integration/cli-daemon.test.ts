@@ -45,6 +45,22 @@ describe('krill daemon (real processes)', () => {
     expect(await a.stop('SIGINT')).toBe(0)
   })
 
+  it('logs through libp2p\'s ComponentLogger: DEBUG=krill:*,libp2p:* shows both, KRILL_LOG alone the human lines', async () => {
+    const debug = await spawnDaemon([...base, '--data-dir', await dataDir()], { env: { DEBUG: 'krill:*,libp2p:*' } })
+    daemons.push(debug)
+    await waitFor(() => /krill:discovery/.test(debug.stderr()), 'a krill line under DEBUG')
+    expect(debug.stderr()).toMatch(/krill:daemon info peer id 12D3KooW/)
+    expect(debug.stderr()).toMatch(/libp2p:[a-z-]+/)
+    expect(await debug.stop('SIGTERM')).toBe(0)
+
+    const human = await spawnDaemon([...base, '--data-dir', await dataDir()], { env: { DEBUG: '' } })
+    daemons.push(human)
+    await waitFor(() => /discovery: no Ollama/.test(human.stderr()), 'the human-readable Ollama line')
+    expect(human.stderr()).toMatch(/^\S+ info  daemon: peer id 12D3KooW/m)
+    expect(human.stderr()).not.toMatch(/libp2p:/)
+    expect(await human.stop('SIGTERM')).toBe(0)
+  })
+
   it('keeps its identity across restarts, with the key file readable by its owner only', async () => {
     const dir = await dataDir()
     const first = await spawnDaemon([...base, '--data-dir', dir])

@@ -5,7 +5,7 @@ import { publicKeyToProtobuf } from '@libp2p/crypto/keys'
 import type { PeerId, PublicKey } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { Daemon } from '../../src/daemon/daemon.js'
+import { startDaemon, type Daemon } from '../../src/daemon/daemon.js'
 import { encodeAnnouncement, type ValidAnnouncement } from '../../src/discovery/announcement.js'
 import { ANNOUNCE_TOPIC } from '../../src/discovery/announcer.js'
 import type { ModelInfo } from '../../src/engine/types.js'
@@ -273,7 +273,7 @@ describe('model discovery in a 5-node swarm', () => {
       serve: false,
       announceTtlMs: TTL
     }
-    late = await Daemon.start(config, { discovery: { gossip: false }, onProgress: () => {} })
+    late = await startDaemon(config, { discovery: { gossip: false }, onProgress: () => {} })
     expect(late.libp2p.services.pubsub.getTopics()).not.toContain(ANNOUNCE_TOPIC)
     const provider = idOf(swarm.nodes[0])
 

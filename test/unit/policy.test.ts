@@ -4,7 +4,8 @@ import { join } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { UsageError } from '../../src/errors.js'
+import { exitCodeFor } from '../../src/cli/exit-codes.js'
+import { PolicyFileError } from '../../src/errors.js'
 import { CompiledPolicy, parsePolicy, PolicyError } from '../../src/policy/peer-policy.js'
 import { POLICY_FILE, PolicyStore } from '../../src/policy/policy-store.js'
 import { waitFor } from '../helpers/wait.js'
@@ -88,8 +89,8 @@ describe('the policy store', () => {
 
   it('refuses to start on a broken file, saying why (exit 1)', async () => {
     const err = await open({ file: '{"serve": {"deny": ["nope"]}}' }).catch(e => e)
-    expect(err).toBeInstanceOf(UsageError)
-    expect(err.exitCode).toBe(1)
+    expect(err).toBeInstanceOf(PolicyFileError)
+    expect(exitCodeFor(err)).toBe(1)
     expect(err.message).toMatch(/policy\.json: "serve\.deny\.0": "nope" is not a peer id.*fix it or remove the file/)
     const json = await open({ file: '{"serve": ' }).catch(e => e)
     expect(json.message).toMatch(/not valid JSON/)

@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { generateKey } from '@libp2p/pnet'
 import { describe, expect, it } from 'vitest'
-import { UsageError } from '../../src/errors.js'
+import { exitCodeFor } from '../../src/cli/exit-codes.js'
+import { SwarmKeyError } from '../../src/errors.js'
 import { parseSwarmKey, readSwarmKey, SWARM_KEY_HEADER } from '../../src/node/swarm-key.js'
 
 const HEX = 'a1'.repeat(32)
@@ -17,10 +18,10 @@ function fails (text: string | Uint8Array, pattern: RegExp): void {
   } catch (err) {
     error = err
   }
-  expect(error).toBeInstanceOf(UsageError)
-  expect((error as UsageError).exitCode).toBe(1)
-  expect((error as UsageError).message).toMatch(pattern)
-  expect((error as UsageError).message).toMatch(/krill swarm-key new/)
+  expect(error).toBeInstanceOf(SwarmKeyError)
+  expect(exitCodeFor(error)).toBe(1)
+  expect((error as SwarmKeyError).message).toMatch(pattern)
+  expect((error as SwarmKeyError).message).toMatch(/krill swarm-key new/)
 }
 
 describe('swarm key files', () => {

@@ -1,12 +1,11 @@
 import type { Command } from 'commander'
-import { UsageError } from '../../errors.js'
+import { BadRequestError, InterruptedError, ModelNotServedError, RequestFailedError, UsageError } from '../../errors.js'
 import { apiBase, callApi, errorMessage } from '../api-client.js'
 import { printJson } from '../output.js'
 import { cliOptions } from '../options.js'
 import { clientOptions } from './common.js'
 
 /** Exit code of a program stopped by SIGINT (128 + 2), as shells report it. */
-const EXIT_INTERRUPTED = 130
 
 interface ChunkUsage { prompt_tokens: number, completion_tokens: number, total_tokens: number }
 
@@ -55,7 +54,7 @@ export function registerChat (program: Command): void {
       const opts = cliOptions(command)
       const model: string = opts.model
       const prompt = words.length > 0 ? words.join(' ') : await readStdin()
-      if (prompt.trim() === '') throw new UsageError('no prompt: pass it as arguments or on stdin (echo "hi" | krill chat -m MODEL)', 2)
+      if (prompt.trim() === '') throw new UsageError('no prompt: pass it as arguments or on stdin (echo "hi" | krill chat -m MODEL)')
       const json = opts.json === true
 
       // Ctrl-C aborts the HTTP request: the daemon sees the client go away and
@@ -73,15 +72,15 @@ export function registerChat (program: Command): void {
           const text = await res.text()
           let body: unknown
           try { body = JSON.parse(text) } catch { body = text }
-          if (res.status === 404) throw new UsageError(`model "${model}" is not served by anyone in the swarm — see \`krill models\``, 1)
-          throw new UsageError(errorMessage(body, `${res.status} ${res.statusText}`), res.status === 400 ? 2 : 1)
+          if (res.status === 404) throw new ModelNotServedError(`model "${model}" is not served by anyone in the swarm — see \`krill models\``)
+          throw res.status === 400 ? new BadRequestError(errorMessage(body, `${res.status} ${res.statusText}`)) : new RequestFailedError(errorMessage(body, `${res.status} ${res.statusText}`))
         }
         const answer: ChatAnswer = { model, content: '', finishReason: null, usage: null }
         for await (const data of sseData(res.body)) {
           if (data === '[DONE]') break
           const chunk = JSON.parse(data) as Chunk
           // after the headers an error travels in the stream, as OpenAI does
-          if (chunk.error != null) throw new UsageError(chunk.error.message ?? 'the answer failed', 1)
+          if (chunk.error != null) throw new RequestFailedError(chunk.error.message ?? 'the answer failed')
           if (chunk.model != null) answer.model = chunk.model
           if (chunk.usage != null) answer.usage = chunk.usage
           for (const choice of chunk.choices ?? []) {
@@ -99,9 +98,8 @@ export function registerChat (program: Command): void {
       } catch (err: any) {
         if (abort.signal.aborted) {
           if (!json && process.stdout.isTTY) process.stdout.write('\n')
-          process.stderr.write('krill: interrupted\n')
-          process.exitCode = EXIT_INTERRUPTED
-          return
+          // main() prints "krill: interrupted" and exits 130
+          throw new InterruptedError('interrupted')
         }
         throw err
       } finally {

@@ -24,7 +24,7 @@ export function registerConnect (program: Command): void {
       try {
         multiaddr(addr)
       } catch (err: any) {
-        throw new UsageError(`"${addr}" is not a valid multiaddr (${err.message}); example: /ip4/192.0.2.10/tcp/4747/p2p/12D3KooW…`, 2)
+        throw new UsageError(`"${addr}" is not a valid multiaddr (${err.message}); example: /ip4/192.0.2.10/tcp/4747/p2p/12D3KooW…`)
       }
       const answer = await getJson<ConnectAnswer>(apiBase(opts.api), '/krill/v1/connect', { body: { multiaddr: addr } })
       if (opts.json === true) {

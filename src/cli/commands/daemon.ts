@@ -1,6 +1,6 @@
 import type { Command } from 'commander'
-import { Daemon } from '../../daemon/daemon.js'
-import type { DaemonEvent } from '../../daemon/events.js'
+import { startDaemon } from '../../daemon/daemon.js'
+import type { DaemonEvent } from '../../events.js'
 import { resolveConfig, type FlagConfig } from '../../node/config.js'
 import { logger } from '../../log.js'
 import { collect, cliOptions } from '../options.js'
@@ -86,7 +86,7 @@ export function registerDaemon (program: Command): void {
       process.on('SIGINT', onSignal)
       process.on('SIGTERM', onSignal)
 
-      const daemon = await Daemon.start(config, { onEvent })
+      const daemon = await startDaemon(config, { onEvent })
       const signal = await stopRequested
       log.info(`${signal}: shutting down (in-flight requests are finished or cancelled)`)
       await daemon.stop()

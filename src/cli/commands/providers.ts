@@ -1,7 +1,7 @@
 import type { Command } from 'commander'
 import type { ProvidersAnswer } from '../../api/control.js'
 import type { Capacity } from '../../discovery/types.js'
-import { UsageError } from '../../errors.js'
+import { ModelNotServedError } from '../../errors.js'
 import { apiBase, getJson } from '../api-client.js'
 import { formatMs, printJson, shortDigest, tableText } from '../output.js'
 import { cliOptions } from '../options.js'
@@ -32,6 +32,6 @@ export function registerProviders (program: Command): void {
       if (opts.json === true) printJson(answer)
       else if (!nobody) process.stdout.write(renderProviders(answer))
       // "nobody" is an answer, but scripts asking "can I use this model?" want a failure
-      if (nobody) throw new UsageError(`model "${model}" is not served by anyone in the swarm — see \`krill models\``, 1)
+      if (nobody) throw new ModelNotServedError(`model "${model}" is not served by anyone in the swarm — see \`krill models\``)
     })
 }

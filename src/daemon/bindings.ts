@@ -1,0 +1,127 @@
+/**
+ * The root's glue: each function binds the ports one part declares to the other
+ * parts that fulfil them. Nothing here has state of its own.
+ */
+import { peerIdFromString } from '@libp2p/peer-id'
+import { Ollama } from 'ollama'
+import { mergeCatalog, type ApiBackend } from '../api/backend.js'
+import type { ControlPort } from '../api/control.js'
+import type { MetricsPort } from '../api/metrics.js'
+import type { Discovery } from '../discovery/discovery.js'
+import type { ProviderDirectory, ProviderEntry } from '../discovery/types.js'
+import type { OllamaEngine } from '../engine/ollama-engine.js'
+import type { EventSink } from '../events.js'
+import type { KrillConfig } from '../node/config.js'
+import type { KrillNode } from '../node/create-node.js'
+import type { PolicyStore } from '../policy/policy-store.js'
+import { requestChat } from '../protocol/chat-client.js'
+import type { ChatServer } from '../protocol/chat-server.js'
+import type { RoundTripTimes } from '../peers/rtt.js'
+import { Router, type LocalSide, type RouterOptions } from '../router/router.js'
+import type { Capacity } from '../discovery/types.js'
+
+export interface Parts {
+  config: KrillConfig
+  node: KrillNode
+  policy: PolicyStore
+  discovery: Discovery
+  /** the local Ollama; undefined with --no-serve */
+  engine?: OllamaEngine
+  /** the provider side of the chat protocol; undefined with --no-serve */
+  chat?: ChatServer
+  /** round-trip times per peer (src/peers/rtt.ts) */
+  rtt: RoundTripTimes
+  emit: EventSink
+}
+
+/** this node's load as a provider: the chat server's slots and queue (none when not serving) */
+export function serveLoad (chat: ChatServer | undefined): Capacity {
+  const stats = chat?.stats
+  return { slots: stats?.slots ?? 0, active: stats?.active ?? 0, queued: stats?.queued ?? 0 }
+}
+
+/**
+ * The router, bound to discovery (provider table, DHT lookups), the local engine
+ * and its real load, the chat protocol client for remote peers, and the node's
+ * round-trip times (src/peers/rtt.ts) for ranking. The consume side of the peer policy applies here:
+ * providers it excludes are invisible to the router (never asked, never sent a
+ * prompt), whether they come from announcements or from the DHT.
+ */
+export function bindRouter (parts: Parts, local: () => LocalSide | undefined, opts: RouterOptions = {}): Router {
+  const { node, policy, discovery } = parts
+  const libp2p = node.libp2p
+  const allowed = (e: ProviderEntry): boolean => policy.mayConsume(e.peerId)
+  const table = discovery.providers
+  const providers: ProviderDirectory = {
+    providersFor: (model, digest) => table.providersFor(model, digest).filter(allowed),
+    catalog: () => table.catalog(),
+    all: () => table.all().filter(allowed)
+  }
+  return new Router({
+    selfId: libp2p.peerId.toString(),
+    local,
+    providers,
+    findProviders: async (model, signal) => (await discovery.findProviders(model, { signal })).filter(allowed),
+    remoteChat: (peerId, request, signal) => requestChat(libp2p, peerIdFromString(peerId), request, { signal }),
+    latencyMs: peer => parts.rtt.get(peer),
+    onServed: info => {
+      parts.emit({ event: 'request:routed', model: info.model, peerId: info.peerId, tokens: info.tokens, durationMs: info.durationMs, outcome: info.outcome })
+    }
+  }, { localSlots: parts.config.slots, ...opts })
+}
+
+/**
+ * The OpenAI and Ollama routes' backend: chats go through the router, the catalog
+ * is our shared models plus the provider table's, and /api/show of a local model
+ * asks the local Ollama itself.
+ */
+export function bindApiBackend (parts: Parts, router: Router): ApiBackend {
+  const { config, discovery } = parts
+  return {
+    chat: (request, opts) => router.chat(request, opts),
+    models: () => mergeCatalog(discovery.localModels(), discovery.providers.catalog()),
+    running: () => router.running(),
+    showLocal: async (name, signal) => {
+      if (parts.engine == null) return undefined
+      const client = new Ollama({
+        host: config.ollama,
+        fetch: async (input, init) => await fetch(input, { ...init, signal: init?.signal != null ? AbortSignal.any([init.signal, signal]) : signal })
+      })
+      return await client.show({ model: name }) as unknown as Record<string, unknown>
+    }
+  }
+}
+
+export function bindControl (parts: Parts, router: Router, startedAt: number): ControlPort {
+  const { config, node, discovery, engine } = parts
+  const libp2p = node.libp2p
+  return {
+    libp2p,
+    rtt: parts.rtt,
+    startedAt,
+    addrs: () => libp2p.getMultiaddrs().map(a => a.toString()),
+    ollama: {
+      url: config.ollama,
+      serving: config.serve,
+      healthy: engine != null ? async signal => await engine.isHealthy(signal) : undefined
+    },
+    localModels: () => discovery.localModels(),
+    providers: discovery.providers,
+    findProviders: async (model, opts) => await discovery.findProviders(model, opts),
+    serveLoad: () => serveLoad(parts.chat),
+    routing: () => router.running().length,
+    nat: () => node.nat.status(),
+    dht: () => ({ mode: node.dhtMode(), configured: config.dhtMode })
+  }
+}
+
+export function bindMetrics (parts: Parts, router: Router, registry: MetricsPort['registry']): MetricsPort {
+  return {
+    registry,
+    router,
+    serving: () => parts.chat?.stats,
+    announcements: () => parts.discovery.announcer?.stats,
+    providerEntries: () => parts.discovery.providers.all().length,
+    policy: () => parts.policy.stats
+  }
+}
