@@ -157,6 +157,7 @@ export async function startDaemon (config: KrillConfig, opts: DaemonOptions = {}
       relayLimits: config.relayLimits,
       upnp: config.upnp,
       autonat: config.autonat,
+      holePunch: config.holePunch,
       swarmKey: config.swarmKey,
       datastorePath: join(config.dataDir, 'datastore')
     }, {

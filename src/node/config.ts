@@ -49,6 +49,8 @@ export interface KrillConfig {
    * such requests for peers
    */
   autonat: boolean
+  /** open direct TCP connections to peers we reach only through a relay (tcp-punch.ts) */
+  holePunch: boolean
   swarmKey?: string
   /** concurrent Ollama requests this node runs for the network */
   slots: number
@@ -147,6 +149,7 @@ const fileSchema = z.object({
   relayLimits: relayLimitsSchema.optional(),
   upnp: z.boolean().optional(),
   autonat: z.boolean().optional(),
+  holePunch: z.boolean().optional(),
   swarmKey: z.string().optional(),
   // a big server (or Ollama with a high OLLAMA_NUM_PARALLEL) may run hundreds of
   // answers at once; the bench runs 500 concurrent streams through one provider
@@ -280,7 +283,9 @@ export async function resolveConfig (flags: FlagConfig, env: NodeJS.ProcessEnv =
 
   const listen = checkMultiaddrs(pick('listen') ?? [
     `/ip4/0.0.0.0/tcp/${DEFAULT_TCP_PORT}`,
-    `/ip4/0.0.0.0/tcp/${DEFAULT_WS_PORT}/ws`
+    `/ip4/0.0.0.0/tcp/${DEFAULT_WS_PORT}/ws`,
+    // QUIC (one round trip to connect); left out in a private swarm, see create-node.ts
+    `/ip4/0.0.0.0/udp/${DEFAULT_TCP_PORT}/quic-v1`
   ], '--listen')
   const announce = checkMultiaddrs(pick('announce') ?? [], '--announce')
   const bootstrap = checkMultiaddrs(pick('bootstrap') ?? [], '--bootstrap')
@@ -310,6 +315,7 @@ export async function resolveConfig (flags: FlagConfig, env: NodeJS.ProcessEnv =
     relayLimits: { ...DEFAULT_RELAY_LIMITS, ...pick('relayLimits') },
     upnp: pick('upnp') ?? true,
     autonat: pick('autonat') ?? true,
+    holePunch: pick('holePunch') ?? true,
     swarmKey: pick('swarmKey'),
     slots: pick('slots') ?? 4,
     maxQueue: pick('maxQueue') ?? 64,

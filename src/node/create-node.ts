@@ -1,3 +1,4 @@
+import { quic } from '@chainsafe/libp2p-quic'
 import { autoNATv2 } from '@libp2p/autonat-v2'
 import { bootstrap } from '@libp2p/bootstrap'
 import { circuitRelayServer, circuitRelayTransport, type CircuitRelayService } from '@libp2p/circuit-relay-v2'
@@ -26,6 +27,7 @@ import { DEFAULT_RELAY_LIMITS, type DhtMode, type RelayLimits } from './config.j
 import { autoDhtMode, type AutoDhtMode } from './dht-mode.js'
 import { RelayPolicy, relayReserver, type RelayReserver } from './nat.js'
 import { isLoopbackAddr } from '../peers/index.js'
+import { tcpPunch, type TcpPunch } from './tcp-punch.js'
 
 export const DHT_PROTOCOL = '/krill/kad/1.0.0'
 
@@ -50,6 +52,8 @@ export type KrillServices = {
   relayPolicy: unknown
   /** present with dhtMode 'auto': follows our reachability (dht-mode.ts) */
   dhtMode?: AutoDhtMode
+  /** direct TCP connections between peers behind NATs (tcp-punch.ts); present unless turned off */
+  punch?: TcpPunch
 }
 
 /** a krill node; `S` are the services the composition root adds (chat server, discovery, …) */
@@ -78,6 +82,8 @@ export interface NodeOptions {
   upnp?: boolean
   /** confirm public addresses with AutoNAT v2 and answer peers' requests; default false */
   autonat?: boolean
+  /** TCP hole punching with peers reached through a relay; default true */
+  holePunch?: boolean
   /** path of a libp2p pnet swarm key file */
   swarmKey?: string
   /** LevelDB directory; omit for an in-memory datastore */
@@ -97,6 +103,10 @@ export interface KrillNode<S extends Record<string, unknown> = Record<string, un
   dhtMode: () => 'server' | 'client'
   /** closes libp2p, then the datastore */
   stop: () => Promise<void>
+}
+
+export function isQuicAddr (addr: string): boolean {
+  return /\/quic(-v1)?(\/|$)/.test(addr)
 }
 
 /** UPnP is pointless (and its SSDP multicast unwelcome) when we only listen on loopback. */
@@ -135,6 +145,11 @@ export async function createKrillNode<S extends Record<string, unknown> = Record
   const policy = new RelayPolicy({ relay: opts.relay ?? false, autoRelay: opts.autoRelay ?? false, autonat, limits })
   const upnp = (opts.upnp ?? false) && listensBeyondLoopback(opts.listen)
 
+  // QUIC connections skip libp2p's connection protector, so a private swarm (pnet)
+  // must not speak QUIC: a peer without the key would get in over UDP
+  const useQuic = opts.swarmKey == null
+  const listen = useQuic ? opts.listen : opts.listen.filter(a => !isQuicAddr(a))
+
   const peerDiscovery = []
   if (opts.bootstrap.length > 0) peerDiscovery.push(bootstrap({ list: opts.bootstrap, timeout: 100 }))
   if (opts.mdns) peerDiscovery.push(mdns({ serviceTag: 'krill.local' }))
@@ -143,10 +158,11 @@ export async function createKrillNode<S extends Record<string, unknown> = Record
     const libp2p = await createLibp2p<KrillServices & S>({
       privateKey: opts.privateKey,
       datastore,
-      addresses: { listen: opts.listen, appendAnnounce: opts.announce ?? [] },
+      addresses: { listen, appendAnnounce: opts.announce ?? [] },
       transports: [
         tcp(),
         webSockets(),
+        ...(useQuic ? [quic()] : []),
         // dial and accept relayed connections; reservations are made by relayReserver
         circuitRelayTransport({ reservationCompletionTimeout: 10_000 })
       ],
@@ -196,6 +212,7 @@ export async function createKrillNode<S extends Record<string, unknown> = Record
         // exchange when the address to dial is not the requester's own IP).
         ...(autonat ? { autonat: autoNATv2() } : {}),
         dcutr: dcutr(),
+        ...(opts.holePunch !== false ? { punch: tcpPunch() } : {}),
         ...(policy.installed
           ? {
               relay: circuitRelayServer({

@@ -77,7 +77,9 @@ describe('NAT traversal through real NATs (network namespaces)', () => {
     dirs.push(d)
     return d
   }
-  const consumerArgs = (): string[] => ['--no-serve', '--listen', `/ip4/0.0.0.0/tcp/${PORT}`, '--api', '127.0.0.1:0', '--bootstrap', bootstrap, '--data-dir', consumerDir]
+  // these tests follow libp2p's own paths (the relay, DCUtR over UPnP); krill's TCP
+  // hole punch would replace the relayed connection first: nat-punch.test.ts tests it
+  const consumerArgs = (): string[] => ['--no-serve', '--no-hole-punch', '--listen', `/ip4/0.0.0.0/tcp/${PORT}`, '--api', '127.0.0.1:0', '--bootstrap', bootstrap, '--data-dir', consumerDir]
 
   beforeAll(async () => {
     lab = createNatLab()
@@ -89,7 +91,7 @@ describe('NAT traversal through real NATs (network namespaces)', () => {
       '--api', '127.0.0.1:0', '--data-dir', await dataDir()])
     bootstrap = `/ip4/${RELAY_IP}/tcp/${PORT}/p2p/${relay.ready.peerId}`
     const standin = await lab.startStandin(r1.host, { model: MODEL, tokensCount: TOKENS, tokenSize: TOKEN_SIZE, tps: TPS })
-    provider = await lab.startDaemon(r1.host, ['--no-upnp', '--listen', `/ip4/0.0.0.0/tcp/${PORT}`, '--api', '127.0.0.1:0',
+    provider = await lab.startDaemon(r1.host, ['--no-upnp', '--no-hole-punch', '--listen', `/ip4/0.0.0.0/tcp/${PORT}`, '--api', '127.0.0.1:0',
       '--bootstrap', bootstrap, '--ollama', standin.url, '--data-dir', await dataDir()])
     consumerDir = await dataDir()
     // no UPnP at first: both peers sit behind plain NATs

@@ -35,6 +35,7 @@ export function registerDaemon (program: Command): void {
     .option('--no-auto-relay', 'never relay for others, not even once this node is publicly reachable')
     .option('--no-upnp', 'do not ask the router to forward our port (UPnP; sends SSDP multicast on the LAN)')
     .option('--no-autonat', 'do not have peers confirm our public addresses by dialing back (AutoNAT v2), nor do it for them')
+    .option('--no-hole-punch', 'never open direct connections through NATs by TCP hole punching (relayed peers stay relayed)')
     .option('--swarm-key <file>', 'join the private swarm of this pre-shared key (env KRILL_SWARM_KEY)')
     .option('--json', 'print the ready line and events as JSON lines on stdout')
     .action(async (_opts, command: Command) => {
@@ -54,6 +55,7 @@ export function registerDaemon (program: Command): void {
         autoRelay: opts.autoRelay,
         upnp: opts.upnp,
         autonat: opts.autonat,
+        holePunch: opts.holePunch,
         swarmKey: opts.swarmKey
       }
       const config = await resolveConfig(flags)
