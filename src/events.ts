@@ -7,8 +7,8 @@ export type DaemonEvent =
   | { event: 'model:vanished', model: string, digest: string, peerId: string }
   /** we answered a peer's chat; peerId is the consumer */
   | { event: 'request:served', model: string, peerId: string, tokens: number, durationMs: number, outcome: string }
-  /** our API's chat was answered by the network; peerId is the provider that finished it */
-  | { event: 'request:routed', model: string, peerId: string, tokens: number, durationMs: number, outcome: string }
+  /** our API's chat was answered by the network; peerId is the provider that finished it; ttftMs null when no token came */
+  | { event: 'request:routed', model: string, peerId: string, tokens: number, durationMs: number, outcome: string, ttftMs: number | null }
   | { event: 'ollama:unreachable', url: string }
   | { event: 'ollama:reachable', url: string }
   | { event: 'stopping' }

@@ -10,7 +10,9 @@
  *   attack arrives with the attacker's domain in Host.
  *
  * An API bound beyond loopback requires a bearer token already, which a web page
- * cannot guess; the Host check is skipped there (clients use whatever name they like).
+ * cannot guess; the Host check is skipped there (clients use whatever name they like),
+ * and the web console served by the API itself may call it (its Origin is the
+ * API's own, as the Host header names it; its calls still carry the token).
  */
 import type { FastifyInstance } from 'fastify'
 import { logger } from '../log.js'
@@ -31,12 +33,20 @@ function loopbackOrigin (origin: string): boolean {
   }
 }
 
-export function registerOriginGuard (app: FastifyInstance, opts: { loopbackOnly: boolean }): void {
+function sameOriginAs (origin: string, host: string | undefined): boolean {
+  try {
+    return host != null && new URL(origin).host.toLowerCase() === host.toLowerCase()
+  } catch {
+    return false
+  }
+}
+
+export function registerOriginGuard (app: FastifyInstance, opts: { loopbackOnly: boolean, sameOrigin?: boolean }): void {
   // a page that keeps trying must not flood the log: one line per origin a minute
   const breaches = new BreachLog(log)
   app.addHook('onRequest', async (request, reply) => {
     const origin = request.headers.origin
-    if (origin != null && !loopbackOrigin(origin) && !APP_ORIGIN.test(origin)) {
+    if (origin != null && !loopbackOrigin(origin) && !APP_ORIGIN.test(origin) && !(opts.sameOrigin === true && sameOriginAs(origin, request.headers.host))) {
       breaches.note(origin.slice(0, 100), 'origin', `refused ${request.method} ${request.url.slice(0, 100)} from a web page (Origin ${origin.slice(0, 100)})`)
       return await reply.code(403).send({ error: { message: `requests from web pages are refused (Origin ${origin.slice(0, 100)}): call the krill API from a program, not from a browser page`, type: 'permission_error', code: 'forbidden_origin' } })
     }

@@ -5,6 +5,9 @@ import { isLoopbackHost } from '../peers/index.js'
 import type { PolicyStore } from '../policy/policy-store.js'
 import type { ApiBackend } from './backend.js'
 import { registerControlRoutes, type ControlPort } from './control.js'
+import { registerEventsRoute, snapshotFromRoutes, type EventsPort } from './events-route.js'
+import { registerRequestRoutes, type RequestRoutesDeps } from './request-log.js'
+import { isUiAsset, registerUiRoutes } from './ui-routes.js'
 import { registerLimitMetrics } from './limit-metrics.js'
 import { registerMetricsRoute, type MetricsPort } from './metrics.js'
 import { registerOriginGuard } from './origin-guard.js'
@@ -26,6 +29,12 @@ export interface ApiDeps {
   metrics: MetricsPort
   /** GET/PUT /krill/v1/policy */
   policy: PolicyStore
+  /** GET /krill/v1/events: the daemon's events, live */
+  events: EventsPort
+  /** GET /krill/v1/requests: chats in flight and the last finished ones */
+  requests: RequestRoutesDeps
+  /** GET /ui/: the web console's files (src/ui/assets) */
+  uiAssetsDir: string
 }
 
 export interface ApiServer {
@@ -58,10 +67,12 @@ export async function createApiServer (deps: ApiDeps): Promise<ApiServer> {
     keepAliveTimeout: 5_000
   })
   const token = deps.apiToken
-  registerOriginGuard(app, { loopbackOnly: token == null && isLoopbackHost(deps.host) })
+  registerOriginGuard(app, { loopbackOnly: token == null && isLoopbackHost(deps.host), sameOrigin: token != null })
 
   app.addHook('onRequest', async (request, reply) => {
     if (token == null) return
+    // the console's static files hold no data; the page sends the token with every call
+    if (request.method === 'GET' && isUiAsset(request.url)) return
     if (!tokenMatches(request.headers.authorization, token)) {
       await reply.code(401).send({ error: { message: 'missing or wrong bearer token: send "Authorization: Bearer <KRILL_API_TOKEN>"', type: 'authentication_error', code: 'unauthorized' } })
     }
@@ -71,6 +82,9 @@ export async function createApiServer (deps: ApiDeps): Promise<ApiServer> {
   registerMetricsRoute(app, deps.metrics)
   registerLimitMetrics(app, deps.metrics)
   registerPolicyRoutes(app, deps.policy)
+  registerRequestRoutes(app, deps.requests)
+  registerEventsRoute(app, { subscribe: deps.events.subscribe, snapshot: snapshotFromRoutes(app) })
+  registerUiRoutes(app, { assetsDir: deps.uiAssetsDir })
   const backend = deps.backend
   await app.register(openAiRoutes, { prefix: '/v1', backend })
   await app.register(ollamaRoutes, { backend })

@@ -65,7 +65,7 @@ export function bindRouter (parts: Parts, local: () => LocalSide | undefined, op
     remoteChat: (peerId, request, signal) => requestChat(libp2p, peerIdFromString(peerId), request, { signal }),
     latencyMs: peer => parts.rtt.get(peer),
     onServed: info => {
-      parts.emit({ event: 'request:routed', model: info.model, peerId: info.peerId, tokens: info.tokens, durationMs: info.durationMs, outcome: info.outcome })
+      parts.emit({ event: 'request:routed', model: info.model, peerId: info.peerId, tokens: info.tokens, durationMs: info.durationMs, outcome: info.outcome, ttftMs: info.firstTokenMs ?? null })
     }
   }, { localSlots: parts.config.slots, ...opts })
 }

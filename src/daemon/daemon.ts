@@ -12,6 +12,7 @@ import type { PeerId } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { ServiceFactoryMap } from 'libp2p'
 import type { Registry } from 'prom-client'
+import { RequestLog } from '../api/request-log.js'
 import { createApiServer, type ApiServer } from '../api/server.js'
 import { createMetricsRegistry, libp2pMetrics } from '../api/metrics.js'
 import type { ValidationStats } from '../discovery/announcement-validator.js'
@@ -25,6 +26,7 @@ import { OllamaEngine } from '../engine/ollama-engine.js'
 import type { Engine, ModelInfo } from '../engine/types.js'
 import { AddressInUseError, AddressUnavailableError } from '../errors.js'
 import type { DaemonEvent, EventSink } from '../events.js'
+import { uiAssetsDir } from '../ui/index.js'
 import { componentLogger, logger } from '../log.js'
 import type { KrillConfig } from '../node/config.js'
 import { createKrillNode, type KrillLibp2p, type KrillNode } from '../node/create-node.js'
@@ -87,11 +89,12 @@ export interface Daemon {
 /** Builds and starts every part of a krill node, in order. On failure, what was built is stopped again. */
 export async function startDaemon (config: KrillConfig, opts: DaemonOptions = {}): Promise<Daemon> {
   const progress = opts.onProgress ?? ((step: string) => log.info(step))
-  const sink = opts.onEvent ?? (() => {})
+  // every event goes to the caller (the --json lines) and to the API's live feed
+  const sink = fanOut(opts.onEvent)
   // the ready line comes first: what happens while we start is reported right after it
   let ready = false
   const early: DaemonEvent[] = []
-  const emit: EventSink = event => { if (ready) sink(event); else early.push(event) }
+  const emit: EventSink = event => { if (ready) sink.send(event); else early.push(event) }
   const startedAt = Date.now()
   // what is built is stopped again when start-up fails, newest first
   const built: Array<() => Promise<void> | void> = []
@@ -235,14 +238,20 @@ export async function startDaemon (config: KrillConfig, opts: DaemonOptions = {}
       return localEngine != null && models.length > 0 ? { engine: localEngine, models, capacity: serveLoad(chat) } : undefined
     })
 
-    // 6. HTTP API
+    // 6. HTTP API, with the web console: its request log hears the router's reports
+    const requestLog = new RequestLog({ selfId: libp2p.peerId.toString() })
+    const offRequests = sink.subscribe(event => { if (event.event === 'request:routed') requestLog.record(event) })
+    built.push(offRequests)
     const api: ApiServer = await createApiServer({
       host: config.api.host,
       apiToken: config.apiToken,
       backend: bindApiBackend(parts, router),
       control: bindControl(parts, router, startedAt),
       metrics: bindMetrics(parts, router, metrics),
-      policy
+      policy,
+      events: { subscribe: listener => sink.subscribe(listener) },
+      requests: { running: () => router.running(), recent: () => requestLog.recent() },
+      uiAssetsDir: uiAssetsDir()
     })
     built.push(async () => { await api.close() })
     await api.listen(config.api)
@@ -259,6 +268,7 @@ export async function startDaemon (config: KrillConfig, opts: DaemonOptions = {}
       emit({ event: 'stopping' })
       await Promise.allSettled([router.drain({ graceMs: 5_000 }), chat?.beforeStop()])
       await api.close()
+      offRequests()
       await node.stop()
       detach()
       policy.stop()
@@ -288,13 +298,34 @@ export async function startDaemon (config: KrillConfig, opts: DaemonOptions = {}
         await stopping
       }
     }
-    sink({ event: 'ready', peerId: libp2p.peerId.toString(), addrs: daemon.addrs(), api: api.url })
+    sink.send({ event: 'ready', peerId: libp2p.peerId.toString(), addrs: daemon.addrs(), api: api.url })
     ready = true
-    for (const event of early.splice(0)) sink(event)
+    for (const event of early.splice(0)) sink.send(event)
     return Object.freeze(daemon)
   } catch (err) {
     await unwind()
     throw err
+  }
+}
+
+/** The daemon's events to the caller's sink and to every subscriber (the API's live feed); a failing subscriber is logged, never fatal. */
+function fanOut (first: EventSink | undefined): { send: EventSink, subscribe: (listener: EventSink) => () => void } {
+  const listeners = new Set<EventSink>()
+  return {
+    send: event => {
+      first?.(event)
+      for (const listener of listeners) {
+        try {
+          listener(event)
+        } catch (err: any) {
+          log.warn(`an event subscriber failed on ${event.event}: ${err?.message ?? err}`)
+        }
+      }
+    },
+    subscribe: listener => {
+      listeners.add(listener)
+      return () => { listeners.delete(listener) }
+    }
   }
 }
 

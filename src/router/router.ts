@@ -38,6 +38,8 @@ export interface ServedInfo {
   durationMs: number
   outcome: 'done' | 'failed' | 'cancelled'
   failovers: number
+  /** from the request to its first token; undefined when no token came */
+  firstTokenMs?: number
 }
 
 export interface RouterDeps {
@@ -164,6 +166,7 @@ export class Router {
     this.active.set(run.id, run)
     let outcome: ServedInfo['outcome'] = 'cancelled'
     let failovers = 0
+    let firstTokenMs: number | undefined
     try {
       const partial = new PartialAnswer()
       const tried = new Set<string>()
@@ -219,7 +222,10 @@ export class Router {
             }
             timer.progress()
             if (event.type === 'delta') {
-              if (partial.empty) this.stats.recordTtft(this.now() - startedAt, request.model, next.local)
+              if (partial.empty) {
+                firstTokenMs ??= this.now() - startedAt
+                this.stats.recordTtft(this.now() - startedAt, request.model, next.local)
+              }
               partial.add(event)
               run.tokens++
               this.stats.tokens++
@@ -284,7 +290,7 @@ export class Router {
     } finally {
       if (outcome === 'cancelled') this.stats.cancelled++
       this.active.delete(run.id)
-      this.deps.onServed?.({ model: request.model, peerId: run.peerId, tokens: run.tokens, durationMs: this.now() - startedAt, outcome, failovers })
+      this.deps.onServed?.({ model: request.model, peerId: run.peerId, tokens: run.tokens, durationMs: this.now() - startedAt, outcome, failovers, firstTokenMs })
     }
   }
 
