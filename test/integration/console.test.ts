@@ -96,6 +96,16 @@ describe('the web console in headless Chromium', () => {
     const png = await readFile(file)
     expect(png.subarray(0, 8).equals(PNG_MAGIC)).toBe(true)
     if (process.env.KRILL_SCREENSHOTS != null) {
+      // for the docs: a fuller picture, a few more chats through both providers
+      for (const [model, prompt] of [[SHARED, 'What is krill?'], [SHARED, 'And who answered?']]) {
+        const before = await page.$$eval('.msg.assistant .who', els => els.length)
+        await page.selectOption('#chat-model', model)
+        await page.fill('#chat-input', prompt)
+        await page.press('#chat-input', 'Enter')
+        await page.waitForFunction(n => document.querySelectorAll('.msg.assistant .who').length > n, before, { timeout: 30_000 })
+      }
+      await page.waitForFunction(() => document.querySelectorAll('#recent-table tbody tr').length >= 3, undefined, { timeout: 30_000 })
+      await page.screenshot({ path: file, fullPage: true })
       await page.setViewportSize({ width: 1280, height: 760 })
       await page.screenshot({ path: join(dir, 'console-top.png') })
       await writeFile(join(dir, '.keep'), '')

@@ -88,8 +88,10 @@ function renderTiles (s) {
   $('t-models').textContent = String(models.length)
   $('t-served').textContent = st.models.length > 0 ? `${st.models.length} served here` : 'none served here'
   const r = st.requests
-  $('t-load').textContent = r.slots > 0 ? `${r.active}/${r.slots}` : 'off'
-  $('t-queue').textContent = r.slots > 0 ? `${r.queued} queued` : 'not serving'
+  const sharing = r.slots > 0 && st.models.length > 0
+  $('t-load').textContent = sharing ? `${r.active}/${r.slots}` : 'none'
+  $('t-load').title = sharing ? 'chats this node runs for peers / its chat slots' : ''
+  $('t-queue').textContent = sharing ? `${r.queued} queued` : 'no models shared'
   $('t-routing').textContent = String(r.routing)
   const recent = s.requests?.recent ?? []
   $('t-recent').textContent = recent.length > 0 ? `${recent.length} recent` : 'none yet'
