@@ -93,23 +93,28 @@ describe('console routes on a loopback daemon', () => {
 
   it('streams a snapshot at once, and the daemon\'s events as they happen', async () => {
     const api = node.daemon.apiUrl
-    const feed = readFeed(`${api}/krill/v1/events`, {}, m => m.some(e => e.event === 'stopping' || e.event === 'ollama:reachable'))
-    // an event the daemon emits while the feed is open reaches it
-    await waitFor(async () => {
-      const first = (await readFeed(`${api}/krill/v1/events`, {}, m => m.some(e => e.event === 'snapshot')))[0]
-      return first?.event === 'snapshot' ? first : undefined
-    }, 'a first snapshot').then(snapshot => {
-      expect(snapshot.status.peerId).toBe(node.daemon.peerId.toString())
-      expect(snapshot.peers).toEqual({ peers: [] })
-      expect(snapshot.models).toMatchObject({ models: [], local: [] })
-      expect(snapshot.requests).toEqual({ running: [], recent: [] })
-      expect(snapshot).toHaveProperty('ledger')
-      expect(snapshot).toHaveProperty('balance')
-    })
-    await new Promise(resolve => setTimeout(resolve, 300))
-    node.daemon.emitEvent({ event: 'ollama:reachable', url: 'http://127.0.0.1:9' })
-    const messages = await feed
-    expect(messages.find(e => e.event === 'ollama:reachable')).toEqual({ event: 'ollama:reachable', url: 'http://127.0.0.1:9' })
+    const [first] = await readFeed(`${api}/krill/v1/events`, {}, m => m.some(e => e.event === 'snapshot'))
+    expect(first.event).toBe('snapshot')
+    expect(first.status.peerId).toBe(node.daemon.peerId.toString())
+    expect(first.peers).toEqual({ peers: [] })
+    expect(first.models).toMatchObject({ models: [], local: [] })
+    expect(first.requests).toEqual({ running: [], recent: [] })
+    expect(first).toHaveProperty('ledger')
+    expect(first).toHaveProperty('balance')
+    // a peer connecting while the feed is open: its peer:joined arrives, and the next snapshot lists it
+    const other = await startTestDaemon()
+    try {
+      const otherId = other.daemon.peerId.toString()
+      const feed = readFeed(`${api}/krill/v1/events`, {}, m => m.some(e => e.event === 'snapshot' && e.peers.peers.length === 1))
+      await new Promise(resolve => setTimeout(resolve, 200))
+      const dialed = await fetch(`${api}/krill/v1/connect`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ multiaddr: other.daemon.addrs()[0] }) })
+      expect(dialed.status).toBe(200)
+      const messages = await feed
+      expect(messages).toContainEqual({ event: 'peer:joined', peerId: otherId })
+      expect(messages.at(-1).peers.peers.map((p: { id: string }) => p.id)).toEqual([otherId])
+    } finally {
+      await other.daemon.stop()
+    }
   })
 })
 
