@@ -92,11 +92,17 @@ export async function krillProvider (settings: KrillSettings, opts: { signal?: A
     if (opts.signal?.aborted === true) throw err
     return null
   }
-  const ids = ((listed as { data?: Array<{ id?: unknown }> })?.data ?? [])
-    .map(m => m?.id)
-    .filter((id): id is string => typeof id === 'string' && id !== '')
+  const rows = ((listed as { data?: Array<{ id?: unknown, context_length?: unknown, capabilities?: unknown }> })?.data ?? [])
+    .filter(m => typeof m?.id === 'string' && m.id !== '')
+  const ids = rows.map(m => m.id as string)
   const shown = new Map<string, Shown | undefined>()
-  const queue = [...ids]
+  // a krill that lists a model's facts in /v1/models itself needs no /api/show for it
+  for (const row of rows) {
+    if (Array.isArray(row.capabilities) && typeof row.context_length === 'number') {
+      shown.set(row.id as string, { capabilities: row.capabilities.filter((c): c is string => typeof c === 'string'), model_info: { 'krill.context_length': row.context_length } })
+    }
+  }
+  const queue = ids.filter(id => !shown.has(id))
   await Promise.all(Array.from({ length: Math.min(SHOW_CONCURRENCY, queue.length) }, async () => {
     for (let id = queue.shift(); id != null; id = queue.shift()) {
       try {
