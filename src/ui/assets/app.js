@@ -67,8 +67,8 @@ function timeAgo (at) {
   return new Date(at).toLocaleTimeString()
 }
 
-function who (peerId, selfId) {
-  if (peerId == null || peerId === '') return h('span', { class: 'muted' }, 'choosing…')
+function who (peerId, selfId, finished = false) {
+  if (peerId == null || peerId === '') return h('span', { class: 'muted' }, finished ? 'nobody' : 'choosing…')
   if (peerId === selfId || peerId === 'local') return h('span', { class: 'tag here' }, 'this node')
   return h('code', { title: peerId }, shortId(peerId))
 }
@@ -165,7 +165,7 @@ function renderRequests (s) {
   $('running-empty').hidden = running.length > 0
   const recent = (s.requests?.recent ?? []).slice(0, 12)
   fill($('recent-table').tBodies[0], recent.map(r => h('tr', {},
-    h('td', { class: 'muted' }, timeAgo(r.at)), h('td', {}, r.model), h('td', {}, who(r.peerId, selfId)),
+    h('td', { class: 'muted' }, timeAgo(r.at)), h('td', {}, r.model), h('td', {}, who(r.peerId, selfId, true)),
     h('td', { class: 'num' }, formatMs(r.ttftMs)),
     h('td', { class: 'num' }, r.tokensPerSecond != null ? r.tokensPerSecond.toFixed(1) : '–'),
     h('td', { class: 'num' }, String(r.tokens)),
