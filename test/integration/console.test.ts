@@ -5,7 +5,7 @@
  * a chat typed into it must show the stand-in's exact answer, streamed through the
  * local API. With KRILL_SCREENSHOTS=<dir> it also saves the screenshots for docs/.
  */
-import { readFile, writeFile } from 'node:fs/promises'
+import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -106,9 +106,6 @@ describe('the web console in headless Chromium', () => {
       }
       await page.waitForFunction(() => document.querySelectorAll('#recent-table tbody tr').length >= 3, undefined, { timeout: 30_000 })
       await page.screenshot({ path: file, fullPage: true })
-      await page.setViewportSize({ width: 1280, height: 760 })
-      await page.screenshot({ path: join(dir, 'console-top.png') })
-      await writeFile(join(dir, '.keep'), '')
     }
   })
 })
