@@ -6,9 +6,9 @@
 import { noise } from '@libp2p/noise'
 import { tcp } from '@libp2p/tcp'
 import { yamux } from '@libp2p/yamux'
-import { createLibp2p } from 'libp2p'
+import { createLibp2p, type ServiceFactoryMap } from 'libp2p'
 import { OllamaEngine } from '../../src/engine/ollama-engine.js'
-import { ChatServer } from '../../src/protocol/chat-server.js'
+import { chatServer, type ChatServer } from '../../src/protocol/chat-server.js'
 import { FrameReader, lengthPrefixed } from '../../src/protocol/frame-io.js'
 import { decodeFrame } from '../../src/protocol/frames.js'
 import { CHAT_PROTOCOL } from '../../src/protocol/ids.js'
@@ -37,14 +37,15 @@ export async function cleanup (): Promise<void> {
   if (errors.length > 0) throw new AggregateError(errors, 'cleanup failed')
 }
 
-export async function createNode (): Promise<Libp2p> {
-  const node = await createLibp2p({
+export async function createNode<S extends Record<string, unknown> = Record<string, unknown>> (services?: ServiceFactoryMap<S>): Promise<Libp2p<S>> {
+  const node = await createLibp2p<S>({
     addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
     transports: [tcp()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     // every test peer dials from 127.0.0.1: lift the per-host inbound rate limit
-    connectionManager: { inboundConnectionThreshold: 1000 }
+    connectionManager: { inboundConnectionThreshold: 1000 },
+    services
   })
   cleanups.push(async () => { await node.stop() })
   return node
@@ -71,9 +72,9 @@ export async function startProvider (opts: {
   cleanups.push(async () => { await standin.stop() })
   const engine = new OllamaEngine({ host: standin.url })
   const models = await engine.listModels()
-  const node = await createNode()
   const events: ChatServerEvent[] = []
-  const server = new ChatServer({
+  // the chat server as the daemon runs it: a libp2p service, started with the node
+  const node = await createNode({ chat: chatServer({
     engine,
     slots: opts.slots ?? 2,
     maxQueue: opts.maxQueue ?? 4,
@@ -83,8 +84,8 @@ export async function startProvider (opts: {
     resolveDigest: name => models.find(m => m.name === name)?.digest,
     onEvent: e => { events.push(e) },
     ...opts.server
-  })
-  await server.start(node)
+  }) })
+  const server = node.services.chat
   cleanups.push(async () => { await server.stop() })
   return { node, server, engine, standin, events, digest: models[0]?.digest ?? '' }
 }
