@@ -13,10 +13,12 @@ import { FrameFormatError, FrameReader, FrameTooLargeError, TruncatedFrameError,
 import { decodeFrame, deltaFromPb, encodeRequest, errorFromPb, usageFromPb } from './frames.js'
 import { MAX_OUTBOUND_CHAT_STREAMS, resolveLimits } from '../limits/index.js'
 import { CHAT_PROTOCOL } from './ids.js'
+import { sendAck } from './receipt-exchange.js'
 import { validateChatRequest } from './validate.js'
 import type { ChatEvent, ChatRequest } from '../engine/types.js'
 import type { ChatFrame } from './generated/chat.js'
 import type { Limits } from '../limits/index.js'
+import type { ConsumerReceiptPort, ReceivedFacts } from './receipt-exchange.js'
 import type { Connection, Libp2p, NewStreamOptions, PeerId, Stream } from '@libp2p/interface'
 
 export interface RequestChatOptions {
@@ -28,6 +30,11 @@ export interface RequestChatOptions {
   totalTimeoutMs?: number
   /** maxRequestBytes / maxFrameBytes and the request-shape limits checked before sending */
   limits?: Partial<Limits>
+  /**
+   * Checks the provider's receipt against what arrived, countersigns or disputes
+   * it, and keeps it; the ack goes back on the stream before we close it.
+   */
+  receipts?: ConsumerReceiptPort
 }
 
 /** what openPreferDirect (node/connections.ts) needs to pick or dial a connection */
@@ -98,25 +105,49 @@ export async function * requestChat (node: DialingNode, peerId: PeerId, request:
       throw streamFailure(streamError(err, peer, `could not send the request to peer ${peer}`))
     }
 
+    const requestSentAtMs = Date.now()
     let accepted = false
+    let digest = ''
+    let deltaFrames = 0
+    let toolCallChars = 0
     while (true) {
       const frame = await readFrame(reader, peer, ctl.signal)
       if (frame.error != null) throw errorFromPb(frame.error, peer)
       if (frame.accepted != null) {
         if (accepted) throw protocolError(peer, 'sent Accepted twice')
         accepted = true
+        digest = frame.accepted.modelDigest
         yield { type: 'accepted', peer, digest: frame.accepted.modelDigest, queuePosition: frame.accepted.queuePosition }
         continue
       }
       if (!accepted) throw protocolError(peer, 'sent a frame before Accepted')
       if (frame.delta != null) {
         clearTimeout(firstToken)
-        yield deltaFromPb(frame.delta)
+        const d = frame.delta
+        if (d.content !== '' || d.thinking !== '' || d.toolCalls.length > 0) deltaFrames++
+        for (const call of d.toolCalls) toolCallChars += call.name.length + call.arguments.length
+        yield deltaFromPb(d)
         continue
       }
       if (frame.done != null) {
         clearTimeout(firstToken)
         completed = true
+        if (opts.receipts != null) {
+          await settleReceipt(opts.receipts, stream, ctl.signal, frame.done.receipt, {
+            kind: 'chat',
+            provider: peer,
+            model: request.model,
+            modelDigest: digest,
+            requestSentAtMs,
+            doneAtMs: Date.now(),
+            deltaFrames,
+            toolCallChars,
+            requestBytes: payload.byteLength,
+            messages: request.messages.length,
+            promptTokens: frame.done.promptEvalCount,
+            completionTokens: frame.done.evalCount
+          })
+        }
         yield { type: 'done', usage: usageFromPb(frame.done) }
         return
       }
@@ -148,6 +179,19 @@ export async function * requestChat (node: DialingNode, peerId: PeerId, request:
         stream.abort(new Error('chat request abandoned'))
       }
     }
+  }
+}
+
+/**
+ * Hands the receipt to the port and sends its ack, before our side closes. The
+ * answer is complete whatever happens here: a failure costs the receipt only.
+ */
+async function settleReceipt (port: ConsumerReceiptPort, stream: Stream, signal: AbortSignal, receipt: Uint8Array, received: ReceivedFacts): Promise<void> {
+  try {
+    const ack = await port.settle(receipt, received)
+    if (ack != null) await sendAck(stream, ack, signal)
+  } catch {
+    // the port logs what it refused; a stream that failed now has nothing left to lose
   }
 }
 

@@ -13,11 +13,13 @@ import { acceptedFrame, deltaFrame, doneFrame, encodeFrame, errorFrame, splitDel
 import { MAX_OUTBOUND_CHAT_STREAMS, PeerRateLimiter, resolveLimits } from '../limits/index.js'
 import { CHAT_PROTOCOL } from './ids.js'
 import { SlotQueue } from './slot-queue.js'
+import { AckReader } from './receipt-exchange.js'
 import { decodeChatRequest } from './validate.js'
 import type { ChatEvent, ChatRequest, Engine, Usage } from '../engine/types.js'
 import type { ErrorCodeName } from '../errors.js'
 import type { ChatFrame } from './generated/chat.js'
 import type { Limits } from '../limits/index.js'
+import type { IssuedReceipt, ProviderReceiptPort } from './receipt-exchange.js'
 import type { Release } from './slot-queue.js'
 import type { ComponentLogger, Connection, Libp2p, Startable, Stream } from '@libp2p/interface'
 
@@ -44,6 +46,11 @@ export interface ChatServerOptions {
    * stream, so a policy change applies to the next request at once.
    */
   authorize?: (peer: string, connection: Connection) => string | undefined
+  /**
+   * Signs a receipt for every completed answer (sent in Done) and keeps it once the
+   * consumer countersigned or did not; no receipts without it.
+   */
+  receipts?: ProviderReceiptPort
 }
 
 export interface ChatServerInit extends ChatServerOptions {
@@ -339,6 +346,7 @@ export class ChatServer implements Startable {
         return
       }
       job.phase = ticket.position === 0 ? 'running' : 'queued'
+      const acceptedAtMs = Date.now()
       // hold the slot from the moment it is ours; give it straight back if we are gone by then
       const ready = ticket.ready.then(r => { if (ended) r(); else release = r })
       ready.catch(() => {})
@@ -348,7 +356,7 @@ export class ChatServer implements Startable {
       await this.send(stream, acceptedFrame(ticket.position, digest), job.abort.signal, true)
       await ready
       job.phase = 'running'
-      await this.run(stream, job, request, freeSlot)
+      await this.run(stream, job, request, freeSlot, { digest, acceptedAtMs })
     } catch (err) {
       freeSlot()
       await this.failFromError(stream, job, model, err)
@@ -406,7 +414,7 @@ export class ChatServer implements Startable {
     }
   }
 
-  private async run (stream: Stream, job: InFlight, request: ChatRequest, freeSlot: () => void): Promise<void> {
+  private async run (stream: Stream, job: InFlight, request: ChatRequest, freeSlot: () => void, served: { digest: string, acceptedAtMs: number }): Promise<void> {
     const signal = job.abort.signal
     const started = Date.now()
     let firstTokenMs: number | undefined
@@ -440,13 +448,22 @@ export class ChatServer implements Startable {
           }
         } else if (event.type === 'done') {
           freeSlot()
-          await this.send(stream, doneFrame(event.usage), signal)
+          const receipt = await this.issueReceipt(stream, job, request, event.usage, served)
+          try {
+            await this.send(stream, doneFrame(event.usage, receipt?.issued.signedReceipt), signal)
+          } catch (err) {
+            receipt?.acks.release()
+            receipt?.issued.settle(undefined)
+            throw err
+          }
           finished = true
           this.counters.completed++
           this.counters.promptTokens += event.usage.promptTokens
           this.counters.completionTokens += event.usage.completionTokens
           this.emit({ type: 'done', peer: job.peer, model: request.model, usage: event.usage, durationMs: Date.now() - started, firstTokenMs })
           await this.finish(stream, job)
+          // the consumer countersigns (or disputes) on the same stream before it closes
+          if (receipt != null) receipt.issued.settle(await receipt.acks.read(this.limits.requestTimeoutMs))
           return
         }
       }
@@ -459,6 +476,37 @@ export class ChatServer implements Startable {
         events.return?.().catch(() => {})
       }
     }
+  }
+
+  /**
+   * Signs the receipt for a completed answer. The ack reader listens before Done
+   * goes out, so the consumer's answer cannot arrive unheard. A failure here costs
+   * the receipt, never the answer.
+   */
+  private async issueReceipt (stream: Stream, job: InFlight, request: ChatRequest, usage: Usage, served: { digest: string, acceptedAtMs: number }): Promise<{ issued: IssuedReceipt, acks: AckReader } | undefined> {
+    const port = this.opts.receipts
+    if (port == null) return undefined
+    const acks = new AckReader(stream)
+    let issued: IssuedReceipt | undefined
+    try {
+      issued = await port.issue({
+        kind: 'chat',
+        consumer: job.peer,
+        model: request.model,
+        modelDigest: served.digest,
+        promptTokens: usage.promptTokens,
+        completionTokens: usage.completionTokens,
+        startedAtMs: served.acceptedAtMs,
+        finishedAtMs: Date.now()
+      })
+    } catch (err) {
+      log.warn(`could not sign a receipt for peer ${job.peer}: ${err instanceof Error ? err.message : String(err)}`)
+    }
+    if (issued == null) {
+      acks.release()
+      return undefined
+    }
+    return { issued, acks }
   }
 
   /** Maps whatever ended a request to an Error frame (or to "cancelled" when nobody listens). */

@@ -181,7 +181,8 @@ export function deltaFrame (delta: DeltaEvent): pb.ChatFrame {
   }
 }
 
-export function doneFrame (usage: Usage): pb.ChatFrame {
+/** `receipt`: an encoded SignedReceipt (protocols/receipt.proto), signed by us as provider. */
+export function doneFrame (usage: Usage, receipt?: Uint8Array): pb.ChatFrame {
   const n = (x: number): number => Number.isFinite(x) && x > 0 ? Math.round(x) : 0
   return {
     done: {
@@ -191,7 +192,8 @@ export function doneFrame (usage: Usage): pb.ChatFrame {
       totalDuration: n(usage.totalDurationNs),
       loadDuration: n(usage.loadDurationNs),
       promptEvalDuration: n(usage.promptEvalDurationNs),
-      evalDuration: n(usage.evalDurationNs)
+      evalDuration: n(usage.evalDurationNs),
+      receipt: (receipt ?? new Uint8Array(0)) as Uint8Array<ArrayBuffer>
     }
   }
 }

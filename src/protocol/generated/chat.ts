@@ -2,6 +2,7 @@
 // Regenerate with: node scripts/generate-protocols.mjs
 
 import { decodeMessage, encodeMessage, MaxLengthError, message, streamMessage } from 'protons-runtime'
+import { alloc as uint8ArrayAlloc } from 'uint8arrays/alloc'
 import type { Codec, DecodeOptions } from 'protons-runtime'
 import type { Uint8ArrayList } from 'uint8arraylist'
 
@@ -1360,6 +1361,7 @@ export namespace ChatFrame {
     loadDuration: number
     promptEvalDuration: number
     evalDuration: number
+    receipt: Uint8Array<ArrayBuffer>
   }
 
   export namespace Done {
@@ -1407,6 +1409,11 @@ export namespace ChatFrame {
             w.uint64Number(obj.evalDuration)
           }
 
+          if ((obj.receipt != null && obj.receipt.byteLength > 0)) {
+            w.uint32(66)
+            w.bytes(obj.receipt)
+          }
+
           if (opts.lengthDelimited !== false) {
             w.ldelim()
           }
@@ -1418,7 +1425,8 @@ export namespace ChatFrame {
             totalDuration: 0,
             loadDuration: 0,
             promptEvalDuration: 0,
-            evalDuration: 0
+            evalDuration: 0,
+            receipt: uint8ArrayAlloc(0)
           }
 
           const end = length == null ? reader.len : reader.pos + length
@@ -1453,6 +1461,10 @@ export namespace ChatFrame {
               }
               case 7: {
                 obj.evalDuration = reader.uint64Number()
+                break
+              }
+              case 8: {
+                obj.receipt = reader.bytes()
                 break
               }
               default: {
@@ -1519,6 +1531,13 @@ export namespace ChatFrame {
                 }
                 break
               }
+              case 8: {
+                yield {
+                  field: `${prefix}.receipt`,
+                  value: reader.bytes()
+                }
+                break
+              }
               default: {
                 reader.skipType(tag & 7)
                 break
@@ -1566,6 +1585,11 @@ export namespace ChatFrame {
       value: number
     }
 
+    export interface DoneReceiptFieldEvent {
+      field: '$.receipt'
+      value: Uint8Array<ArrayBuffer>
+    }
+
     export function encode (obj: Partial<Done>): Uint8Array<ArrayBuffer> {
       return encodeMessage(obj, Done.codec())
     }
@@ -1574,7 +1598,7 @@ export namespace ChatFrame {
       return decodeMessage(buf, Done.codec(), opts)
     }
 
-    export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Done>): Generator<DoneDoneReasonFieldEvent | DonePromptEvalCountFieldEvent | DoneEvalCountFieldEvent | DoneTotalDurationFieldEvent | DoneLoadDurationFieldEvent | DonePromptEvalDurationFieldEvent | DoneEvalDurationFieldEvent> {
+    export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Done>): Generator<DoneDoneReasonFieldEvent | DonePromptEvalCountFieldEvent | DoneEvalCountFieldEvent | DoneTotalDurationFieldEvent | DoneLoadDurationFieldEvent | DonePromptEvalDurationFieldEvent | DoneEvalDurationFieldEvent | DoneReceiptFieldEvent> {
       return streamMessage(buf, Done.codec(), opts)
     }
   }
@@ -1928,6 +1952,11 @@ export namespace ChatFrame {
     value: number
   }
 
+  export interface ChatFrameDoneReceiptFieldEvent {
+    field: '$.done.receipt'
+    value: Uint8Array<ArrayBuffer>
+  }
+
   export interface ChatFrameErrorCodeFieldEvent {
     field: '$.error.code'
     value: number
@@ -1946,7 +1975,7 @@ export namespace ChatFrame {
     return decodeMessage(buf, ChatFrame.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<ChatFrame>): Generator<ChatFrameAcceptedQueuePositionFieldEvent | ChatFrameAcceptedModelDigestFieldEvent | ChatFrameDeltaContentFieldEvent | ChatFrameDeltaThinkingFieldEvent | ChatFrameDeltaToolCallsNameFieldEvent | ChatFrameDeltaToolCallsArgumentsFieldEvent | ChatFrameDoneDoneReasonFieldEvent | ChatFrameDonePromptEvalCountFieldEvent | ChatFrameDoneEvalCountFieldEvent | ChatFrameDoneTotalDurationFieldEvent | ChatFrameDoneLoadDurationFieldEvent | ChatFrameDonePromptEvalDurationFieldEvent | ChatFrameDoneEvalDurationFieldEvent | ChatFrameErrorCodeFieldEvent | ChatFrameErrorMessageFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<ChatFrame>): Generator<ChatFrameAcceptedQueuePositionFieldEvent | ChatFrameAcceptedModelDigestFieldEvent | ChatFrameDeltaContentFieldEvent | ChatFrameDeltaThinkingFieldEvent | ChatFrameDeltaToolCallsNameFieldEvent | ChatFrameDeltaToolCallsArgumentsFieldEvent | ChatFrameDoneDoneReasonFieldEvent | ChatFrameDonePromptEvalCountFieldEvent | ChatFrameDoneEvalCountFieldEvent | ChatFrameDoneTotalDurationFieldEvent | ChatFrameDoneLoadDurationFieldEvent | ChatFrameDonePromptEvalDurationFieldEvent | ChatFrameDoneEvalDurationFieldEvent | ChatFrameDoneReceiptFieldEvent | ChatFrameErrorCodeFieldEvent | ChatFrameErrorMessageFieldEvent> {
     return streamMessage(buf, ChatFrame.codec(), opts)
   }
 }
