@@ -51,6 +51,13 @@ export interface ChatServerOptions {
    * consumer countersigned or did not; no receipts without it.
    */
   receipts?: ProviderReceiptPort
+  /**
+   * Fair share: a requester's standing with us in (-1, 1) (what it served us against
+   * what it took); orders the waiting line. FIFO without it.
+   */
+  standing?: (peer: string) => number
+  /** waiting this long outweighs one point of standing (default 5 s; slot-queue.ts) */
+  agingMs?: number
 }
 
 export interface ChatServerInit extends ChatServerOptions {
@@ -160,7 +167,7 @@ export class ChatServer implements Startable {
     this.breaches = new BreachLog(this.log)
     this.engine = opts.engine
     this.limits = resolveLimits(opts.limits)
-    this.queue = new SlotQueue(opts.slots, opts.maxQueue)
+    this.queue = new SlotQueue(opts.slots, opts.maxQueue, { standing: opts.standing, agingMs: opts.agingMs })
     this.rate = new PeerRateLimiter({ burst: this.limits.requestBurst, perMinute: this.limits.requestsPerMinute })
   }
 
@@ -300,8 +307,10 @@ export class ChatServer implements Startable {
       await this.fail(stream, job, undefined, 'FORBIDDEN', `this provider does not serve your peer: ${refusal}`)
       return
     }
-    // every stream costs a token, even one refused below: opening streams is the flood
-    if (!this.rate.take(peer)) {
+    // An abuse limit, not a quota: while a slot is free nobody is refused for asking
+    // often (an idle provider serves every honest peer). Once requests must wait,
+    // every stream costs a token, even one refused below: opening streams is the flood.
+    if (!this.queue.hasFreeSlot && !this.rate.take(peer)) {
       this.counters.refused['requests-per-minute']++
       await this.fail(stream, job, undefined, 'RATE_LIMITED', `too many chat requests from your peer (limit ${this.limits.requestsPerMinute} a minute, bursts of ${this.limits.requestBurst}); slow down`)
       return
@@ -339,7 +348,7 @@ export class ChatServer implements Startable {
       const digest = request.digest ?? (await this.ask(() => this.opts.resolveDigest?.(model), 'resolving the digest')) ?? ''
       job.abort.signal.throwIfAborted()
 
-      const ticket = this.queue.enter(job.abort.signal)
+      const ticket = this.queue.enter(job.abort.signal, peer)
       if (ticket == null) {
         this.counters.refused['queue-full']++
         await this.fail(stream, job, model, 'BUSY', `all ${this.queue.slots} slots are busy and ${this.queue.queued} requests are queued`)

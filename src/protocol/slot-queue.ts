@@ -1,7 +1,15 @@
 /**
- * A bounded FIFO in front of a fixed number of slots: at most `slots` holders at
+ * A bounded line in front of a fixed number of slots: at most `slots` holders at
  * once, at most `maxQueue` waiting; anything beyond that is refused at once so the
  * caller can answer BUSY instead of piling work up.
+ *
+ * Fair share: when a slot frees up, the waiter with the highest
+ *   standing(peer) + waited / agingMs
+ * goes next (the earliest on a tie). `standing` is in (-1, 1) (src/receipts/standing.ts
+ * via the `standing` option; 0 for everyone without it), so standing orders the line
+ * while waiting time guarantees progress: a request that has waited 2 × agingMs
+ * longer than another goes before it whatever the two peers' standing. Without a
+ * `standing` source the line is first in, first out.
  */
 
 export type Release = () => void
@@ -13,7 +21,19 @@ export interface SlotTicket {
   ready: Promise<Release>
 }
 
+export interface SlotQueueOptions {
+  /** a requester's standing with us, in (-1, 1); higher goes first */
+  standing?: (peer: string) => number
+  /** waiting this long is worth one full point of standing (default 5 s) */
+  agingMs?: number
+  now?: () => number
+}
+
+export const DEFAULT_AGING_MS = 5_000
+
 interface Waiter {
+  peer: string
+  since: number
   resolve: (release: Release) => void
   reject: (reason: unknown) => void
   detach: () => void
@@ -24,12 +44,23 @@ export class SlotQueue {
   readonly maxQueue: number
   private running = 0
   private readonly waiters: Waiter[] = []
+  private readonly standing: ((peer: string) => number) | undefined
+  private readonly agingMs: number
+  private readonly now: () => number
 
-  constructor (slots: number, maxQueue: number) {
+  constructor (slots: number, maxQueue: number, opts: SlotQueueOptions = {}) {
     if (!Number.isInteger(slots) || slots < 1) throw new RangeError(`slots must be a positive integer, got ${slots}`)
     if (!Number.isInteger(maxQueue) || maxQueue < 0) throw new RangeError(`maxQueue must be a non-negative integer, got ${maxQueue}`)
     this.slots = slots
     this.maxQueue = maxQueue
+    this.standing = opts.standing
+    this.agingMs = opts.agingMs ?? DEFAULT_AGING_MS
+    this.now = opts.now ?? Date.now
+  }
+
+  /** true when a request entering now would run at once */
+  get hasFreeSlot (): boolean {
+    return this.running < this.slots && this.waiters.length === 0
   }
 
   get active (): number {
@@ -44,7 +75,7 @@ export class SlotQueue {
    * Takes a slot or a place in line; undefined when both are full. Aborting
    * `signal` while waiting leaves the line and rejects `ready` with its reason.
    */
-  enter (signal?: AbortSignal): SlotTicket | undefined {
+  enter (signal?: AbortSignal, peer = ''): SlotTicket | undefined {
     if (signal?.aborted === true) return { position: 0, ready: Promise.reject(signal.reason) }
     if (this.running < this.slots && this.waiters.length === 0) {
       this.running++
@@ -59,6 +90,8 @@ export class SlotQueue {
       reject(signal?.reason)
     }
     const waiter: Waiter = {
+      peer,
+      since: this.now(),
       resolve,
       reject,
       detach: () => signal?.removeEventListener('abort', onAbort)
@@ -86,12 +119,39 @@ export class SlotQueue {
     }
   }
 
+  /** index of the waiter to go next */
+  private next (): number {
+    if (this.standing == null) return 0
+    const now = this.now()
+    let best = 0
+    let bestScore = -Infinity
+    const scores = new Map<string, number>()
+    for (let i = 0; i < this.waiters.length; i++) {
+      const w = this.waiters[i]
+      let standing = scores.get(w.peer)
+      if (standing == null) {
+        standing = clampStanding(this.standing(w.peer))
+        scores.set(w.peer, standing)
+      }
+      const score = standing + (now - w.since) / this.agingMs
+      if (score > bestScore) {
+        best = i
+        bestScore = score
+      }
+    }
+    return best
+  }
+
   private startWaiting (): void {
     while (this.running < this.slots && this.waiters.length > 0) {
-      const waiter = this.waiters.shift() as Waiter
+      const waiter = this.waiters.splice(this.next(), 1)[0]
       waiter.detach()
       this.running++
       waiter.resolve(this.releaser())
     }
   }
+}
+
+function clampStanding (x: number): number {
+  return Number.isFinite(x) ? Math.max(-1, Math.min(1, x)) : 0
 }

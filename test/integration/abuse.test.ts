@@ -185,10 +185,12 @@ describe('a flooding peer next to honest ones', () => {
       expect(r.ok).toBe(true)
       expect(r.content).toBe(ANSWER)
     }
-    // the flooder: only about its burst ran; the rest was refused by the per-minute
-    // limit, the concurrent-stream limit, or (beyond 2 × streams + 16 open streams on
-    // one connection) by libp2p itself before krill saw them
-    expect(chatOutcomes.done ?? 0).toBeLessThanOrEqual(LIMITS.requestBurst + 2)
+    // the flooder: only about its burst ran, plus what arrived while a slot was free
+    // (the per-minute limit is an abuse limit that never refuses while a slot is
+    // free: at most the 2 slots at the start of each wave); the rest was refused by
+    // the per-minute limit, the concurrent-stream limit, or (beyond 2 × streams + 16
+    // open streams on one connection) by libp2p itself before krill saw them
+    expect(chatOutcomes.done ?? 0).toBeLessThanOrEqual(LIMITS.requestBurst + 2 + 2 * (FLOOD_CHATS / FLOOD_WAVE))
     expect(chatOutcomes.RATE_LIMITED).toBeGreaterThan(20)
     expect((chatOutcomes.RATE_LIMITED ?? 0) + (chatOutcomes['stream reset by libp2p'] ?? 0) + (chatOutcomes.BUSY ?? 0)).toBe(FLOOD_CHATS - (chatOutcomes.done ?? 0))
     expect(counters.refused['requests-per-minute']).toBeGreaterThan(20)

@@ -60,4 +60,53 @@ describe('SlotQueue', () => {
     expect(q.enter()).toBeUndefined()
     expect(() => new SlotQueue(0, 1)).toThrow(RangeError)
   })
+
+  it('orders the line by standing, and waiting time overtakes standing', async () => {
+    let now = 0
+    const standing: Record<string, number> = { giver: 0.9, taker: -0.9 }
+    const q = new SlotQueue(1, 10, { standing: p => standing[p] ?? 0, agingMs: 1000, now: () => now })
+    const first = q.enter(undefined, 'x')
+    const order: string[] = []
+    const wait = (peer: string): void => { void q.enter(undefined, peer)?.ready.then(release => { order.push(peer); release() }) }
+    wait('taker')
+    now = 100
+    wait('newcomer')
+    now = 200
+    wait('giver')
+    ;(await first?.ready)?.()
+    await new Promise(resolve => setImmediate(resolve))
+    expect(order).toEqual(['giver', 'newcomer', 'taker'])
+
+    // a taker that has waited 1 agingMs longer still goes after a giver (1000 vs 100 ms)
+    const hold = q.enter(undefined, 'x')
+    order.length = 0
+    now = 10_000
+    wait('taker')
+    now = 10_000 + 900
+    wait('giver')
+    now = 11_000
+    ;(await hold?.ready)?.()
+    await new Promise(resolve => setImmediate(resolve))
+    expect(order).toEqual(['giver', 'taker'])
+    const hold2 = q.enter(undefined, 'x')
+    order.length = 0
+    now = 20_000
+    wait('taker')
+    now = 20_000 + 1900
+    wait('giver')
+    now = 22_000
+    ;(await hold2?.ready)?.()
+    await new Promise(resolve => setImmediate(resolve))
+    // waited 2000 vs 100 ms: -0.9 + 2.0 = 1.1 > 0.9 + 0.1 = 1.0
+    expect(order).toEqual(['taker', 'giver'])
+  })
+
+  it('says whether a slot is free', async () => {
+    const q = new SlotQueue(1, 1)
+    expect(q.hasFreeSlot).toBe(true)
+    const a = q.enter()
+    expect(q.hasFreeSlot).toBe(false)
+    ;(await a?.ready)?.()
+    expect(q.hasFreeSlot).toBe(true)
+  })
 })
