@@ -55,6 +55,15 @@ export interface RouterDeps {
   latencyMs?: (peerId: string) => number | undefined
   /** called once per chat when it ends */
   onServed?: (info: ServedInfo) => void
+  /** consumer-side budget for chats served by peers (the local engine never counts) */
+  budget?: RouterBudget
+}
+
+export interface RouterBudget {
+  /** the error for a chat that may not go to peers now (daily cap reached), or undefined */
+  refusal: () => KrillError | undefined
+  /** num_predict for chats to peers that set none */
+  defaultMaxTokens?: number
 }
 
 export interface RouterOptions {
@@ -181,6 +190,13 @@ export class Router {
       if (candidates.length === 0) {
         throw new KrillError('UNKNOWN_MODEL', `model "${request.model}"${request.digest != null ? ` with digest ${request.digest}` : ''} is not served by this node or any peer it knows`)
       }
+      // past the daily budget only the local engine may answer
+      const overBudget = this.deps.budget?.refusal()
+      if (overBudget != null) {
+        candidates = candidates.filter(c => c.local)
+        dhtAsked = true
+        if (candidates.length === 0) throw overBudget
+      }
       let preferDigest: string | undefined
       let acceptedSent = false
       let attempts = 0
@@ -210,7 +226,7 @@ export class Router {
         run.local = next.local
         run.digest = next.digest
         try {
-          for await (const event of provider.chat(continuationRequest(request, partial, next.model), ac.signal)) {
+          for await (const event of provider.chat(this.withBudget(continuationRequest(request, partial, next.model), next.local), ac.signal)) {
             if (event.type === 'accepted') {
               if (event.digest !== '') run.digest = event.digest
               preferDigest ??= event.digest !== '' ? event.digest : undefined
@@ -292,6 +308,13 @@ export class Router {
       this.active.delete(run.id)
       this.deps.onServed?.({ model: request.model, peerId: run.peerId, tokens: run.tokens, durationMs: this.now() - startedAt, outcome, failovers, firstTokenMs })
     }
+  }
+
+  /** A request to a peer that sets no num_predict gets the budget's default. */
+  private withBudget (request: ChatRequest, local: boolean): ChatRequest {
+    const max = this.deps.budget?.defaultMaxTokens
+    if (local || max == null || request.options?.num_predict != null) return request
+    return { ...request, options: { ...request.options, num_predict: max } }
   }
 
   /** Local engine and provider table; the DHT only when neither knows the model. */
