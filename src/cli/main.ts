@@ -11,6 +11,7 @@ import { registerChat } from './commands/chat.js'
 import { registerModels } from './commands/models.js'
 import { registerProviders } from './commands/providers.js'
 import { registerSwarmKey } from './commands/swarm-key.js'
+import { registerBalance, registerLedger } from './commands/ledger.js'
 
 export function buildProgram (): Command {
   const program = new Command('krill')
@@ -28,6 +29,8 @@ export function buildProgram (): Command {
   registerConnect(program)
   registerChat(program)
   registerSwarmKey(program)
+  registerLedger(program)
+  registerBalance(program)
   for (const command of program.commands) command.exitOverride()
   return program
 }

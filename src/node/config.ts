@@ -72,6 +72,33 @@ export interface KrillConfig {
   announceTtlMs: number
   /** how often the Ollama model list is refreshed */
   modelRefreshMs: number
+  /** consumer-side caps on what peers serve us (README "Budgets") */
+  budget: BudgetSettings
+  /** receipts and the ledger (README "Receipts and the ledger") */
+  ledger: LedgerSettings
+  /** how a busy provider orders its queue (README "Fair share") */
+  fairShare: FairShareSettings
+}
+
+export interface BudgetSettings {
+  /** prompt + completion tokens peers may serve this node per UTC day; unset: no cap */
+  tokensPerDay?: number
+  /** num_predict for requests to peers that set no max_tokens / num_predict */
+  defaultMaxTokens?: number
+}
+
+export interface LedgerSettings {
+  /** entries older than this fold into per-peer totals */
+  retentionDays: number
+  /** receipts whose times lie further than this from our request are refused */
+  skewMs: number
+}
+
+export interface FairShareSettings {
+  /** waiting this long in a busy provider's queue outweighs one full point of standing */
+  agingMs: number
+  /** standing (tokens given and taken) loses half its weight after this long */
+  halfLifeMs: number
 }
 
 export type DhtMode = 'server' | 'client' | 'auto'
@@ -161,7 +188,19 @@ const fileSchema = z.object({
   limits: limitsSchema.optional(),
   dhtMode: z.enum(['server', 'client', 'auto']).optional(),
   announceTtlMs: z.number().int().min(3_000).max(3_600_000).optional(),
-  modelRefreshMs: z.number().int().min(100).max(3_600_000).optional()
+  modelRefreshMs: z.number().int().min(100).max(3_600_000).optional(),
+  budget: z.object({
+    tokensPerDay: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER).optional(),
+    defaultMaxTokens: z.number().int().min(1).max(10_000_000).optional()
+  }).strict().optional(),
+  ledger: z.object({
+    retentionDays: z.number().min(1 / 24).max(3650).optional(),
+    skewMs: z.number().int().min(1_000).max(24 * 3_600_000).optional()
+  }).strict().optional(),
+  fairShare: z.object({
+    agingMs: z.number().int().min(100).max(3_600_000).optional(),
+    halfLifeMs: z.number().int().min(60_000).max(365 * 24 * 3_600_000).optional()
+  }).strict().optional()
 }).strict()
 
 export type FileConfig = z.infer<typeof fileSchema>
@@ -325,6 +364,9 @@ export async function resolveConfig (flags: FlagConfig, env: NodeJS.ProcessEnv =
     limits: pick('limits') ?? {},
     dhtMode: pick('dhtMode') ?? 'auto',
     announceTtlMs: pick('announceTtlMs') ?? 60_000,
-    modelRefreshMs: pick('modelRefreshMs') ?? 10_000
+    modelRefreshMs: pick('modelRefreshMs') ?? 10_000,
+    budget: { ...pick('budget') },
+    ledger: { retentionDays: 30, skewMs: 5 * 60_000, ...pick('ledger') },
+    fairShare: { agingMs: 5_000, halfLifeMs: 6 * 3_600_000, ...pick('fairShare') }
   }
 }
