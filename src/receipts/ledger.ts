@@ -130,16 +130,25 @@ export class Ledger {
     }
   }
 
-  /** Appends an entry (writes are serialized; `flush` waits for them). */
+  /** Appends an entry and waits until it is written. */
   async append (entry: Omit<LedgerEntry, 'id' | 'recordedAt'>, recordedAtMs = this.now()): Promise<LedgerEntry> {
+    const full = this.record(entry, recordedAtMs)
+    await this.flush()
+    return full
+  }
+
+  /**
+   * Appends an entry: counted at once, written in the background (writes are
+   * serialized; `flush` waits for them, and a failed write is logged by `onError`).
+   */
+  record (entry: Omit<LedgerEntry, 'id' | 'recordedAt'>, recordedAtMs = this.now(), onError: (err: Error) => void = () => {}): LedgerEntry {
     const id = `${String(recordedAtMs).padStart(13, '0')}-${entry.nonce ?? `local${(this.seq++).toString(16)}${Math.random().toString(16).slice(2, 10)}`}`
     const full: LedgerEntry = { id, recordedAt: new Date(recordedAtMs).toISOString(), ...entry }
     this.count(full)
-    const write = this.writes.then(async () => {
-      await this.store.put(new Key(ENTRY_PREFIX + id), new TextEncoder().encode(JSON.stringify(full)))
-    })
-    this.writes = write.catch(() => {})
-    await write
+    const bytes = new TextEncoder().encode(JSON.stringify(full))
+    this.writes = this.writes.then(async () => {
+      await this.store.put(new Key(ENTRY_PREFIX + id), bytes)
+    }).catch(onError)
     return full
   }
 

@@ -163,7 +163,7 @@ export class ReceiptBook implements ProviderReceiptPort, ConsumerReceiptPort, St
       }
     }
     if (status !== 'signed') log.info(`receipt for peer ${receipt.consumer} is ${status}: ${reason}`)
-    await this.record('provider', receipt, status, { bytes, providerSignature, consumerSignature, reason })
+    this.record('provider', receipt, status, { bytes, providerSignature, consumerSignature, reason })
   }
 
   // ---- consumer side ------------------------------------------------------
@@ -176,7 +176,7 @@ export class ReceiptBook implements ProviderReceiptPort, ConsumerReceiptPort, St
 
   private async settleReceived (signedReceipt: Uint8Array, received: ReceivedFacts): Promise<Uint8Array | undefined> {
     if (signedReceipt.byteLength === 0) {
-      await this.recordUnreceipted(received)
+      this.recordUnreceipted(received)
       return undefined
     }
     let receipt: ReceiptFacts
@@ -189,12 +189,12 @@ export class ReceiptBook implements ProviderReceiptPort, ConsumerReceiptPort, St
       receipt = decodeReceipt(bytes)
     } catch (err) {
       const reason = (err as Error).message
-      await this.recordUnreceipted(received, 'refused', reason)
+      this.recordUnreceipted(received, 'refused', reason)
       return encodeAck(new Uint8Array(0), undefined, reason)
     }
     const refuse = async (status: 'refused' | 'disputed', reason: string): Promise<Uint8Array> => {
       log.info(`receipt from peer ${received.provider} ${status}: ${reason}`)
-      await this.record('consumer', receipt, status, { bytes, providerSignature, reason })
+      this.record('consumer', receipt, status, { bytes, providerSignature, reason })
       return encodeAck(receipt.nonce, undefined, reason)
     }
     if (receipt.provider !== received.provider || !await verifyReceiptSignature(received.provider, bytes, providerSignature)) {
@@ -208,12 +208,12 @@ export class ReceiptBook implements ProviderReceiptPort, ConsumerReceiptPort, St
     const wrong = disagreement(receipt, received, this.self)
     if (wrong != null) return await refuse('disputed', wrong)
     const consumerSignature = await signReceipt(this.key, bytes)
-    await this.record('consumer', receipt, 'signed', { bytes, providerSignature, consumerSignature })
+    this.record('consumer', receipt, 'signed', { bytes, providerSignature, consumerSignature })
     return encodeAck(receipt.nonce, consumerSignature)
   }
 
-  private async recordUnreceipted (received: ReceivedFacts, status: EntryStatus = 'unreceipted', reason = 'the provider sent no receipt'): Promise<void> {
-    await this.append({
+  private recordUnreceipted (received: ReceivedFacts, status: EntryStatus = 'unreceipted', reason = 'the provider sent no receipt'): void {
+    this.append({
       role: 'consumer',
       peer: received.provider,
       status,
@@ -230,8 +230,8 @@ export class ReceiptBook implements ProviderReceiptPort, ConsumerReceiptPort, St
     })
   }
 
-  private async record (role: 'provider' | 'consumer', r: ReceiptFacts, status: EntryStatus, sig: { bytes: Uint8Array, providerSignature: Uint8Array, consumerSignature?: Uint8Array, reason?: string }): Promise<void> {
-    await this.append({
+  private record (role: 'provider' | 'consumer', r: ReceiptFacts, status: EntryStatus, sig: { bytes: Uint8Array, providerSignature: Uint8Array, consumerSignature?: Uint8Array, reason?: string }): void {
+    this.append({
       role,
       peer: role === 'provider' ? r.consumer : r.provider,
       status,
@@ -252,13 +252,10 @@ export class ReceiptBook implements ProviderReceiptPort, ConsumerReceiptPort, St
     })
   }
 
-  private async append (entry: Omit<LedgerEntry, 'id' | 'recordedAt'>): Promise<void> {
-    try {
-      const full = await this.ledger.append(entry)
-      this.remember(full)
-    } catch (err) {
-      log.warn(`could not write a ledger entry: ${(err as Error).message}`)
-    }
+  /** Counted at once; the datastore write goes on in the background (stop() waits for it). */
+  private append (entry: Omit<LedgerEntry, 'id' | 'recordedAt'>): void {
+    const full = this.ledger.record(entry, this.now(), err => { log.warn(`could not write a ledger entry: ${err.message}`) })
+    this.remember(full)
   }
 
   /** Counters, standing and today's budget from one entry (new, or replayed at start). */
@@ -319,7 +316,7 @@ export class ReceiptBook implements ProviderReceiptPort, ConsumerReceiptPort, St
   }
 
   async entries (opts: { peer?: string, limit?: number } = {}): Promise<LedgerEntry[]> {
-    await this.ledger.flush()
+    await this.settled()
     return await this.ledger.entries(opts)
   }
 
