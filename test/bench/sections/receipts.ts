@@ -21,10 +21,10 @@ import { tcp } from '@libp2p/tcp'
 import { yamux } from '@libp2p/yamux'
 import { LevelDatastore } from 'datastore-level'
 import { createLibp2p } from 'libp2p'
+import * as varint from 'uint8-varint'
 import { OllamaEngine } from '../../../src/engine/ollama-engine.js'
 import { requestChat } from '../../../src/protocol/chat-client.js'
 import { ChatServer } from '../../../src/protocol/chat-server.js'
-import { encodeVarint } from '../../../src/protocol/varint.js'
 import { encodeAck, encodeReceipt, encodeSignedReceipt, signReceipt, verifyReceiptSignature } from '../../../src/receipts/receipt.js'
 import { receipts, type ReceiptBook } from '../../../src/receipts/receipt-book.js'
 import { OllamaStandin } from '../../fixtures/ollama-standin.js'
@@ -111,9 +111,9 @@ export const receiptsSection: Section = {
     const signature = await signReceipt(key, receiptBytes)
     const inDone = encodeSignedReceipt(receiptBytes, signature).byteLength
     // field 8 tag + length varint + value
-    const doneAdded = 1 + encodeVarint(inDone).byteLength + inDone
+    const doneAdded = 1 + varint.encodingLength(inDone) + inDone
     const ack = encodeAck(facts.nonce, signature).byteLength
-    const ackFrame = encodeVarint(ack).byteLength + ack
+    const ackFrame = varint.encodingLength(ack) + ack
 
     // CPU: the two signs and two verifies one receipt costs both sides together
     const cpu: number[] = []
