@@ -48,6 +48,8 @@ export interface ControlPort {
   routing: () => number
   nat: () => NatStatus
   dht: () => { mode: 'server' | 'client', configured: DhtMode }
+  /** tokens served to peers and consumed from them, from the ledger; undefined without receipts */
+  tokens?: () => StatusAnswer['tokens']
 }
 
 /** `krill peers` pings peers without a fresh RTT; a slow peer must not stall the list. */
@@ -109,6 +111,11 @@ export interface StatusAnswer {
   nat: NatStatus
   /** whether this node answers DHT queries now, and the configured mode */
   dht: { mode: 'server' | 'client', configured: DhtMode }
+  /** tokens this node served peers and peers served it (krill balance has them per peer) */
+  tokens: {
+    served: { prompt: number, completion: number, total: number }
+    consumed: { prompt: number, completion: number, total: number }
+  }
 }
 
 export interface ModelsAnswer {
@@ -214,7 +221,8 @@ export function registerControlRoutes (app: FastifyInstance, port: ControlPort):
       models: port.localModels().map(m => ({ name: m.name, digest: m.digest })),
       requests: { ...port.serveLoad(), routing: port.routing() },
       nat: port.nat(),
-      dht: port.dht()
+      dht: port.dht(),
+      tokens: port.tokens?.() ?? { served: { prompt: 0, completion: 0, total: 0 }, consumed: { prompt: 0, completion: 0, total: 0 } }
     }
   })
 

@@ -20,6 +20,14 @@ export interface MetricsPort {
   /** fresh provider entries (peer × model) */
   providerEntries: () => number
   policy: () => PolicyStats
+  /** tokens served / consumed and receipts by state, from the ledger; undefined without receipts */
+  receipts?: () => ReceiptMetrics
+}
+
+export interface ReceiptMetrics {
+  served: { prompt: number, completion: number }
+  consumed: { prompt: number, completion: number }
+  receipts: Record<string, number>
 }
 
 /** libp2p's `metrics` option */
@@ -177,6 +185,31 @@ export function registerKrillMetrics (registry: Registry, port: MetricsPort): vo
       const s = port.announcements()
       if (s == null) return
       setTotals(this, Object.entries(s.rejectedByReason).map(([reason, n]) => [{ reason }, n]))
+    }
+  })
+  new Counter({
+    name: 'krill_receipt_tokens_total',
+    help: 'tokens this node served peers (direction="served") and peers served it ("consumed"), from its ledger',
+    labelNames: ['direction', 'kind'],
+    registers,
+    collect () {
+      const r = port.receipts?.()
+      if (r == null) return
+      setTotals(this, [
+        [{ direction: 'served', kind: 'prompt' }, r.served.prompt], [{ direction: 'served', kind: 'completion' }, r.served.completion],
+        [{ direction: 'consumed', kind: 'prompt' }, r.consumed.prompt], [{ direction: 'consumed', kind: 'completion' }, r.consumed.completion]
+      ])
+    }
+  })
+  new Counter({
+    name: 'krill_receipts_total',
+    help: 'ledger entries by receipt state (signed, disputed, refused, unreceipted)',
+    labelNames: ['status'],
+    registers,
+    collect () {
+      const r = port.receipts?.()
+      if (r == null) return
+      setTotals(this, Object.entries(r.receipts).map(([status, n]) => [{ status }, n]))
     }
   })
   new Gauge({

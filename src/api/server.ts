@@ -11,6 +11,7 @@ import { isUiAsset, registerUiRoutes } from './ui-routes.js'
 import { registerLimitMetrics } from './limit-metrics.js'
 import { registerMetricsRoute, type MetricsPort } from './metrics.js'
 import { registerOriginGuard } from './origin-guard.js'
+import { registerLedgerRoutes, type LedgerPort } from './ledger-routes.js'
 import { registerPolicyRoutes } from './policy-routes.js'
 import { ollamaRoutes } from './ollama.js'
 import { openAiRoutes } from './openai.js'
@@ -35,6 +36,8 @@ export interface ApiDeps {
   requests: RequestRoutesDeps
   /** GET /ui/: the web console's files (src/ui/assets) */
   uiAssetsDir: string
+  /** GET /krill/v1/ledger and /krill/v1/balance */
+  ledger?: LedgerPort
 }
 
 export interface ApiServer {
@@ -85,6 +88,7 @@ export async function createApiServer (deps: ApiDeps): Promise<ApiServer> {
   registerRequestRoutes(app, deps.requests)
   registerEventsRoute(app, { subscribe: deps.events.subscribe, snapshot: snapshotFromRoutes(app) })
   registerUiRoutes(app, { assetsDir: deps.uiAssetsDir })
+  if (deps.ledger != null) registerLedgerRoutes(app, deps.ledger)
   const backend = deps.backend
   await app.register(openAiRoutes, { prefix: '/v1', backend })
   await app.register(ollamaRoutes, { backend })

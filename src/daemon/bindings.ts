@@ -6,6 +6,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { Ollama } from 'ollama'
 import { mergeCatalog, type ApiBackend } from '../api/backend.js'
 import type { ControlPort } from '../api/control.js'
+import type { LedgerPort } from '../api/ledger-routes.js'
 import type { MetricsPort } from '../api/metrics.js'
 import type { Discovery } from '../discovery/discovery.js'
 import type { ProviderDirectory, ProviderEntry } from '../discovery/types.js'
@@ -15,6 +16,8 @@ import type { KrillConfig } from '../node/config.js'
 import type { KrillNode } from '../node/create-node.js'
 import type { PolicyStore } from '../policy/policy-store.js'
 import { requestChat } from '../protocol/chat-client.js'
+import { budgetRefusal } from '../receipts/budget.js'
+import type { ReceiptBook } from '../receipts/receipt-book.js'
 import type { ChatServer } from '../protocol/chat-server.js'
 import type { RoundTripTimes } from '../peers/rtt.js'
 import { Router, type LocalSide, type RouterOptions } from '../router/router.js'
@@ -31,6 +34,8 @@ export interface Parts {
   chat?: ChatServer
   /** round-trip times per peer (src/peers/rtt.ts) */
   rtt: RoundTripTimes
+  /** receipts, the ledger, standing and today's budget */
+  receipts: ReceiptBook
   emit: EventSink
 }
 
@@ -62,10 +67,15 @@ export function bindRouter (parts: Parts, local: () => LocalSide | undefined, op
     local,
     providers,
     findProviders: async (model, signal) => (await discovery.findProviders(model, { signal })).filter(allowed),
-    remoteChat: (peerId, request, signal) => requestChat(libp2p, peerIdFromString(peerId), request, { signal }),
+    // every answer from a peer ends with its receipt, checked and countersigned
+    remoteChat: (peerId, request, signal) => requestChat(libp2p, peerIdFromString(peerId), request, { signal, receipts: parts.receipts }),
     latencyMs: peer => parts.rtt.get(peer),
     onServed: info => {
       parts.emit({ event: 'request:routed', model: info.model, peerId: info.peerId, tokens: info.tokens, durationMs: info.durationMs, outcome: info.outcome, ttftMs: info.firstTokenMs ?? null })
+    },
+    budget: {
+      refusal: () => budgetRefusal(parts.config.budget, parts.receipts.consumedToday()),
+      defaultMaxTokens: parts.config.budget.defaultMaxTokens
     }
   }, { localSlots: parts.config.slots, ...opts })
 }
@@ -111,7 +121,8 @@ export function bindControl (parts: Parts, router: Router, startedAt: number): C
     serveLoad: () => serveLoad(parts.chat),
     routing: () => router.running().length,
     nat: () => node.nat.status(),
-    dht: () => ({ mode: node.dhtMode(), configured: config.dhtMode })
+    dht: () => ({ mode: node.dhtMode(), configured: config.dhtMode }),
+    tokens: () => ({ served: { ...parts.receipts.counters.served }, consumed: { ...parts.receipts.counters.consumed } })
   }
 }
 
@@ -122,6 +133,20 @@ export function bindMetrics (parts: Parts, router: Router, registry: MetricsPort
     serving: () => parts.chat?.stats,
     announcements: () => parts.discovery.announcer?.stats,
     providerEntries: () => parts.discovery.providers.all().length,
-    policy: () => parts.policy.stats
+    policy: () => parts.policy.stats,
+    receipts: () => parts.receipts.counters
+  }
+}
+
+/** GET /krill/v1/ledger and /balance, from the receipt book; today's count against budget.tokensPerDay */
+export function bindLedger (parts: Parts): LedgerPort {
+  const book = parts.receipts
+  return {
+    entries: async opts => await book.entries(opts),
+    balance: () => book.balance(),
+    today: () => {
+      const { tokens, resetsAt } = book.consumedToday()
+      return { tokens, cap: parts.config.budget.tokensPerDay ?? null, resetsAt: resetsAt.toISOString() }
+    }
   }
 }

@@ -38,7 +38,8 @@ import { chatServer, type ChatServer, type ChatServerEvent } from '../protocol/c
 import { sameModel } from '../models/index.js'
 import { RoundTripTimes } from '../peers/rtt.js'
 import type { Router } from '../router/router.js'
-import { bindApiBackend, bindControl, bindMetrics, bindRouter, serveLoad, type Parts } from './bindings.js'
+import { receipts, type ReceiptBook } from '../receipts/receipt-book.js'
+import { bindApiBackend, bindControl, bindLedger, bindMetrics, bindRouter, serveLoad, type Parts } from './bindings.js'
 
 const log = logger('daemon')
 
@@ -164,6 +165,12 @@ export async function startDaemon (config: KrillConfig, opts: DaemonOptions = {}
       swarmKey: config.swarmKey,
       datastorePath: join(config.dataDir, 'datastore')
     }, {
+      // before the chat server: it signs the receipts of what we serve
+      receipts: receipts({
+        skewMs: config.ledger.skewMs,
+        retentionMs: config.ledger.retentionDays * 24 * 3_600_000,
+        halfLifeMs: config.fairShare.halfLifeMs
+      }),
       peerDialer: peerDialer({ targetConnections: Math.min(64, config.maxConnections) }),
       discovery: discovery({
         ...opts.discovery,
@@ -188,7 +195,11 @@ export async function startDaemon (config: KrillConfig, opts: DaemonOptions = {}
               authorize: policy.authorizeServe,
               isServedModel: (name, digest) => served(name, digest) != null,
               resolveDigest: name => served(name)?.digest,
-              onEvent: event => { onChatServerEvent(event, servicesNow().discovery, emit) }
+              onEvent: event => { onChatServerEvent(event, servicesNow().discovery, emit) },
+              receipts: { issue: async facts => await servicesNow().receipts.issue(facts) },
+              // fair share: a busy queue is ordered by what each peer gave us against what it took
+              standing: peer => servicesNow().receipts.score(peer),
+              agingMs: config.fairShare.agingMs
             })
           }
         : {})
@@ -222,13 +233,13 @@ export async function startDaemon (config: KrillConfig, opts: DaemonOptions = {}
     progress(`listening on ${libp2p.getMultiaddrs().map(String).join(', ') || '(no addresses)'}`)
     if (config.bootstrap.length > 0) progress(`dialing ${config.bootstrap.length} bootstrap peer(s)`)
 
-    const { discovery: disc, chat } = libp2p.services
+    const { discovery: disc, chat, receipts: book } = libp2p.services
     const rtt = new RoundTripTimes({
       getConnections: peer => libp2p.getConnections(peer),
       ping: async (peer, signal) => await libp2p.services.ping.ping(peer, { signal }),
       peerIdFromString
     })
-    const parts: Parts = { config, node, policy, discovery: disc, engine, chat, rtt, emit }
+    const parts: Parts = { config, node, policy, discovery: disc, engine, chat, rtt, receipts: book, emit }
 
     // 5. router: the local engine through the chat server's slots and queue (the
     //    same ones peers' chats take), ranked by its real load
@@ -251,7 +262,8 @@ export async function startDaemon (config: KrillConfig, opts: DaemonOptions = {}
       policy,
       events: { subscribe: listener => sink.subscribe(listener) },
       requests: { running: () => router.running(), recent: () => requestLog.recent() },
-      uiAssetsDir: uiAssetsDir()
+      uiAssetsDir: uiAssetsDir(),
+      ledger: bindLedger(parts)
     })
     built.push(async () => { await api.close() })
     await api.listen(config.api)
@@ -331,6 +343,8 @@ function fanOut (first: EventSink | undefined): { send: EventSink, subscribe: (l
 
 /** krill's services on the libp2p node (besides libp2p's own: identify, ping, dht, pubsub, …) */
 type DaemonServices = {
+  /** receipts, the ledger and each peer's standing */
+  receipts: ReceiptBook
   peerDialer: PeerDialer
   discovery: Discovery
   /** present when this node serves (not --no-serve) */

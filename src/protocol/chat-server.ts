@@ -121,6 +121,9 @@ interface InFlight {
 /** codes that mean "the peer broke a limit or a rule": worth a (throttled) log line */
 const BREACH_CODES = new Set<ErrorCodeName>(['FORBIDDEN', 'RATE_LIMITED', 'BUSY', 'TOO_LARGE', 'BAD_REQUEST', 'TIMEOUT'])
 
+/** the queue key of this node's own chats (chatLocal); never a peer id */
+const LOCAL_PEER = 'local'
+
 /** The consumer reset or closed the stream. */
 const CONSUMER_GONE = 'consumer closed the stream'
 /**
@@ -167,7 +170,9 @@ export class ChatServer implements Startable {
     this.breaches = new BreachLog(this.log)
     this.engine = opts.engine
     this.limits = resolveLimits(opts.limits)
-    this.queue = new SlotQueue(opts.slots, opts.maxQueue, { standing: opts.standing, agingMs: opts.agingMs })
+    const standing = opts.standing
+    // this node's own requests go first on its own engine
+    this.queue = new SlotQueue(opts.slots, opts.maxQueue, { standing: standing != null ? peer => peer === LOCAL_PEER ? 1 : standing(peer) : undefined, agingMs: opts.agingMs })
     this.rate = new PeerRateLimiter({ burst: this.limits.requestBurst, perMinute: this.limits.requestsPerMinute })
   }
 
@@ -257,7 +262,7 @@ export class ChatServer implements Startable {
     this.inFlight.add(job)
     let release: Release | undefined
     try {
-      const ticket = this.queue.enter(abort.signal)
+      const ticket = this.queue.enter(abort.signal, LOCAL_PEER)
       if (ticket == null) throw new KrillError('BUSY', `all ${this.queue.slots} slots are busy and ${this.queue.queued} requests are queued`)
       release = await ticket.ready
       job.phase = 'running'
@@ -509,7 +514,7 @@ export class ChatServer implements Startable {
         finishedAtMs: Date.now()
       })
     } catch (err) {
-      log.warn(`could not sign a receipt for peer ${job.peer}: ${err instanceof Error ? err.message : String(err)}`)
+      this.log.warn(`could not sign a receipt for peer ${job.peer}: ${err instanceof Error ? err.message : String(err)}`)
     }
     if (issued == null) {
       acks.release()

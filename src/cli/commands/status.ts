@@ -28,14 +28,15 @@ export function renderStatus (s: StatusAnswer): string {
     ['dht', `${s.dht.mode}${s.dht.configured === 'auto' ? ' (auto)' : ''}`],
     ['ollama', `${s.ollama.url} (${ollamaState(s.ollama)})`],
     ['serving', s.models.length > 0 ? s.models.map(m => m.name).join(', ') : '(no models)'],
-    ['requests', `${s.requests.active}/${s.requests.slots} slots busy, ${s.requests.queued} queued for peers; ${s.requests.routing} for local clients`]
+    ['requests', `${s.requests.active}/${s.requests.slots} slots busy, ${s.requests.queued} queued for peers; ${s.requests.routing} for local clients`],
+    ...(s.tokens == null ? [] : [['tokens', `served peers ${s.tokens.served.total} (${s.tokens.served.prompt} prompt + ${s.tokens.served.completion} completion); received ${s.tokens.consumed.total} (${s.tokens.consumed.prompt} + ${s.tokens.consumed.completion}); krill balance per peer`] as [string, string]])
   ]
   return lines.map(([k, v]) => `${k.padEnd(12)} ${v}`.trimEnd()).join('\n') + '\n'
 }
 
 export function registerStatus (program: Command): void {
   clientOptions(program.command('status'))
-    .description('node health: peer id, uptime, connections, Ollama, served models, active requests')
+    .description('node health: peer id, uptime, connections, Ollama, served models, active requests, tokens served and received')
     .action(async (_opts, command: Command) => {
       const opts = cliOptions(command)
       const status = await getJson<StatusAnswer>(apiBase(opts.api), '/krill/v1/status')
