@@ -57,7 +57,7 @@ export function registerLedger (program: Command): void {
       const opts = cliOptions(command)
       const local = command.opts<{ peer?: string, limit?: string }>()
       const limit = local.limit == null ? 20 : Number(local.limit)
-      if (!Number.isInteger(limit) || limit < 1) throw new UsageError(`--limit must be a positive integer, got "${local.limit ?? ''}"`, 2)
+      if (!Number.isInteger(limit) || limit < 1) throw new UsageError(`--limit must be a positive integer, got "${local.limit ?? ''}"`)
       const query = new URLSearchParams({ limit: String(limit), ...(local.peer != null ? { peer: local.peer } : {}) })
       const answer = await getJson<LedgerAnswer>(apiBase(opts.api), `/krill/v1/ledger?${query.toString()}`)
       if (opts.json === true) printJson(answer)
