@@ -129,6 +129,9 @@ describe('receipts through daemons', () => {
     const list = await runKrill(['ledger', '--limit', '2', '--api', api.replace('http://', '')])
     expect(list.stdout.trim().split('\n')).toHaveLength(3)
     expect(list.stdout).toMatch(/used {2}.*llama3\.2:1b.*signed/)
+    const bad = await runKrill(['ledger', '--limit', '0', '--api', api.replace('http://', '')])
+    expect(bad.code).toBe(2)
+    expect(bad.stderr).toMatch(/--limit must be a positive integer/)
   })
 
   it('keeps the ledger across a restart of the daemon', async () => {
