@@ -1,6 +1,7 @@
 /**
- * DHT keys for model discovery (DESIGN §2): CIDv1, raw codec, sha2-256 of the UTF-8
- * strings `krill/model/v1/<model id>` and `krill/digest/v1/<digest>`. The model id
+ * DHT keys (DESIGN §2): CIDv1, raw codec, sha2-256 of the UTF-8 strings
+ * `krill/model/v1/<model id>` and `krill/digest/v1/<digest>` (krill's own DHT), and
+ * `krill/rendezvous/v1/<network>` (the public IPFS DHT, where public nodes meet). The model id
  * and the digest form come from src/models (protocols/README.md, "DHT"); any
  * implementation computing the same bytes finds the same providers.
  */
@@ -30,4 +31,20 @@ export function modelKey (name: string): CID {
 /** Key providers of one exact model copy (manifest digest, 64 hex) publish under. */
 export function digestKey (digest: string): CID {
   return cidOf(`krill/digest/v1/${normalizeDigest(digest) ?? digest.toLowerCase()}`)
+}
+
+/** The network whose nodes meet under `krill/rendezvous/v1/public`: the public krill network. */
+export const PUBLIC_NETWORK = 'public'
+
+/** The string the rendezvous key of `network` hashes: `krill/rendezvous/v1/public`. */
+export function rendezvousKeyString (network: string = PUBLIC_NETWORK): string {
+  return `krill/rendezvous/v1/${network}`
+}
+
+/**
+ * The key every node of a public krill network provides, and looks up, on the
+ * public IPFS (Amino) DHT to find the others (protocols/README.md, "Public rendezvous").
+ */
+export function rendezvousKey (network: string = PUBLIC_NETWORK): CID {
+  return cidOf(rendezvousKeyString(network))
 }
