@@ -1,6 +1,6 @@
 /** The notable things a daemon reports as JSON lines on stdout (with --json). */
 export type DaemonEvent =
-  | { event: 'ready', peerId: string, addrs: string[], api: string }
+  | { event: 'ready', peerId: string, addrs: string[], api: string, network: 'private' | 'public' }
   | { event: 'peer:joined', peerId: string }
   | { event: 'peer:left', peerId: string }
   | { event: 'model:appeared', model: string, digest: string, peerId: string }

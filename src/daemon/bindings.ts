@@ -11,6 +11,7 @@ import type { MetricsPort } from '../api/metrics.js'
 import type { Discovery } from '../discovery/discovery.js'
 import type { ProviderDirectory, ProviderEntry } from '../discovery/types.js'
 import type { OllamaEngine } from '../engine/ollama-engine.js'
+import type { ModelInfo } from '../engine/types.js'
 import type { EventSink } from '../events.js'
 import type { KrillConfig } from '../node/config.js'
 import type { KrillNode } from '../node/create-node.js'
@@ -37,6 +38,8 @@ export interface Parts {
   /** receipts, the ledger, standing and today's budget */
   receipts: ReceiptBook
   emit: EventSink
+  /** the local Ollama's models this node uses for its own API (shared too when it serves) */
+  ownModels: () => ModelInfo[]
 }
 
 /** this node's load as a provider: the chat server's slots and queue (none when not serving) */
@@ -89,7 +92,7 @@ export function bindApiBackend (parts: Parts, router: Router): ApiBackend {
   const { config, discovery } = parts
   return {
     chat: (request, opts) => router.chat(request, opts),
-    models: () => mergeCatalog(discovery.localModels(), discovery.providers.catalog()),
+    models: () => mergeCatalog(parts.ownModels(), discovery.providers.catalog()),
     running: () => router.running(),
     showLocal: async (name, signal) => {
       if (parts.engine == null) return undefined

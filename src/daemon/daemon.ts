@@ -34,6 +34,7 @@ import { loadOrCreateIdentity } from '../node/identity.js'
 import type { NatStatus } from '../node/nat.js'
 import { peerDialer, type PeerDialer } from '../node/peer-dialer.js'
 import { PolicyStore } from '../policy/policy-store.js'
+import { rendezvous, speaksKrill, type Rendezvous } from '../discovery/rendezvous.js'
 import { chatServer, type ChatServer, type ChatServerEvent } from '../protocol/chat-server.js'
 import { sameModel } from '../models/index.js'
 import { RoundTripTimes } from '../peers/rtt.js'
@@ -115,19 +116,21 @@ export async function startDaemon (config: KrillConfig, opts: DaemonOptions = {}
     progress(`${created ? 'created' : 'loaded'} identity in ${config.dataDir}`)
 
     // 2. policy, before libp2p: a broken policy.json must stop us before we serve anyone
-    const policy = new PolicyStore({ dataDir: config.dataDir, privateSwarm: config.swarmKey != null })
+    const policy = new PolicyStore({ dataDir: config.dataDir, privateSwarm: config.swarmKey != null && config.network === 'private' })
     await policy.start()
     built.push(() => { policy.stop() })
 
-    // 3. engine: the local Ollama and the watcher of what it shares
+    // 3. engine: the local Ollama and the watcher of its models. A public node
+    //    without --serve still answers its own API from it; it only shares (announces,
+    //    provides, accepts peers' chats) with --serve
     let engine: OllamaEngine | undefined
     let watcher: ModelWatcher | undefined
-    if (config.serve) {
+    if (config.serve || config.network === 'public') {
       engine = new OllamaEngine({ host: config.ollama })
       watcher = new ModelWatcher(engine, { intervalMs: config.modelRefreshMs, share: config.share })
       // start-up progress: the first model list with something to share goes out to the swarm
       const off = watcher.on('change', e => {
-        if (e.detail.length === 0) return
+        if (e.detail.length === 0 || !config.serve) return
         off()
         progress(`models announced: ${e.detail.map(m => m.name).join(', ')}`)
       })
@@ -140,8 +143,10 @@ export async function startDaemon (config: KrillConfig, opts: DaemonOptions = {}
       if (services == null) throw new Error('libp2p services are used before libp2p exists')
       return services
     }
+    // the local Ollama's models this node uses (and, when serving, shares)
+    const ownModels = (): ModelInfo[] => watcher?.current ?? []
     const served = (name: string, digest?: string): ModelInfo | undefined =>
-      servicesNow().discovery.localModels().find(m => sameModel(m.name, name) && (digest == null || m.digest === digest))
+      ownModels().find(m => sameModel(m.name, name) && (digest == null || m.digest === digest))
     const metrics = createMetricsRegistry()
     const node = await createKrillNode<DaemonServices>({
       privateKey,
@@ -171,11 +176,17 @@ export async function startDaemon (config: KrillConfig, opts: DaemonOptions = {}
         retentionMs: config.ledger.retentionDays * 24 * 3_600_000,
         halfLifeMs: config.fairShare.halfLifeMs
       }),
-      peerDialer: peerDialer({ targetConnections: Math.min(64, config.maxConnections) }),
+      peerDialer: peerDialer({
+        targetConnections: Math.min(64, config.maxConnections),
+        // on the public network the peer store also holds public-DHT peers met by
+        // the rendezvous walk: a restart redials only the krill peers among them
+        ...(config.network === 'public' ? { redial: (protocols: string[]) => speaksKrill(protocols) } : {})
+      }),
       discovery: discovery({
         ...opts.discovery,
         ttlMs: config.announceTtlMs,
-        watcher,
+        // nothing is announced or provided unless this node serves
+        watcher: config.serve ? watcher : undefined,
         ollamaUrl: config.ollama,
         capacity: () => {
           const chat = servicesNow().chat
@@ -192,6 +203,7 @@ export async function startDaemon (config: KrillConfig, opts: DaemonOptions = {}
               limits: config.limits,
               // on shutdown running chats get a moment to finish; the rest are cancelled
               drainGraceMs: 5_000,
+              acceptPeers: config.serve,
               authorize: policy.authorizeServe,
               isServedModel: (name, digest) => served(name, digest) != null,
               resolveDigest: name => served(name)?.digest,
@@ -202,7 +214,9 @@ export async function startDaemon (config: KrillConfig, opts: DaemonOptions = {}
               agingMs: config.fairShare.agingMs
             })
           }
-        : {})
+        : {}),
+      // the public network: meet other public nodes through the public IPFS DHT
+      ...(config.network === 'public' ? { rendezvous: rendezvous({ peers: config.rendezvous }) } : {})
       // libp2p's Components type does not know the services listed before one
       // (pubsub, dht); createLibp2p hands them over all the same, in this order
     } as unknown as ServiceFactoryMap<DaemonServices>)
@@ -233,19 +247,25 @@ export async function startDaemon (config: KrillConfig, opts: DaemonOptions = {}
     progress(`listening on ${libp2p.getMultiaddrs().map(String).join(', ') || '(no addresses)'}`)
     if (config.bootstrap.length > 0) progress(`dialing ${config.bootstrap.length} bootstrap peer(s)`)
 
+    // discovery runs the watcher of a serving node; a node that only uses its
+    // Ollama (public, no --serve) runs it here
+    const ownWatcher = !config.serve ? watcher : undefined
+    ownWatcher?.start()
+    built.push(() => { ownWatcher?.stop() })
+
     const { discovery: disc, chat, receipts: book } = libp2p.services
     const rtt = new RoundTripTimes({
       getConnections: peer => libp2p.getConnections(peer),
       ping: async (peer, signal) => await libp2p.services.ping.ping(peer, { signal }),
       peerIdFromString
     })
-    const parts: Parts = { config, node, policy, discovery: disc, engine, chat, rtt, receipts: book, emit }
+    const parts: Parts = { config, node, policy, discovery: disc, engine, chat, rtt, receipts: book, emit, ownModels }
 
     // 5. router: the local engine through the chat server's slots and queue (the
     //    same ones peers' chats take), ranked by its real load
     const localEngine = engine != null && chat != null ? queuedEngine(engine, chat, disc) : undefined
     const router = bindRouter(parts, () => {
-      const models = disc.localModels()
+      const models = ownModels()
       return localEngine != null && models.length > 0 ? { engine: localEngine, models, capacity: serveLoad(chat) } : undefined
     })
 
@@ -282,6 +302,7 @@ export async function startDaemon (config: KrillConfig, opts: DaemonOptions = {}
       await api.close()
       offRequests()
       await node.stop()
+      ownWatcher?.stop()
       detach()
       policy.stop()
     }
@@ -296,7 +317,7 @@ export async function startDaemon (config: KrillConfig, opts: DaemonOptions = {}
       rtt,
       router,
       providers: disc.providers,
-      chatServer: chat,
+      chatServer: config.serve ? chat : undefined,
       get announcementStats () { return disc.announcer?.stats },
       get dhtMode () { return node.dhtMode() },
       get nat () { return node.nat.status() },
@@ -310,7 +331,7 @@ export async function startDaemon (config: KrillConfig, opts: DaemonOptions = {}
         await stopping
       }
     }
-    sink.send({ event: 'ready', peerId: libp2p.peerId.toString(), addrs: daemon.addrs(), api: api.url })
+    sink.send({ event: 'ready', peerId: libp2p.peerId.toString(), addrs: daemon.addrs(), api: api.url, network: config.network })
     ready = true
     for (const event of early.splice(0)) sink.send(event)
     return Object.freeze(daemon)
@@ -347,7 +368,9 @@ type DaemonServices = {
   receipts: ReceiptBook
   peerDialer: PeerDialer
   discovery: Discovery
-  /** present when this node serves (not --no-serve) */
+  /** the public network's meeting point on the public IPFS DHT (--public) */
+  rendezvous?: Rendezvous
+  /** present when this node uses its Ollama: it serves, or it is a public node (its own API only) */
   chat?: ChatServer
 }
 

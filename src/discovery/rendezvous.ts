@@ -140,7 +140,7 @@ export class Rendezvous implements Startable {
 
   constructor (components: RendezvousComponents, init: RendezvousInit = {}) {
     this.c = components
-    this.log = logger('rendezvous')
+    this.log = logger('rendezvous', components)
     this.key = rendezvousKey(init.network ?? PUBLIC_NETWORK)
     this.peers = (init.peers != null && init.peers.length > 0 ? init.peers : AMINO_BOOTSTRAP).map(a => multiaddr(a))
     this.o = {

@@ -6,6 +6,7 @@ import { z } from 'zod'
 import { ConfigError, FileError } from '../errors.js'
 import { isLoopbackHost, isUnspecifiedHost } from '../peers/index.js'
 import type { Limits } from '../limits/index.js'
+import { modeDefaults, networkMode, type NetworkMode } from '../network/network-mode.js'
 
 /** Default libp2p ports: clear of Ollama (11434) and IPFS (4001). */
 export const DEFAULT_TCP_PORT = 4747
@@ -52,6 +53,13 @@ export interface KrillConfig {
   /** open direct TCP connections to peers we reach only through a relay (tcp-punch.ts) */
   holePunch: boolean
   swarmKey?: string
+  /** 'private' (a pnet swarm) or 'public' (--public); decides defaults (src/network/network-mode.ts) */
+  network: NetworkMode
+  /**
+   * the public DHT's bootstrap peers the public network meets through
+   * (--rendezvous, KRILL_RENDEZVOUS); [] means the standard Amino bootstrap peers
+   */
+  rendezvous: string[]
   /** concurrent Ollama requests this node runs for the network */
   slots: number
   /** requests waiting for a slot before new ones get BUSY */
@@ -178,6 +186,8 @@ const fileSchema = z.object({
   autonat: z.boolean().optional(),
   holePunch: z.boolean().optional(),
   swarmKey: z.string().optional(),
+  public: z.boolean().optional(),
+  rendezvous: z.array(z.string()).optional(),
   // a big server (or Ollama with a high OLLAMA_NUM_PARALLEL) may run hundreds of
   // answers at once; the bench runs 500 concurrent streams through one provider
   slots: z.number().int().min(1).max(1024).optional(),
@@ -233,6 +243,7 @@ export function envConfig (env: NodeJS.ProcessEnv = process.env): FlagConfig {
   if (list(env.KRILL_BOOTSTRAP) != null) out.bootstrap = list(env.KRILL_BOOTSTRAP)
   if (env.OLLAMA_HOST != null && env.OLLAMA_HOST !== '') out.ollama = env.OLLAMA_HOST
   if (env.KRILL_SWARM_KEY != null && env.KRILL_SWARM_KEY !== '') out.swarmKey = env.KRILL_SWARM_KEY
+  if (list(env.KRILL_RENDEZVOUS) != null) out.rendezvous = list(env.KRILL_RENDEZVOUS)
   return out
 }
 
@@ -337,6 +348,20 @@ export async function resolveConfig (flags: FlagConfig, env: NodeJS.ProcessEnv =
   const api = parseHostPort(pick('api') ?? DEFAULT_API)
   const ollama = normalizeOllamaUrl(pick('ollama') ?? DEFAULT_OLLAMA)
   checkNotOwnApi(ollama, api)
+  const network = networkMode({ public: pick('public') })
+  const defaults = modeDefaults(network)
+  const rendezvous = checkMultiaddrs(pick('rendezvous') ?? [], '--rendezvous')
+  for (const addr of rendezvous) {
+    if (multiaddr(addr).getComponents().every(c => c.name !== 'p2p')) {
+      throw new ConfigError(`--rendezvous "${addr}" has no /p2p/<peer id> part; give a public DHT peer's full address`)
+    }
+  }
+  if (network === 'public' && pick('swarmKey') != null) {
+    throw new ConfigError('--public and --swarm-key contradict each other: the public network has no swarm key; pass only one of them')
+  }
+  if (network !== 'public' && rendezvous.length > 0) {
+    throw new ConfigError('--rendezvous only means something on the public network; add --public (or drop --rendezvous)')
+  }
 
   return {
     dataDir,
@@ -347,15 +372,17 @@ export async function resolveConfig (flags: FlagConfig, env: NodeJS.ProcessEnv =
     bootstrap,
     mdns: pick('mdns') ?? true,
     ollama,
-    serve: pick('serve') ?? true,
+    serve: pick('serve') ?? defaults.serve,
     share: pick('share'),
     relay: pick('relay') ?? false,
     autoRelay: pick('autoRelay') ?? true,
     relayLimits: { ...DEFAULT_RELAY_LIMITS, ...pick('relayLimits') },
-    upnp: pick('upnp') ?? true,
+    upnp: pick('upnp') ?? defaults.upnp,
     autonat: pick('autonat') ?? true,
     holePunch: pick('holePunch') ?? true,
     swarmKey: pick('swarmKey'),
+    network,
+    rendezvous,
     slots: pick('slots') ?? 4,
     maxQueue: pick('maxQueue') ?? 64,
     maxConnections: pick('maxConnections') ?? 200,

@@ -11,6 +11,8 @@ export interface PeerDialerOptions {
   minConnections: number
   /** longest wait between two looks while below minConnections (ms); the first comes after 1 s */
   lookupIntervalMs: number
+  /** which remembered peers to redial at start, by the protocols they spoke (default: all) */
+  redial?: (protocols: string[]) => boolean
 }
 
 /**
@@ -88,7 +90,8 @@ export class PeerDialer implements Startable {
    * rejoins its swarm even when the bootstrap peers are gone.
    */
   async redialKnownPeers (): Promise<void> {
-    const known = await this.node.peerStore.all({ filters: [p => p.addresses.length > 0] })
+    const redial = this.opts.redial ?? (() => true)
+    const known = await this.node.peerStore.all({ filters: [p => p.addresses.length > 0 && redial(p.protocols)] })
     for (const peer of known) this.pending.push(peer.id)
     this.drain()
   }

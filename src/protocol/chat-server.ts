@@ -58,6 +58,11 @@ export interface ChatServerOptions {
   standing?: (peer: string) => number
   /** waiting this long outweighs one point of standing (default 5 s; slot-queue.ts) */
   agingMs?: number
+  /**
+   * false: serve only this node's own API (chatLocal) — no protocol handler, so no
+   * peer can use the engine (a public node without --serve). Default true.
+   */
+  acceptPeers?: boolean
 }
 
 export interface ChatServerInit extends ChatServerOptions {
@@ -192,6 +197,10 @@ export class ChatServer implements Startable {
     if (node == null) throw new Error('ChatServer needs a libp2p node to start on')
     this.stopping = false
     this.drained = undefined
+    if (this.opts.acceptPeers === false) {
+      this.node = node
+      return
+    }
     await node.handle(CHAT_PROTOCOL, (stream, connection) => { this.onStream(stream, connection) }, {
       // headroom over our own per-peer limit so that excess streams reach us and
       // get a RATE_LIMITED frame instead of a bare reset from libp2p
@@ -216,7 +225,7 @@ export class ChatServer implements Startable {
     const node = this.node
     if (node == null) return
     await this.drain(options.graceMs ?? 0)
-    await node.unhandle(CHAT_PROTOCOL)
+    if (this.opts.acceptPeers !== false) await node.unhandle(CHAT_PROTOCOL)
     this.node = undefined
   }
 

@@ -88,3 +88,31 @@ describe('configuration precedence: flags > env > krill.json > defaults', () => 
     expect(normalizeOllamaUrl('http://gpu-box:8000/')).toBe('http://gpu-box:8000')
   })
 })
+
+describe('the public network (--public, --rendezvous)', () => {
+  const peer = '/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWRawPbxPtP1eZaJpumGnyWX2DcUyd3RQnydr3eAto4Az7'
+
+  it('is private unless asked; public serves only with --serve and maps ports with UPnP', async () => {
+    const d = await dir()
+    expect(await resolveConfig({ dataDir: d }, {})).toMatchObject({ network: 'private', rendezvous: [] })
+    expect(await resolveConfig({ dataDir: d, public: true }, {})).toMatchObject({ network: 'public', serve: false, upnp: true, rendezvous: [] })
+    expect((await resolveConfig({ dataDir: d, public: true, serve: true }, {})).serve).toBe(true)
+    expect((await resolveConfig({ dataDir: await dir({ public: true }) }, {})).network).toBe('public')
+  })
+
+  it('takes rendezvous peers from the flag over KRILL_RENDEZVOUS over krill.json', async () => {
+    const other = peer.replace('/tcp/4001', '/tcp/4002')
+    const d = await dir({ public: true, rendezvous: [other] })
+    expect((await resolveConfig({ dataDir: d }, {})).rendezvous).toEqual([other])
+    expect((await resolveConfig({ dataDir: d }, { KRILL_RENDEZVOUS: `${peer}, ${other}` })).rendezvous).toEqual([peer, other])
+    expect((await resolveConfig({ dataDir: d, rendezvous: [peer] }, { KRILL_RENDEZVOUS: other })).rendezvous).toEqual([peer])
+  })
+
+  it('refuses contradictions and addresses without a peer id, with one clear line', async () => {
+    const d = await dir()
+    await expect(resolveConfig({ dataDir: d, public: true, swarmKey: '/tmp/x.key' }, {})).rejects.toThrow(/--public and --swarm-key/)
+    await expect(resolveConfig({ dataDir: d, rendezvous: [peer] }, {})).rejects.toThrow(/--rendezvous only means something on the public network/)
+    await expect(resolveConfig({ dataDir: d, public: true, rendezvous: ['/ip4/127.0.0.1/tcp/4001'] }, {})).rejects.toThrow(UsageError)
+    await expect(resolveConfig({ dataDir: d, public: true, rendezvous: ['not a multiaddr'] }, {})).rejects.toThrow(UsageError)
+  })
+})

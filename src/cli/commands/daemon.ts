@@ -29,6 +29,7 @@ export function registerDaemon (program: Command): void {
     .option('--bootstrap <multiaddr>', 'peer to join through, repeatable (env KRILL_BOOTSTRAP)', collect)
     .option('--no-mdns', 'do not discover peers on the local network')
     .option('--ollama <url>', 'Ollama to serve from (env OLLAMA_HOST)')
+    .option('--serve', 'serve local models to peers (the default in a private swarm; on the public network only with this flag)')
     .option('--no-serve', 'only consume and relay; never serve local models')
     .option('--share <model>', 'share only this model (repeatable; a trailing * matches a prefix)', collect)
     .option('--relay', 'act as a circuit-relay server for peers behind NATs')
@@ -37,6 +38,8 @@ export function registerDaemon (program: Command): void {
     .option('--no-autonat', 'do not have peers confirm our public addresses by dialing back (AutoNAT v2), nor do it for them')
     .option('--no-hole-punch', 'never open direct connections through NATs by TCP hole punching (relayed peers stay relayed)')
     .option('--swarm-key <file>', 'join the private swarm of this pre-shared key (env KRILL_SWARM_KEY)')
+    .option('--public', 'join the public krill network (strangers connect; serves only with --serve) instead of a private swarm')
+    .option('--rendezvous <multiaddr>', 'public IPFS DHT peer to meet the public network through, repeatable; replaces the standard bootstrap peers (env KRILL_RENDEZVOUS)', collect)
     .option('--json', 'print the ready line and events as JSON lines on stdout')
     .action(async (_opts, command: Command) => {
       const opts = cliOptions(command)
@@ -56,14 +59,16 @@ export function registerDaemon (program: Command): void {
         upnp: opts.upnp,
         autonat: opts.autonat,
         holePunch: opts.holePunch,
-        swarmKey: opts.swarmKey
+        swarmKey: opts.swarmKey,
+        public: opts.public,
+        rendezvous: opts.rendezvous
       }
       const config = await resolveConfig(flags)
       const onEvent = (event: DaemonEvent): void => {
         if (json) {
           process.stdout.write(JSON.stringify(event) + '\n')
         } else if (event.event === 'ready') {
-          process.stdout.write(`krill daemon ready\n  peer id  ${event.peerId}\n  api      ${event.api}\n${event.addrs.map(a => `  address  ${a}`).join('\n')}\n`)
+          process.stdout.write(`krill daemon ready\n  peer id  ${event.peerId}\n  network  ${event.network}\n  api      ${event.api}\n${event.addrs.map(a => `  address  ${a}`).join('\n')}\n`)
         } else {
           const line = describe(event)
           if (line != null) log.info(line)
