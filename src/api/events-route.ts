@@ -90,7 +90,7 @@ const SNAPSHOT_ROUTES = {
   peers: '/krill/v1/peers',
   models: '/krill/v1/models',
   requests: '/krill/v1/requests',
-  ledger: '/krill/v1/ledger',
+  ledger: '/krill/v1/ledger?limit=20',
   balance: '/krill/v1/balance'
 } as const
 

@@ -188,16 +188,60 @@ function genericTable (value, limit) {
   )
 }
 
+const tokens = n => Number.isFinite(n) ? n.toLocaleString('en-US') : '–'
+
+/** GET /krill/v1/balance: totals, today's use against the budget, and each peer */
+function balanceView (balance) {
+  if (!Array.isArray(balance?.peers) || balance.totals == null) return genericTable(balance, 10)
+  const t = balance.totals
+  const today = balance.today
+  const summary = h('dl', { class: 'kv' },
+    h('dt', {}, 'served to peers'), h('dd', {}, `${tokens(t.servedThem?.total)} tokens`),
+    h('dt', {}, 'received from peers'), h('dd', {}, `${tokens(t.servedUs?.total)} tokens`),
+    h('dt', {}, 'net'), h('dd', { title: 'served to peers minus received from them' }, `${t.net >= 0 ? '+' : ''}${tokens(t.net)}`),
+    today != null ? [h('dt', {}, 'used today'), h('dd', {}, today.cap != null ? `${tokens(today.tokens)} of ${tokens(today.cap)}` : `${tokens(today.tokens)} (no daily cap)`)] : null,
+    (t.disputes ?? 0) + (t.unreceipted ?? 0) > 0 ? [h('dt', {}, 'unsettled'), h('dd', { class: 'bad' }, `${t.disputes} disputed, ${t.unreceipted} without receipt`)] : null
+  )
+  if (balance.peers.length === 0) return [summary, h('p', { class: 'empty' }, 'No tokens exchanged with any peer yet.')]
+  return [summary, h('table', { id: 'balance-table' },
+    h('thead', {}, h('tr', {}, h('th', {}, 'peer'), h('th', { class: 'num' }, 'served them'), h('th', { class: 'num' }, 'served us'), h('th', { class: 'num' }, 'net'), h('th', { class: 'num' }, 'standing'))),
+    h('tbody', {}, balance.peers.slice(0, 10).map(p => h('tr', { 'data-peer': p.peer },
+      h('td', {}, h('code', { title: p.peer }, shortId(p.peer))),
+      h('td', { class: 'num' }, tokens(p.servedThem?.total)),
+      h('td', { class: 'num' }, tokens(p.servedUs?.total)),
+      h('td', { class: 'num' }, `${p.net >= 0 ? '+' : ''}${tokens(p.net)}`),
+      h('td', { class: 'num' }, p.standing?.score != null ? p.standing.score.toFixed(2) : '–')
+    )))
+  )]
+}
+
+/** GET /krill/v1/ledger: the newest receipts */
+function ledgerView (ledger) {
+  if (!Array.isArray(ledger?.entries)) return genericTable(ledger, 8)
+  if (ledger.entries.length === 0) return h('p', { class: 'empty' }, 'No receipts yet.')
+  return h('table', { id: 'ledger-table' },
+    h('thead', {}, h('tr', {}, h('th', {}, 'when'), h('th', {}, 'we'), h('th', {}, 'peer'), h('th', {}, 'model'), h('th', { class: 'num' }, 'tokens'), h('th', {}, 'receipt'))),
+    h('tbody', {}, ledger.entries.slice(0, 8).map(e => h('tr', {},
+      h('td', { class: 'muted' }, timeAgo(Date.parse(e.finishedAt ?? e.recordedAt))),
+      h('td', {}, e.role === 'provider' ? 'served' : 'used'),
+      h('td', {}, h('code', { title: e.peer }, shortId(e.peer))),
+      h('td', {}, e.model),
+      h('td', { class: 'num' }, tokens((e.promptTokens ?? 0) + (e.completionTokens ?? 0))),
+      h('td', {}, h('span', { class: `tag ${e.status === 'signed' ? 'ok' : 'bad'}`, title: e.reason ?? '' }, e.status))
+    )))
+  )
+}
+
 function renderLedger (s) {
   const balance = s.balance
   const ledger = s.ledger
   $('balance').replaceChildren(
     h('h3', {}, 'Balance'),
-    balance == null ? h('p', { class: 'na' }, 'Not available: this daemon has no /krill/v1/balance.') : genericTable(balance, 10)
+    ...[balance == null ? h('p', { class: 'na' }, 'Not available: this daemon has no /krill/v1/balance.') : balanceView(balance)].flat()
   )
   $('ledger').replaceChildren(
     h('h3', {}, 'Ledger'),
-    ledger == null ? h('p', { class: 'na' }, 'Not available: this daemon has no /krill/v1/ledger.') : genericTable(ledger, 8)
+    ...[ledger == null ? h('p', { class: 'na' }, 'Not available: this daemon has no /krill/v1/ledger.') : ledgerView(ledger)].flat()
   )
 }
 
