@@ -5,7 +5,10 @@
 import { readFile } from 'node:fs/promises'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { digestKey, modelKey, modelKeyString } from '../../src/discovery/keys.js'
+import { digestKey, modelKey, modelKeyString, rendezvousKey, rendezvousKeyString } from '../../src/discovery/keys.js'
+import { ANNOUNCE_SCORE_THRESHOLDS, ANNOUNCE_TOPIC_SCORE, INVALID_MESSAGE_WEIGHT } from '../../src/discovery/gossip-scoring.js'
+import { AMINO_DHT_PROTOCOL, RENDEZVOUS_RECORD_VALIDITY_MS, RENDEZVOUS_REPROVIDE_AFTER_MS } from '../../src/discovery/rendezvous.js'
+import { MAX_PREFIX_BYTES } from '../../src/protocol/frame-io.js'
 import { ErrorCode } from '../../src/errors.js'
 import { DEFAULT_LIMITS } from '../../src/limits/index.js'
 import { CHAT_PROTOCOL } from '../../src/protocol/ids.js'
@@ -45,5 +48,31 @@ describe('protocols/README.md', () => {
     expect(readme).toMatch(new RegExp(`\\| concurrent chat streams per consumer peer \\| ${DEFAULT_LIMITS.maxStreamsPerPeer} \\|`))
     expect(readme).toMatch(new RegExp(`\\| request arrival .* \\| ${DEFAULT_LIMITS.requestTimeoutMs / 1000} s \\|`))
     expect(readme).toMatch(new RegExp(`\\| stall .* \\| ${DEFAULT_LIMITS.stallTimeoutMs / 1000} s \\|`))
+  })
+
+  it('has the rendezvous key vector that matches src/discovery/keys.ts', () => {
+    const vectors = [...readme.matchAll(/^\| `(krill\/rendezvous\/v1\/([^`]+))` \| `(bafk[a-z2-7]+)` \| `([0-9a-f]+)` \|/gm)]
+    expect(vectors).toHaveLength(1)
+    for (const [, keyString, network, cid, multihash] of vectors) {
+      expect(rendezvousKeyString(network)).toBe(keyString)
+      expect(rendezvousKey(network).toString()).toBe(cid)
+      expect(Buffer.from(rendezvousKey(network).multihash.bytes).toString('hex')).toBe(multihash)
+    }
+    expect(rendezvousKeyString()).toBe('krill/rendezvous/v1/public')
+    expect(readme).toContain(`\`${AMINO_DHT_PROTOCOL}\``)
+    expect(RENDEZVOUS_RECORD_VALIDITY_MS).toBe(48 * 3_600_000)
+    expect(RENDEZVOUS_REPROVIDE_AFTER_MS).toBe(22 * 3_600_000)
+    expect(readme).toMatch(/re-provides its record\s+after 22 h/)
+  })
+
+  it('states the length-prefix rule and the gossip score parameters the code uses', () => {
+    expect(MAX_PREFIX_BYTES).toBe(8)
+    expect(readme).toContain('Length prefixes longer than 8 bytes are invalid')
+    expect(readme).toContain('frame length prefix is not a valid varint')
+    expect(INVALID_MESSAGE_WEIGHT).toBe(-10)
+    expect(ANNOUNCE_TOPIC_SCORE).toMatchObject({ topicWeight: 1, timeInMeshWeight: 0.01, timeInMeshCap: 100, firstMessageDeliveriesWeight: 1, firstMessageDeliveriesDecay: 0.9, firstMessageDeliveriesCap: 5, meshMessageDeliveriesWeight: 0, meshFailurePenaltyWeight: 0, invalidMessageDeliveriesDecay: 0.99 })
+    expect(readme).toMatch(/\| P4 invalid message deliveries \| weight -10, decay 0\.99 \|/)
+    const t = ANNOUNCE_SCORE_THRESHOLDS
+    expect(readme).toContain(`gossip ${t.gossipThreshold}, publish ${t.publishThreshold}, graylist ${t.graylistThreshold}, accept PX ${t.acceptPXThreshold}, opportunistic graft ${t.opportunisticGraftThreshold}`)
   })
 })
