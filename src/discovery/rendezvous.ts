@@ -316,6 +316,7 @@ export class Rendezvous implements Startable {
       for await (const event of this.dht.findProviders(this.key, { signal: AbortSignal.any([signal, enough.signal]) })) {
         if (event.name !== 'PROVIDER') continue
         for (const info of event.providers) {
+          if (seen.size >= this.o.maxProvidersPerLookup) break
           const id = info.id.toString()
           if (id === self || seen.has(id)) continue
           seen.add(id)

@@ -20,7 +20,25 @@ import { waitFor } from '../helpers/wait.js'
 
 type Node = Libp2p<{ rendezvous: Rendezvous }>
 
-async function krillLike (peers: string[]): Promise<Node> {
+/** a public-DHT client that provides krill's rendezvous key but speaks no krill protocol */
+async function startStranger (dhtAddr: any): Promise<Libp2p<{ dht: any }>> {
+  const node = await createLibp2p({
+    addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    services: { identify: identify(), ping: ping(), dht: kadDHT({ protocol: '/ipfs/kad/1.0.0', clientMode: true, peerInfoMapper: passthroughMapper, allowQueryWithZeroPeers: true }) }
+  }) as any
+  await node.dial(dhtAddr)
+  await waitFor(async () => {
+    let ok = false
+    for await (const e of node.services.dht.provide(rendezvousKey(), { signal: AbortSignal.timeout(10_000) })) if (e.name === 'PEER_RESPONSE') ok = true
+    return ok
+  }, 'a stranger provided the key', 20_000, 200)
+  return node
+}
+
+async function krillLike (peers: string[], init: Record<string, unknown> = {}): Promise<Node> {
   const node = await createLibp2p({
     addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
     transports: [tcp()],
@@ -29,7 +47,7 @@ async function krillLike (peers: string[]): Promise<Node> {
     services: {
       identify: identify(),
       ping: ping(),
-      rendezvous: rendezvous({ peers, backoffMs: { min: 200, max: 2_000 }, minKrillPeers: 2 }) as any
+      rendezvous: rendezvous({ peers, backoffMs: { min: 200, max: 2_000 }, minKrillPeers: 2, ...init }) as any
     }
   }) as unknown as Node
   // what makes it a krill peer to others: a /krill/ protocol in identify
@@ -83,5 +101,25 @@ describe('public rendezvous (service)', () => {
     // the stranger is never counted as a krill peer (libp2p's own DHT upkeep may
     // still ping it; that connection is no rendezvous of ours)
     for (const n of nodes) expect(n.services.rendezvous.krillPeerCount()).toBe(2)
+  }, 90_000)
+
+  it('bounds what the records of strangers make it do: providers per look-up, dials per minute', async () => {
+    const crowd = await Promise.all(Array.from({ length: 10 }, async (_, i) => await startStranger(dht.nodes[i % 3].getMultiaddrs()[0])))
+    const lonely = await krillLike([dht.addrs[0]], { maxProvidersPerLookup: 4, dialsPerMinute: 1, minKrillPeers: 50 })
+    try {
+      const r = lonely.services.rendezvous
+      await waitFor(() => r.stats.lookups >= 3, 'three look-ups', 30_000, 100)
+      // at most 4 providers taken per look-up, and the token bucket (bursts of 8,
+      // then 1 a minute) caps the dials however many look-ups run
+      expect(r.stats.found).toBeLessThanOrEqual(4 * r.stats.lookups)
+      expect(r.stats.dialed).toBeLessThanOrEqual(9)
+      expect(r.stats.dialed).toBeGreaterThan(0)
+      expect(r.stats.joined).toBeLessThanOrEqual(r.stats.dialed)
+      // strangers are never krill peers: only the three krill nodes of the first test can be
+      expect(r.krillPeerCount()).toBeLessThanOrEqual(3)
+      expect(r.stats.joined).toBeLessThanOrEqual(3)
+    } finally {
+      await Promise.allSettled([lonely, ...crowd].map(async n => { await n.stop() }))
+    }
   }, 90_000)
 })

@@ -9,6 +9,9 @@ import { digestKey, modelKey, modelKeyString, rendezvousKey, rendezvousKeyString
 import { ANNOUNCE_SCORE_THRESHOLDS, ANNOUNCE_TOPIC_SCORE, INVALID_MESSAGE_WEIGHT } from '../../src/discovery/gossip-scoring.js'
 import { AMINO_DHT_PROTOCOL, RENDEZVOUS_RECORD_VALIDITY_MS, RENDEZVOUS_REPROVIDE_AFTER_MS } from '../../src/discovery/rendezvous.js'
 import { MAX_PREFIX_BYTES } from '../../src/protocol/frame-io.js'
+import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { gossipsub } from '@libp2p/gossipsub'
 import { ErrorCode } from '../../src/errors.js'
 import { DEFAULT_LIMITS } from '../../src/limits/index.js'
 import { CHAT_PROTOCOL } from '../../src/protocol/ids.js'
@@ -74,5 +77,16 @@ describe('protocols/README.md', () => {
     expect(readme).toMatch(/\| P4 invalid message deliveries \| weight -10, decay 0\.99 \|/)
     const t = ANNOUNCE_SCORE_THRESHOLDS
     expect(readme).toContain(`gossip ${t.gossipThreshold}, publish ${t.publishThreshold}, graylist ${t.graylistThreshold}, accept PX ${t.acceptPXThreshold}, opportunistic graft ${t.opportunisticGraftThreshold}`)
+  })
+
+  it('has a gossip message-id vector that matches gossipsub as krill runs it (StrictSign)', async () => {
+    const m = /Vector \(author Ed25519,\s+seed = 32 bytes of 0x07, `seqno` 0x([0-9a-f]+)\):\s+`([0-9a-f]+)`/.exec(readme)
+    expect(m).not.toBeNull()
+    const key = await generateKeyPairFromSeed('Ed25519', new Uint8Array(32).fill(7))
+    const from = peerIdFromPrivateKey(key)
+    // the message-id function of a gossipsub built with krill's options (no msgIdFn of our own)
+    const pubsub: any = gossipsub({ allowPublishToZeroTopicPeers: true })({ peerId: from, privateKey: key, logger: { forComponent: () => Object.assign(() => {}, { error: () => {}, trace: () => {}, enabled: false }) } } as any)
+    const id: Uint8Array = await pubsub.msgIdFn({ type: 'signed', from, sequenceNumber: BigInt(`0x${m![1]}`), data: new Uint8Array(), topic: 'krill/models/1', signature: new Uint8Array(), key: key.publicKey })
+    expect(Buffer.from(id).toString('hex')).toBe(m![2])
   })
 })
