@@ -89,6 +89,7 @@ export async function * requestChat (node: DialingNode, peerId: PeerId, request:
   }
 
   let completed = false
+  let receipt: { port: ConsumerReceiptPort, bytes: Uint8Array, received: ReceivedFacts } | undefined
   try {
     ctl.signal.throwIfAborted()
     try {
@@ -133,20 +134,25 @@ export async function * requestChat (node: DialingNode, peerId: PeerId, request:
         clearTimeout(firstToken)
         completed = true
         if (opts.receipts != null) {
-          await settleReceipt(opts.receipts, stream, ctl.signal, frame.done.receipt, {
-            kind: 'chat',
-            provider: peer,
-            model: request.model,
-            modelDigest: digest,
-            requestSentAtMs,
-            doneAtMs: Date.now(),
-            deltaFrames,
-            toolCallChars,
-            requestBytes: payload.byteLength,
-            messages: request.messages.length,
-            promptTokens: frame.done.promptEvalCount,
-            completionTokens: frame.done.evalCount
-          })
+          // settled in `finally`, after the caller has its answer: the receipt costs it no wait
+          receipt = {
+            port: opts.receipts,
+            bytes: frame.done.receipt,
+            received: {
+              kind: 'chat',
+              provider: peer,
+              model: request.model,
+              modelDigest: digest,
+              requestSentAtMs,
+              doneAtMs: Date.now(),
+              deltaFrames,
+              toolCallChars,
+              requestBytes: payload.byteLength,
+              messages: request.messages.length,
+              promptTokens: frame.done.promptEvalCount,
+              completionTokens: frame.done.evalCount
+            }
+          }
         }
         yield { type: 'done', usage: usageFromPb(frame.done) }
         return
@@ -172,6 +178,8 @@ export async function * requestChat (node: DialingNode, peerId: PeerId, request:
     opts.signal?.removeEventListener('abort', onUserAbort)
     if (stream != null) {
       if (completed) {
+        // the countersignature (or dispute) goes back before we close: a close before it would mean "cancel"
+        if (receipt != null) await settleReceipt(receipt.port, stream, ctl.signal, receipt.bytes, receipt.received)
         await stream.close({ signal: AbortSignal.timeout(CLOSE_TIMEOUT_MS) })
           .catch((err: unknown) => { stream?.abort(err instanceof Error ? err : new Error(String(err))) })
       } else {
