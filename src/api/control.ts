@@ -50,6 +50,8 @@ export interface ControlPort {
   dht: () => { mode: 'server' | 'client', configured: DhtMode }
   /** tokens served to peers and consumed from them, from the ledger; undefined without receipts */
   tokens?: () => StatusAnswer['tokens']
+  /** POST /krill/v1/shutdown: stop the daemon as SIGTERM does (after the answer is sent) */
+  requestStop: () => void
 }
 
 /** `krill peers` pings peers without a fresh RTT; a slow peer must not stall the list. */
@@ -199,7 +201,7 @@ async function listPeers (port: ControlPort): Promise<PeerView[]> {
   return views.sort((a, b) => a.id.localeCompare(b.id))
 }
 
-const connectBody = z.object({ multiaddr: z.string().min(1).max(1024) })
+const connectBody = z.object({ multiaddr: z.string().min(1).max(1024), force: z.boolean().optional() })
 
 /** /krill/v1/... : what the daemon knows, for `krill status|peers|…` and scripts. */
 export function registerControlRoutes (app: FastifyInstance, port: ControlPort): void {
@@ -309,22 +311,45 @@ export function registerControlRoutes (app: FastifyInstance, port: ControlPort):
     if (target != null && target === port.libp2p.peerId.toString()) {
       return sendError(reply, 400, 'self', `${body.data.multiaddr} is this node`)
     }
+    // libp2p hands back an open connection to the same peer without dialing the
+    // address: say so rather than "connected" for an address nobody tried
+    const existing = target != null && body.data.force !== true ? connectionsTo(port, target) : []
+    if (existing.length > 0) return connectAnswer(bestConnection(existing), false, 0)
     let conn: Connection
     const started = Date.now()
     try {
-      conn = await port.libp2p.dial(addr, { signal: AbortSignal.timeout(DIAL_TIMEOUT_MS) })
+      conn = await port.libp2p.dial(addr, { signal: AbortSignal.timeout(DIAL_TIMEOUT_MS), force: body.data.force === true })
     } catch (err) {
       return sendError(reply, 502, 'dial_failed', `dialing ${body.data.multiaddr} failed: ${reasonOf(err)}`)
     }
-    const { relayed, relay } = relayOf(conn.remoteAddr)
-    return {
-      peerId: conn.remotePeer.toString(),
-      addr: conn.remoteAddr.toString(),
-      type: relayed ? 'relayed' : 'direct',
-      ...(relay != null ? { relay } : {}),
-      dialMs: Date.now() - started
-    }
+    return connectAnswer(conn, true, Date.now() - started)
   })
+
+  // `krill stop`: answered first, then the daemon stops as on SIGTERM
+  app.post('/krill/v1/shutdown', async (_request, reply) => {
+    reply.raw.once('finish', () => { port.requestStop() })
+    return await reply.code(202).send({ stopping: true, peerId: port.libp2p.peerId.toString() })
+  })
+}
+
+function connectionsTo (port: ControlPort, peer: string): Connection[] {
+  try {
+    return port.libp2p.getConnections(peerIdFromString(peer))
+  } catch {
+    return []
+  }
+}
+
+function connectAnswer (conn: Connection, dialed: boolean, dialMs: number): Record<string, unknown> {
+  const { relayed, relay } = relayOf(conn.remoteAddr)
+  return {
+    peerId: conn.remotePeer.toString(),
+    addr: conn.remoteAddr.toString(),
+    type: relayed ? 'relayed' : 'direct',
+    ...(relay != null ? { relay } : {}),
+    dialed,
+    dialMs
+  }
 }
 
 async function hasAddresses (port: ControlPort, peer: PeerId): Promise<boolean> {

@@ -2,6 +2,7 @@ import { timingSafeEqual } from 'node:crypto'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { AddressInUseError, AddressUnavailableError, ConfigError } from '../errors.js'
 import { isLoopbackHost } from '../peers/index.js'
+import { VERSION } from '../version.js'
 import type { PolicyStore } from '../policy/policy-store.js'
 import type { ApiBackend } from './backend.js'
 import { registerControlRoutes, type ControlPort } from './control.js'
@@ -43,6 +44,8 @@ export interface ApiDeps {
 export interface ApiServer {
   url: string
   app: FastifyInstance
+  /** every route, "GET /krill/v1/status" (fastify's automatic HEAD routes left out): docs/http-api.md is checked against it */
+  routes: string[]
   listen: (at: { host: string, port: number }) => Promise<void>
   close: () => Promise<void>
 }
@@ -69,6 +72,13 @@ export async function createApiServer (deps: ApiDeps): Promise<ApiServer> {
     connectionTimeout: 0,
     keepAliveTimeout: 5_000
   })
+  const routes: string[] = []
+  app.addHook('onRoute', route => {
+    for (const method of [route.method].flat()) if (method !== 'HEAD' || route.exposeHeadRoute === false) routes.push(`${method} ${route.url}`)
+  })
+  // on every answer, refusals included: how `krill` tells this API from Ollama's or
+  // anything else (on the raw response: streamed answers write their head themselves)
+  app.addHook('onRequest', async (_request, reply) => { reply.raw.setHeader('x-krill-version', VERSION) })
   const token = deps.apiToken
   registerOriginGuard(app, { loopbackOnly: token == null && isLoopbackHost(deps.host), sameOrigin: token != null })
 
@@ -96,6 +106,7 @@ export async function createApiServer (deps: ApiDeps): Promise<ApiServer> {
   const server: ApiServer = {
     url: '',
     app,
+    routes,
     listen: async ({ host, port }) => {
       if (!isLoopbackHost(host) && token == null) {
         throw new ConfigError(`--api ${host}:${port} is not a loopback address: set an API token (KRILL_API_TOKEN or "apiToken" in krill.json, at least 16 characters) so strangers cannot use your node`)

@@ -5,6 +5,7 @@
  */
 import { CommanderError } from 'commander'
 import { InterruptedError, KrillUserError, UsageError } from '../errors.js'
+import { CliError } from './cli-error.js'
 
 export const EXIT = { ok: 0, failure: 1, usage: 2, interrupted: 130 } as const
 export type ExitCode = (typeof EXIT)[keyof typeof EXIT]
@@ -13,6 +14,7 @@ export function exitCodeFor (err: unknown): ExitCode {
   // commander: help and version are successes; everything else it rejects is usage
   if (err instanceof CommanderError) return err.exitCode === 0 ? EXIT.ok : EXIT.usage
   if (err instanceof InterruptedError) return EXIT.interrupted
+  if (err instanceof CliError) return err.usage ? EXIT.usage : EXIT.failure
   if (err instanceof UsageError) return err.failure ? EXIT.failure : EXIT.usage
   if (err instanceof KrillUserError) return EXIT.failure
   return EXIT.failure

@@ -105,7 +105,7 @@ export function bindApiBackend (parts: Parts, router: Router): ApiBackend {
   }
 }
 
-export function bindControl (parts: Parts, router: Router, startedAt: number): ControlPort {
+export function bindControl (parts: Parts, router: Router, startedAt: number, requestStop: () => void): ControlPort {
   const { config, node, discovery, engine } = parts
   const libp2p = node.libp2p
   return {
@@ -125,7 +125,8 @@ export function bindControl (parts: Parts, router: Router, startedAt: number): C
     routing: () => router.running().length,
     nat: () => node.nat.status(),
     dht: () => ({ mode: node.dhtMode(), configured: config.dhtMode }),
-    tokens: () => ({ served: { ...parts.receipts.counters.served }, consumed: { ...parts.receipts.counters.consumed } })
+    tokens: () => ({ served: { ...parts.receipts.counters.served }, consumed: { ...parts.receipts.counters.consumed } }),
+    requestStop
   }
 }
 

@@ -50,6 +50,8 @@ export interface DaemonOptions {
   onProgress?: (step: string) => void
   /** discovery tuning; `gossip: false` finds providers through the DHT only */
   discovery?: Pick<DiscoveryOptions, 'gossip' | 'announcer'>
+  /** POST /krill/v1/shutdown: the program stops the daemon as on SIGTERM (default: it stops itself) */
+  onStopRequest?: () => void
 }
 
 /** A running krill node, fully built. What the CLI and tests may look at; everything else stays inside. */
@@ -78,6 +80,8 @@ export interface Daemon {
   readonly metrics: Registry
   /** the HTTP API's node:http server (tests pin its timeouts) */
   readonly http: HttpServer
+  /** every HTTP route, "GET /krill/v1/status" (docs/http-api.md is checked against it) */
+  readonly apiRoutes: readonly string[]
   /** addresses other peers can dial, each ending in /p2p/<peer id> */
   addrs: () => string[]
   /** the models this node shares right now ([] while Ollama is unreachable) */
@@ -273,11 +277,13 @@ export async function startDaemon (config: KrillConfig, opts: DaemonOptions = {}
     const requestLog = new RequestLog({ selfId: libp2p.peerId.toString() })
     const offRequests = sink.subscribe(event => { if (event.event === 'request:routed') requestLog.record(event) })
     built.push(offRequests)
+    // POST /krill/v1/shutdown stops the daemon once it exists
+    let stopSelf: () => void = () => {}
     const api: ApiServer = await createApiServer({
       host: config.api.host,
       apiToken: config.apiToken,
       backend: bindApiBackend(parts, router),
-      control: bindControl(parts, router, startedAt),
+      control: bindControl(parts, router, startedAt, () => { stopSelf() }),
       metrics: bindMetrics(parts, router, metrics),
       policy,
       events: { subscribe: listener => sink.subscribe(listener) },
@@ -323,6 +329,7 @@ export async function startDaemon (config: KrillConfig, opts: DaemonOptions = {}
       get nat () { return node.nat.status() },
       metrics,
       http: api.app.server,
+      apiRoutes: [...api.routes],
       addrs: () => libp2p.getMultiaddrs().map(a => a.toString()),
       localModels: () => disc.localModels(),
       findProviders: async (model, o) => await disc.findProviders(model, o),
@@ -331,6 +338,7 @@ export async function startDaemon (config: KrillConfig, opts: DaemonOptions = {}
         await stopping
       }
     }
+    stopSelf = opts.onStopRequest ?? (() => { void daemon.stop() })
     sink.send({ event: 'ready', peerId: libp2p.peerId.toString(), addrs: daemon.addrs(), api: api.url, network: config.network })
     ready = true
     for (const event of early.splice(0)) sink.send(event)

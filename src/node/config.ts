@@ -1,5 +1,4 @@
 import { readFile } from 'node:fs/promises'
-import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { multiaddr } from '@multiformats/multiaddr'
 import { z } from 'zod'
@@ -8,12 +7,10 @@ import { isLoopbackHost, isUnspecifiedHost } from '../peers/index.js'
 import type { Limits } from '../limits/index.js'
 import { modeDefaults, networkMode, type NetworkMode } from '../network/network-mode.js'
 
-/** Default libp2p ports: clear of Ollama (11434) and IPFS (4001). */
-export const DEFAULT_TCP_PORT = 4747
-export const DEFAULT_WS_PORT = 4748
-export const DEFAULT_API = '127.0.0.1:11435'
-export const DEFAULT_OLLAMA = 'http://127.0.0.1:11434'
-export const CONFIG_FILE = 'krill.json'
+import { CONFIG_FILE, DEFAULT_API, DEFAULT_OLLAMA, DEFAULT_TCP_PORT, DEFAULT_WS_PORT, defaultDataDir, parseHostPort } from './defaults.js'
+
+// the light part lives in defaults.ts (the client commands load it without zod)
+export { CONFIG_FILE, DEFAULT_API, DEFAULT_OLLAMA, DEFAULT_TCP_PORT, DEFAULT_WS_PORT, defaultDataDir, parseHostPort }
 
 /** Everything a daemon needs to start, after flags, env and krill.json are merged. */
 export interface KrillConfig {
@@ -221,12 +218,6 @@ export interface FlagConfig extends Omit<FileConfig, 'api'> {
   api?: string
 }
 
-export function defaultDataDir (env: NodeJS.ProcessEnv = process.env): string {
-  if (env.KRILL_HOME != null && env.KRILL_HOME !== '') return env.KRILL_HOME
-  const xdg = env.XDG_DATA_HOME
-  return join(xdg != null && xdg !== '' ? xdg : join(homedir(), '.local', 'share'), 'krill')
-}
-
 function list (value: string | undefined): string[] | undefined {
   if (value == null || value.trim() === '') return undefined
   return value.split(',').map(s => s.trim()).filter(s => s !== '')
@@ -269,18 +260,6 @@ export async function readConfigFile (dataDir: string): Promise<FileConfig> {
     throw new ConfigError(`${path}: ${where}: ${issue.message}`)
   }
   return parsed.data
-}
-
-/** Parses "host:port", "[::1]:port" or ":port" into parts. */
-export function parseHostPort (value: string, what = '--api'): { host: string, port: number } {
-  const stripped = value.replace(/^https?:\/\//, '').replace(/\/$/, '')
-  const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(stripped)
-  const port = match != null ? Number(match[3]) : NaN
-  if (match == null || port > 65535) {
-    throw new ConfigError(`${what} "${value}" is not HOST:PORT (for example 127.0.0.1:11435; port 0 picks a free one)`)
-  }
-  const host = match[1] ?? match[2]
-  return { host: host === '' ? '127.0.0.1' : host, port }
 }
 
 export function normalizeOllamaUrl (value: string): string {

@@ -11,7 +11,7 @@
  *   npm run bench -- --out FILE        also write the JSON document to FILE
  *   npm run bench -- --markdown        the table as Markdown (for docs/benchmarks.md)
  *
- * Sections: ttft, throughput, concurrency, discovery, failover, receipts. Every process, node
+ * Sections: ttft, throughput, concurrency, discovery, failover, receipts, cli. Every process, node
  * and stand-in a section starts is stopped when it ends, also on failure or Ctrl-C.
  * BENCH_CPU_PROF=DIR makes every krill daemon process write a V8 CPU profile to DIR
  * (read it with test/bench/cpuprofile-top.ts).
@@ -26,6 +26,7 @@ import { Cleanup } from './cleanup.js'
 import type { BenchContext, Section } from './context.js'
 import { machineInfo } from './machine.js'
 import { markdownTable, machineLine, textReport, type Report, type SectionResult } from './report.js'
+import { cliSection } from './sections/cli.js'
 import { concurrencySection } from './sections/concurrency.js'
 import { discoverySection } from './sections/discovery.js'
 import { failoverSection } from './sections/failover.js'
@@ -36,7 +37,7 @@ import { ttftSection } from './sections/ttft.js'
 /** the cleanups of runs in progress: a signal releases them before the process exits */
 const active = new Set<Cleanup>()
 
-export const SECTIONS: Section[] = [ttftSection, throughputSection, concurrencySection, discoverySection, failoverSection, receiptsSection]
+export const SECTIONS: Section[] = [ttftSection, throughputSection, concurrencySection, discoverySection, failoverSection, receiptsSection, cliSection]
 
 export interface BenchOptions {
   quick: boolean

@@ -1,5 +1,6 @@
-import { spawn } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { createServer } from 'node:net'
+import { createServer as createHttpServer } from 'node:http'
 import { rm } from 'node:fs/promises'
 import { createHash } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -47,6 +48,17 @@ describe('krill client commands against a 3-node swarm', () => {
       'node 0 to learn both providers of llama and the one of qwen')
   })
 
+  /** whether this build's daemon says who answered (x-krill-provider) */
+  let providerSays = false
+
+  beforeAll(async () => {
+    const res = await fetch(`${swarm.nodes[0].daemon.apiUrl}/v1/chat/completions`, {
+      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: LLAMA, messages: [{ role: 'user', content: 'probe' }] })
+    })
+    await res.text()
+    providerSays = res.headers.get('x-krill-provider') != null
+  })
+
   afterAll(async () => {
     await swarm?.stop()
     await Promise.all((standins ?? []).map(async s => { await s.stop() }))
@@ -92,7 +104,8 @@ describe('krill client commands against a 3-node swarm', () => {
     expect(modelsOf(ids[1])).toEqual([LLAMA])
     expect(modelsOf(ids[2])).toEqual([LLAMA, QWEN])
 
-    const table = await runKrill(['peers', '--api', api])
+    // --wide: every id and address whole (people copy ids into `krill ping`)
+    const table = await runKrill(['peers', '--wide', '--api', api])
     expect(table.code).toBe(0)
     const lines = table.stdout.trimEnd().split('\n')
     expect(lines[0]).toMatch(/^PEER\s+ADDRESS\s+TYPE\s+LATENCY\s+AGENT\s+MODELS$/)
@@ -103,25 +116,81 @@ describe('krill client commands against a 3-node swarm', () => {
     }
     expect(row(ids[1])).toMatch(/\sllama3\.2:1b$/)
     expect(row(ids[2])).toMatch(/\sllama3\.2:1b, qwen3:0\.6b$/)
+
+    // by default: short ids, within 100 columns
+    const narrow = await runKrill(['peers', '--api', api])
+    expect(narrow.code).toBe(0)
+    const short = narrow.stdout.trimEnd().split('\n')
+    expect(short[0]).toMatch(/^PEER\s+ADDRESS\s+TYPE\s+LATENCY\s+AGENT\s+MODELS$/)
+    expect(short).toHaveLength(3)
+    for (const line of short) expect(line.length).toBeLessThanOrEqual(100)
+    for (const id of [ids[1], ids[2]]) {
+      expect(short.find(l => l.startsWith(`${id.slice(0, 8)}…${id.slice(-6)} `))).toMatch(/^\S+\s+\/ip4\/127\.0\.0\.1\/tcp\/\d+\s+direct\s+[\d.]+ ms\s+krill\//)
+    }
+    expect(narrow.stdout).not.toContain(ids[1])
   })
 
-  it('peers --watch redraws in place and exits 0 on Ctrl-C', async () => {
-    const child = spawn(process.execPath, [KRILL_BIN, 'peers', '--watch', '--api', api], { stdio: ['ignore', 'pipe', 'pipe'] })
+  it('peers --watch into a pipe: plain frames under a time stamp, no escape codes; Ctrl-C exits 130', async () => {
+    const child = spawn(process.execPath, [KRILL_BIN, 'peers', '--watch', '--wide', '--api', api], { stdio: ['ignore', 'pipe', 'pipe'] })
     let out = ''
     child.stdout.on('data', (d: Buffer) => { out += d.toString() })
     const exited = new Promise<number | null>(resolve => child.on('exit', code => resolve(code)))
     try {
-      // two frames: the first draw and a refresh 2 s later
-      await waitFor(() => out.split('\x1b[H\x1b[2J').length >= 3, 'two redraws', 15_000)
+      // two frames: the first and a refresh 2 s later
+      await waitFor(() => out.split(/^# krill peers at /m).length >= 3, 'two frames', 15_000)
       child.kill('SIGINT')
-      expect(await exited).toBe(0)
+      expect(await exited).toBe(130)
     } finally {
       child.kill('SIGKILL')
     }
-    const frames = out.split('\x1b[H\x1b[2J').filter(f => f !== '')
+    expect(out).not.toContain('\x1b')
+    const frames = out.split(/^# krill peers at \S+\n/m).filter(f => f !== '')
     for (const frame of frames.slice(0, 2)) {
       expect(frame).toContain(ids[1])
       expect(frame).toContain(ids[2])
+    }
+  })
+
+  it('peers --watch on a terminal redraws in place', async (ctx) => {
+    // script(1) gives the command a pseudo-terminal
+    const script = spawnSync('script', ['--version'])
+    if (script.error != null) ctx.skip()
+    const command = [process.execPath, KRILL_BIN, 'peers', '--watch', '--api', api].map(a => `'${a}'`).join(' ')
+    const child = spawn('script', ['-qfec', command, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] })
+    let out = ''
+    child.stdout.on('data', (d: Buffer) => { out += d.toString() })
+    const exited = new Promise<number | null>(resolve => child.on('exit', code => resolve(code)))
+    try {
+      await waitFor(() => out.split('\x1b[H\x1b[2J').length >= 3, 'two redraws', 15_000)
+      // Ctrl-C typed on the terminal
+      child.stdin.write('\x03')
+      expect(await exited).toBe(130)
+    } finally {
+      child.kill('SIGKILL')
+    }
+    expect(out).toContain(`${ids[1].slice(0, 8)}…${ids[1].slice(-6)}`)
+  })
+
+  it('status --watch: JSON lines with --json, plain frames otherwise', async () => {
+    for (const json of [true, false]) {
+      const child = spawn(process.execPath, [KRILL_BIN, 'status', '--watch', '--api', api, ...(json ? ['--json'] : [])], { stdio: ['ignore', 'pipe', 'pipe'] })
+      let out = ''
+      child.stdout.on('data', (d: Buffer) => { out += d.toString() })
+      const exited = new Promise<number | null>(resolve => child.on('exit', code => resolve(code)))
+      try {
+        await waitFor(() => json ? out.split('\n').length >= 3 : out.split(/^# krill status at /m).length >= 3, 'two refreshes', 15_000)
+        child.kill('SIGINT')
+        expect(await exited).toBe(130)
+      } finally {
+        child.kill('SIGKILL')
+      }
+      if (json) {
+        const docs = out.trimEnd().split('\n').map(l => JSON.parse(l))
+        for (const doc of docs) expect(doc.peerId).toBe(ids[0])
+      } else {
+        expect(out).toMatch(new RegExp(`^peer id\\s+${ids[0]}$`, 'm'))
+        expect(out).not.toContain('\x1b')
+      }
     }
   })
 
@@ -145,7 +214,9 @@ describe('krill client commands against a 3-node swarm', () => {
     // a serving node counts itself apart from its peers
     const fromTwo = await runKrill(['models', '--api', hostPort(swarm.nodes[2].daemon.apiUrl)])
     expect(fromTwo.stdout).toMatch(/^llama3\.2:1b\s+\w{12}\s+1 \+ this node\s+/m)
-    expect(fromTwo.stdout).toMatch(/^qwen3:0\.6b\s+\w{12}\s+0 \+ this node\s+local$/m)
+    // served here only: "this node", never "0 + this node"
+    expect(fromTwo.stdout).toMatch(/^qwen3:0\.6b\s+\w{12}\s+this node\s+local$/m)
+    expect(fromTwo.stdout).not.toContain('0 + this node')
   })
 
   it('providers: who serves a model, with load, latency and source; nobody → exit 1', async () => {
@@ -160,7 +231,7 @@ describe('krill client commands against a 3-node swarm', () => {
       expect(typeof p.latencyMs).toBe('number')
     }
 
-    const table = await runKrill(['providers', QWEN, '--api', api])
+    const table = await runKrill(['providers', QWEN, '--wide', '--api', api])
     expect(table.code).toBe(0)
     const lines = table.stdout.trimEnd().split('\n')
     expect(lines[0]).toMatch(/^PEER\s+DIGEST\s+LOAD\s+LATENCY\s+SOURCE$/)
@@ -168,13 +239,21 @@ describe('krill client commands against a 3-node swarm', () => {
     expect(lines[1]).toMatch(new RegExp(`^${ids[2]}\\s+${digestOf(QWEN).slice(0, 12)}\\s+0/${swarm.nodes[2].config.slots}, 0 queued\\s+[\\d.]+ ms\\s+gossip$`))
 
     // on a node that serves it, the node itself is listed first
-    const here = await runKrill(['providers', QWEN, '--api', hostPort(swarm.nodes[2].daemon.apiUrl)])
+    const here = await runKrill(['providers', QWEN, '--wide', '--api', hostPort(swarm.nodes[2].daemon.apiUrl)])
     expect(here.code).toBe(0)
     expect(here.stdout).toMatch(new RegExp(`^${ids[2]} \\(this node\\)\\s+${digestOf(QWEN).slice(0, 12)}\\s+.*local\\s+local$`, 'm'))
+
+    // by default the id is short
+    const short = await runKrill(['providers', QWEN, '--api', api])
+    expect(short.stdout.trimEnd().split('\n')[1]).toMatch(new RegExp(`^${ids[2].slice(0, 8)}…${ids[2].slice(-6)}\\s+${digestOf(QWEN).slice(0, 12)}\\s`))
 
     const nobody = await runKrill(['providers', 'nosuchmodel:7b', '--api', api])
     expect(nobody.code).toBe(1)
     expect(nobody.stderr).toContain('model "nosuchmodel:7b" is not served by anyone in the swarm — see `krill models`')
+    // a tag away from a known model: did you mean
+    const untagged = await runKrill(['providers', 'qwen3', '--api', api])
+    expect(untagged.code).toBe(1)
+    expect(untagged.stderr).toContain('did you mean "qwen3:0.6b"?')
     const bad = await runKrill(['providers', 'bad name', '--api', api])
     expect(bad.code).toBe(2)
   })
@@ -229,6 +308,28 @@ describe('krill client commands against a 3-node swarm', () => {
     expect(refused.stderr).toMatch(/dialing .* failed: .*ECONNREFUSED/)
   })
 
+  it('connect: to a peer already connected says so and does not claim a dial; --force dials', async () => {
+    const node1 = hostPort(swarm.nodes[1].daemon.apiUrl)
+    await waitFor(() => swarm.nodes[1].daemon.libp2p.getConnections(swarm.nodes[0].daemon.peerId).length > 0, 'node 1 connected to node 0')
+    // an address nobody listens on, with the connected peer's id: never tried
+    const port = await closedPort()
+    const bogus = `/ip4/127.0.0.1/tcp/${port}/p2p/${ids[0]}`
+    const table = await runKrill(['connect', bogus, '--api', node1])
+    expect(table.code).toBe(0)
+    expect(table.stdout).toContain(`already connected to ${ids[0]}`)
+    expect(table.stdout).toContain(`${bogus} was not dialed`)
+    const json = await runKrill(['connect', bogus, '--json', '--api', node1])
+    expect(JSON.parse(json.stdout)).toMatchObject({ peerId: ids[0], dialed: false })
+    expect(JSON.parse(json.stdout).addr).not.toContain(`/tcp/${port}`)
+    // --force really dials it: and that address is refused
+    const forced = await runKrill(['connect', bogus, '--force', '--api', node1])
+    expect(forced.code).toBe(1)
+    expect(forced.stderr).toMatch(/dialing .* failed: .*ECONNREFUSED/)
+    const real = await runKrill(['connect', swarm.nodes[0].daemon.addrs()[0], '--force', '--json', '--api', node1])
+    expect(real.code).toBe(0)
+    expect(JSON.parse(real.stdout)).toMatchObject({ peerId: ids[0], dialed: true })
+  })
+
   it('connect: a malformed multiaddr reaching the API directly is a 400', async () => {
     const res = await fetch(`${swarm.nodes[0].daemon.apiUrl}/krill/v1/connect`, {
       method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ multiaddr: 'nope' })
@@ -241,8 +342,9 @@ describe('krill client commands against a 3-node swarm', () => {
     const script = DEFAULT_TOKENS.join('')
     const before = standins[0].requests.length + standins[1].requests.length
     const r = await runKrill(['chat', '-m', LLAMA, 'say', 'hello', '--api', api])
-    expect(r.stderr).toBe('')
     expect(r.code).toBe(0)
+    // stderr says who answered when the daemon tells (x-krill-provider), and nothing else
+    expect(r.stderr).toMatch(providerSays ? new RegExp(`^answered by (${ids[1]}|${ids[2]})\n$`) : /^$/)
     // piped stdout gets exactly the answer: no added newline, no decoration
     expect(r.stdout).toBe(script)
     const asked = [...standins[0].requests, ...standins[1].requests]
@@ -252,9 +354,28 @@ describe('krill client commands against a 3-node swarm', () => {
     const fromStdin = await runKrill(['chat', '-m', QWEN, '--json', '--api', api], { input: 'a question from stdin\n' })
     expect(fromStdin.code).toBe(0)
     const answer = JSON.parse(fromStdin.stdout)
-    expect(answer).toMatchObject({ model: QWEN, content: script, finishReason: 'stop' })
+    expect(answer).toMatchObject({ model: QWEN, content: script, finishReason: 'stop', provider: providerSays ? ids[2] : null })
     expect(answer.usage.completion_tokens).toBeGreaterThan(0)
     expect(standins[1].requests.at(-1)?.body.messages).toEqual([{ role: 'user', content: 'a question from stdin\n' }])
+  })
+
+  it('chat --peer pins the provider (x-krill-peer)', async (ctx) => {
+    if (!providerSays) ctx.skip()
+    for (const peer of [ids[1], ids[2]]) {
+      const r = await runKrill(['chat', '-m', LLAMA, '--peer', peer, '--json', 'hi', '--api', api])
+      expect(r.code).toBe(0)
+      expect(JSON.parse(r.stdout).provider).toBe(peer)
+    }
+  })
+
+  it('chat: a model name a tag away gets "did you mean"', async () => {
+    const r = await runKrill(['chat', '-m', 'llama3.2', 'hi', '--api', api])
+    expect(r.code).toBe(1)
+    expect(r.stderr).toContain('model "llama3.2" is not served by anyone in the swarm')
+    expect(r.stderr).toContain('did you mean "llama3.2:1b"?')
+    const json = await runKrill(['chat', '-m', 'qwen3', 'hi', '--json', '--api', api])
+    expect(json.code).toBe(1)
+    expect(JSON.parse(json.stderr).error).toEqual({ code: 'unknown_model', message: 'model "qwen3" is not served by anyone in the swarm', hint: 'did you mean "qwen3:0.6b"? (see `krill models`)' })
   })
 
   it('chat: an unknown model is exit 1 with advice; no prompt or no -m is exit 2', async () => {
@@ -333,6 +454,55 @@ describe('krill client commands without a daemon', () => {
       const r = await runKrill([...args, '--api', api])
       expect(r.code, args.join(' ')).toBe(1)
       expect(r.stderr).toContain(`no daemon at http://${api} — start one with \`krill daemon\``)
+    }
+  })
+
+  it('with --json every error is one {"error":{"code","message","hint"}} line on stderr', async () => {
+    const api = `127.0.0.1:${await closedPort()}`
+    for (const args of [['status'], ['peers'], ['models'], ['providers', LLAMA], ['ping', '12D3KooWSsmH5BXnAV7hr9pvzdFoazDNC2ejxPgVcpuCV8uNxaRW'], ['connect', '/ip4/127.0.0.1/tcp/1'], ['chat', '-m', LLAMA, 'hi'], ['stop'], ['openclaw', 'config']]) {
+      const r = await runKrill([...args, '--json', '--api', api])
+      expect(r.code, args.join(' ')).toBe(1)
+      expect(r.stdout).toBe('')
+      const lines = r.stderr.trimEnd().split('\n')
+      expect(lines, args.join(' ')).toHaveLength(1)
+      expect(JSON.parse(lines[0])).toEqual({ error: { code: 'no_daemon', message: `no daemon at http://${api}`, hint: 'start one with `krill daemon` (or point --api / KRILL_API at a running one)' } })
+    }
+    // commander's own complaints too, with exit 2
+    for (const args of [['ping', '--json'], ['status', '--json', '--frobnicate'], ['connect', 'nonsense', '--json']]) {
+      const r = await runKrill(args)
+      expect(r.code, args.join(' ')).toBe(2)
+      const error = JSON.parse(r.stderr.trimEnd()).error
+      expect(error.code).toMatch(/^(bad_usage|bad_multiaddr)$/)
+      expect(typeof error.message).toBe('string')
+      expect(typeof error.hint).toBe('string')
+    }
+  })
+
+  it('--api pointing at Ollama (or anything not krill) says so', async () => {
+    const ollama = await OllamaStandin.start({ models: [{ name: LLAMA }] })
+    try {
+      for (const args of [['status'], ['peers'], ['models'], ['chat', '-m', LLAMA, 'hi'], ['id']]) {
+        const r = await runKrill([...args, '--api', hostPort(ollama.url)])
+        expect(r.code, args.join(' ')).toBe(1)
+        expect(r.stderr).toContain(`${ollama.url} is not a krill daemon: it is Ollama`)
+        expect(r.stderr).toContain("point --api / KRILL_API at krill's API")
+      }
+      const json = await runKrill(['status', '--json', '--api', hostPort(ollama.url)])
+      expect(JSON.parse(json.stderr).error.code).toBe('not_krill')
+      expect(ollama.requests.length).toBe(0)
+    } finally {
+      await ollama.stop()
+    }
+    // something else entirely
+    const other = createHttpServer((_req, res) => { res.writeHead(404).end('nope') })
+    await new Promise<void>(resolve => other.listen(0, '127.0.0.1', resolve))
+    try {
+      const port = (other.address() as { port: number }).port
+      const r = await runKrill(['status', '--api', `127.0.0.1:${port}`])
+      expect(r.code).toBe(1)
+      expect(r.stderr).toContain(`http://127.0.0.1:${port} is not a krill daemon: it answered HTTP 404 without krill's x-krill-version header`)
+    } finally {
+      other.close()
     }
   })
 

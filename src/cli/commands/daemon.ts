@@ -4,6 +4,7 @@ import type { DaemonEvent } from '../../events.js'
 import { resolveConfig, type FlagConfig } from '../../node/config.js'
 import { logger } from '../../log.js'
 import { collect, cliOptions } from '../options.js'
+import { refuseHeldDataDir, runFileWriter } from '../daemon-run.js'
 
 const log = logger('krill')
 
@@ -64,7 +65,10 @@ export function registerDaemon (program: Command): void {
         rendezvous: opts.rendezvous
       }
       const config = await resolveConfig(flags)
+      await refuseHeldDataDir(config.dataDir)
+      const runFile = runFileWriter(config.dataDir)
       const onEvent = (event: DaemonEvent): void => {
+        if (event.event === 'ready') runFile.ready(event)
         if (json) {
           process.stdout.write(JSON.stringify(event) + '\n')
         } else if (event.event === 'ready') {
@@ -93,10 +97,11 @@ export function registerDaemon (program: Command): void {
       process.on('SIGINT', onSignal)
       process.on('SIGTERM', onSignal)
 
-      const daemon = await startDaemon(config, { onEvent })
+      const daemon = await startDaemon(config, { onEvent, onStopRequest: () => { onSignal('SIGTERM') } })
       const signal = await stopRequested
       log.info(`${signal}: shutting down (in-flight requests are finished or cancelled)`)
       await daemon.stop()
+      runFile.remove()
       log.info('stopped')
     })
 }

@@ -3,7 +3,8 @@ import type { StatusAnswer } from '../../api/control.js'
 import { apiBase, getJson } from '../api-client.js'
 import { formatDuration, printJson } from '../output.js'
 import { cliOptions } from '../options.js'
-import { clientOptions } from './common.js'
+import { watch } from '../watch.js'
+import { clientOptions, watchOption } from './common.js'
 
 function ollamaState (o: StatusAnswer['ollama']): string {
   if (!o.serving) return 'not serving: --no-serve'
@@ -35,11 +36,14 @@ export function renderStatus (s: StatusAnswer): string {
 }
 
 export function registerStatus (program: Command): void {
-  clientOptions(program.command('status'))
+  watchOption(clientOptions(program.command('status')))
     .description('node health: peer id, uptime, connections, Ollama, served models, active requests, tokens served and received')
     .action(async (_opts, command: Command) => {
       const opts = cliOptions(command)
-      const status = await getJson<StatusAnswer>(apiBase(opts.api), '/krill/v1/status')
+      const base = apiBase(opts.api)
+      const load = async (signal?: AbortSignal): Promise<StatusAnswer> => await getJson<StatusAnswer>(base, '/krill/v1/status', { signal })
+      if (opts.watch === true) await watch({ title: 'krill status', load, render: renderStatus, json: opts.json === true })
+      const status = await load()
       if (opts.json === true) printJson(status)
       else process.stdout.write(renderStatus(status))
     })
