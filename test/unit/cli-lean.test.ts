@@ -35,7 +35,7 @@ async function importsOf (args: string[]): Promise<string[]> {
 describe('client commands load only what they need', () => {
   it('no libp2p, fastify, zod or daemon module behind --version, status, peers, models, providers, ping, chat, stop, openclaw', async () => {
     const api = `127.0.0.1:${await closedPort()}`
-    const commands = [['--version'], ['--help'], ['status'], ['peers'], ['models'], ['providers', 'llama3.2:1b'], ['ping', '12D3KooWSsmH5BXnAV7hr9pvzdFoazDNC2ejxPgVcpuCV8uNxaRW'], ['chat', '-m', 'x', 'hi'], ['stop'], ['openclaw', 'config'], ['status', '--help']]
+    const commands = [['--version'], ['--help'], ['status'], ['peers'], ['models'], ['providers', 'llama3.2:1b'], ['ping', '12D3KooWSsmH5BXnAV7hr9pvzdFoazDNC2ejxPgVcpuCV8uNxaRW'], ['chat', '-m', 'x', 'hi'], ['stop'], ['openclaw', 'config'], ['status', '--help'], ['ledger'], ['balance']]
     for (const args of commands) {
       const urls = await importsOf([...args, '--api', api])
       // the hook saw the CLI itself load
