@@ -66,6 +66,8 @@ export class ReceiptBook implements ProviderReceiptPort, ConsumerReceiptPort, St
   /** nonces of receipts we countersigned or refused recently (provider id + nonce hex → when) */
   private readonly nonces = new Map<string, number>()
   private readonly pending = new Set<Promise<unknown>>()
+  /** receipts we issued whose consumer has not answered yet */
+  private readonly outstanding = new Set<(ack: Uint8Array | undefined, reason?: string) => void>()
   private foldTimer: ReturnType<typeof setInterval> | undefined
   /** tokens peers served us per UTC day (key: YYYY-MM-DD) */
   private readonly consumedByDay = new Map<string, number>()
@@ -104,6 +106,8 @@ export class ReceiptBook implements ProviderReceiptPort, ConsumerReceiptPort, St
   async stop (): Promise<void> {
     clearInterval(this.foldTimer)
     this.foldTimer = undefined
+    // receipts still waiting for their ack are kept as they are: the datastore closes after us
+    for (const settle of [...this.outstanding]) settle(undefined, 'this node stopped before the consumer\'s countersignature arrived')
     // every settle in flight reaches the datastore before libp2p closes it
     await Promise.allSettled([...this.pending])
     await this.ledger.flush()
@@ -127,19 +131,22 @@ export class ReceiptBook implements ProviderReceiptPort, ConsumerReceiptPort, St
     const bytes = encodeReceipt(receipt)
     const providerSignature = await signReceipt(this.key, bytes)
     let settled = false
+    const settle = (ack: Uint8Array | undefined, reason?: string): void => {
+      if (settled) return
+      settled = true
+      this.outstanding.delete(settle)
+      this.track(this.settleIssued(receipt, bytes, providerSignature, ack, reason))
+    }
+    this.outstanding.add(settle)
     return {
       signedReceipt: encodeSignedReceipt(bytes, providerSignature),
-      settle: (ack) => {
-        if (settled) return
-        settled = true
-        this.track(this.settleIssued(receipt, bytes, providerSignature, ack))
-      }
+      settle: (ack) => { settle(ack) }
     }
   }
 
-  private async settleIssued (receipt: ReceiptFacts, bytes: Uint8Array, providerSignature: Uint8Array, ackBytes: Uint8Array | undefined): Promise<void> {
+  private async settleIssued (receipt: ReceiptFacts, bytes: Uint8Array, providerSignature: Uint8Array, ackBytes: Uint8Array | undefined, why?: string): Promise<void> {
     let status: EntryStatus = 'unreceipted'
-    let reason: string | undefined = 'the consumer sent no countersignature'
+    let reason: string | undefined = why ?? 'the consumer sent no countersignature'
     let consumerSignature: Uint8Array | undefined
     if (ackBytes != null) {
       try {

@@ -241,8 +241,13 @@ describe('receipt book', () => {
       expect(entries[0].status).toBe('refused')
       expect(entries[0].reason).toMatch(/used before/)
       expect(entries[0].consumerSignature).toBeUndefined()
+      // a receipt still waiting for its ack when the node stops is kept, unreceipted
+      await providerBook.issue({ kind: 'chat', consumer: peerIdFromPrivateKey(ck).toString(), model: 'm:latest', modelDigest: '', promptTokens: 1, completionTokens: 1, startedAtMs: now, finishedAtMs: now })
       await providerBook.stop()
       await consumerBook.stop()
+      const [last] = await new ReceiptBook({ peerId: peerIdFromPrivateKey(pk), privateKey: pk, datastore: dsP }).ledger.entries({ limit: 1 })
+      expect(last.status).toBe('unreceipted')
+      expect(last.reason).toMatch(/stopped before the consumer's countersignature arrived/)
     } finally {
       await dsP.close()
       await dsC.close()
