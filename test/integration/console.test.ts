@@ -11,7 +11,7 @@ import type { Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { DEFAULT_TOKENS, OllamaStandin } from '../fixtures/ollama-standin.js'
 import { launchBrowser, type TestBrowser } from '../helpers/browser.js'
-import { startSwarm, tempDir, type Swarm } from '../helpers/swarm.js'
+import { startSwarm, startTestDaemon, tempDir, type Swarm } from '../helpers/swarm.js'
 import { waitFor } from '../helpers/wait.js'
 
 const SHARED = 'llama3.2:1b'
@@ -95,6 +95,29 @@ describe('the web console in headless Chromium', () => {
     expect(receipt[1]).toBe('used')
     expect(receipt[3]).toBe(ONLY_ON_2)
     expect(receipt[5]).toBe('signed')
+  })
+
+  it('works on a token-protected API from /ui/#token=…, and shows no data without the token', async () => {
+    const token = 'console-browser-token-0123456789'
+    const guarded = await startTestDaemon({ apiToken: token })
+    const tab = await browser.context.newPage()
+    const withToken = await browser.context.newPage()
+    try {
+      await tab.goto(`${guarded.daemon.apiUrl}/ui/`)
+      await tab.waitForSelector('#feed.unauthorized', { timeout: 30_000 })
+      expect(await tab.textContent('#feed')).toMatch(/needs its token/)
+      expect(await tab.textContent('#self-id')).toBe('…')
+      const tab2 = withToken
+      await tab2.goto(`${guarded.daemon.apiUrl}/ui/#token=${token}`)
+      await tab2.waitForSelector('body[data-ready="true"]', { timeout: 30_000 })
+      expect(await tab2.textContent('#self-id')).toBe(guarded.daemon.peerId.toString())
+      // the token leaves the address bar (it never went to the server: a fragment)
+      expect(new URL(tab2.url()).hash).toBe('')
+    } finally {
+      await withToken.close()
+      await tab.close()
+      await guarded.daemon.stop()
+    }
   })
 
   it('renders without script errors and makes a screenshot', async () => {

@@ -58,6 +58,11 @@ export function openFeed ({ onMessage, onState }) {
       onState('connecting')
       try {
         const res = await fetch('/krill/v1/events', { headers: headers({ accept: 'text/event-stream' }) })
+        if (res.status === 401) {
+          // retrying cannot help: this API wants its token
+          onState('unauthorized')
+          return
+        }
         if (!res.ok) throw new Error(`HTTP ${res.status}`)
         onState('live')
         delay = 500

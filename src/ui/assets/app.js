@@ -289,7 +289,11 @@ function onMessage (message) {
 function onState (feed) {
   const el = $('feed')
   el.className = `feed ${feed}`
-  el.querySelector('span').textContent = feed === 'live' ? 'live' : feed === 'down' ? 'disconnected, retrying…' : 'connecting…'
+  el.querySelector('span').textContent = feed === 'live'
+    ? 'live'
+    : feed === 'down'
+      ? 'disconnected, retrying…'
+      : feed === 'unauthorized' ? 'this API needs its token: open /ui/#token=<KRILL_API_TOKEN>' : 'connecting…'
 }
 
 chat = setupChat({
