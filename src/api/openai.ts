@@ -152,7 +152,9 @@ async function streamCompletion (request: FastifyRequest, reply: FastifyReply, b
   }
 
   try {
-    if (!await send(chunk({ role: 'assistant', content: '' }))) return
+    // goes out with the first token, in one chunk: sent apart, it made the first token
+    // the second write of its turn, held back until the turn ended (StreamWriter)
+    out.hold(`data: ${JSON.stringify(chunk({ role: 'assistant', content: '' }))}\n\n`)
     for (let event: ChatEvent | undefined = first; event != null; event = await nextEvent(events)) {
       if (event.type === 'delta') {
         const c = deltaChunk(event)

@@ -36,15 +36,19 @@ export class StreamWriter {
    */
   private batch: string[] = []
   private batchChars = 0
+  /** text held (hold()) for the front of the next write */
+  private held: string[] = []
   /** set while a turn is open */
   private turn: NodeJS.Immediate | undefined
 
   constructor (res: ServerResponse, status: number, headers: Record<string, string>, opts: { stallMs?: number } = {}) {
     this.res = res
     this.stallMs = opts.stallMs ?? WRITE_STALL_MS
+    // The headers go out with the first write, in one socket write with the first
+    // token (a writer is only made once the first output is at hand, so nothing
+    // waits for them): flushing them apart cost a second write and a second packet
+    // for the client to read before it saw the token.
     res.writeHead(status, headers)
-    // headers go out now: a client waiting for the first token sees the stream open
-    res.flushHeaders()
   }
 
   get open (): boolean {
@@ -73,11 +77,25 @@ export class StreamWriter {
     return this.open
   }
 
+  /**
+   * Holds `text` to go out in front of the next write (or the end), in the same
+   * chunk: a preamble, such as OpenAI's role chunk, then does not make the first
+   * token the second event of its turn (which would hold it until the turn ends).
+   */
+  hold (text: string): void {
+    if (!this.open) return
+    this.held.push(text)
+  }
+
   end (text?: string): void {
     if (!this.open) return
     if (this.turn != null) {
       clearImmediate(this.turn)
       this.turn = undefined
+    }
+    if (this.held.length > 0) {
+      this.batch.push(...this.held)
+      this.held = []
     }
     if (text != null) this.batch.push(text)
     const rest = this.takeBatch()
@@ -92,6 +110,10 @@ export class StreamWriter {
    * when the client's buffer is full (wait for drain).
    */
   private queue (text: string): boolean {
+    if (this.held.length > 0) {
+      this.batch.push(...this.held)
+      this.held = []
+    }
     this.batch.push(text)
     this.batchChars += text.length
     if (this.turn == null) {
