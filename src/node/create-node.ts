@@ -18,6 +18,8 @@ import { yamux } from '@libp2p/yamux'
 import type { Libp2p, PrivateKey, Metrics, ComponentLogger } from '@libp2p/interface'
 import { multiaddr } from '@multiformats/multiaddr'
 import { LevelDatastore } from 'datastore-level'
+import { PeerRecordCache } from './peer-record-cache.js'
+import { logger } from '../log.js'
 import { createLibp2p, type ServiceFactoryMap } from 'libp2p'
 import type { GossipsubOpts } from '@libp2p/gossipsub'
 import { DatastoreError, DatastoreLockedError } from '../errors.js'
@@ -127,8 +129,13 @@ function listensBeyondLoopback (listen: string[]): boolean {
  * relay v2), noise, yamux, identify, ping, a private Kademlia DHT, gossipsub
  * (StrictSign), and NAT traversal: AutoNAT v2, DCUtR, UPnP, relay client and server.
  */
+const log = logger('node')
+
 export async function createKrillNode<S extends Record<string, unknown> = Record<string, unknown>> (opts: NodeOptions, services?: ServiceFactoryMap<S>): Promise<KrillNode<S>> {
-  const datastore = opts.datastorePath != null ? new LevelDatastore(opts.datastorePath) : undefined
+  // peer records in memory, written behind: no LevelDB round trip when a stream opens (peer-record-cache.ts)
+  const datastore = opts.datastorePath != null
+    ? new PeerRecordCache(new LevelDatastore(opts.datastorePath), { onError: err => { log.warn(`writing peer records to ${opts.datastorePath} failed: ${err.message}`) } })
+    : undefined
   if (datastore != null) {
     try {
       await datastore.open()

@@ -2,7 +2,8 @@
  * The clients whose experience is measured, timed with performance.now():
  * - the `ollama` npm client (as apps and krill itself call Ollama), against the
  *   stand-in directly or against krill's Ollama-compatible /api/chat;
- * - a plain fetch reading krill's OpenAI-compatible SSE;
+ * - plain fetch (Node's undici), as apps call HTTP APIs: reading Ollama's NDJSON
+ *   (/api/chat, the stand-in or krill) or krill's OpenAI-compatible SSE;
  * - the protocol level: krill's OllamaEngine.chat and requestChat over libp2p.
  * Each returns when the answer is complete, with the time to the first content
  * token and to the end.
@@ -30,17 +31,27 @@ export interface StreamOptions {
   signal?: AbortSignal
   /** called on every content token with its arrival time (performance.now()) */
   onToken?: (at: number) => void
+  /**
+   * a fresh HTTP connection for this request (`connection: close`: the client's
+   * socket is not kept for another one), i.e. a cold request as far as HTTP goes
+   */
+  fresh?: boolean
 }
 
 const clients = new Map<string, Ollama>()
 
-function ollamaAt (host: string): Ollama {
-  let client = clients.get(host)
+function ollamaAt (host: string, fresh = false): Ollama {
+  const key = `${fresh ? 'fresh ' : ''}${host}`
+  let client = clients.get(key)
   if (client == null) {
-    client = new Ollama({ host })
-    clients.set(host, client)
+    client = new Ollama({ host, ...(fresh ? { headers: { connection: 'close' } } : {}) })
+    clients.set(key, client)
   }
   return client
+}
+
+function jsonHeaders (fresh?: boolean): Record<string, string> {
+  return fresh === true ? { 'content-type': 'application/json', connection: 'close' } : { 'content-type': 'application/json' }
 }
 
 function messages (): ChatRequest['messages'] {
@@ -52,7 +63,7 @@ export async function ollamaChat (host: string, opts: StreamOptions): Promise<St
   const start = performance.now()
   let first = NaN
   let tokens = 0
-  const stream = await ollamaAt(host).chat({ model: opts.model ?? MODEL, messages: messages(), stream: true, options: { num_predict: opts.numPredict } })
+  const stream = await ollamaAt(host, opts.fresh).chat({ model: opts.model ?? MODEL, messages: messages(), stream: true, options: { num_predict: opts.numPredict } })
   const onAbort = (): void => { stream.abort() }
   opts.signal?.addEventListener('abort', onAbort, { once: true })
   try {
@@ -79,7 +90,7 @@ export async function openAiSse (api: string, opts: StreamOptions): Promise<Stre
   let tokens = 0
   const res = await fetch(`${api}/v1/chat/completions`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: jsonHeaders(opts.fresh),
     body: JSON.stringify({ model: opts.model ?? MODEL, messages: messages(), stream: true, max_tokens: opts.numPredict }),
     signal: opts.signal
   })
@@ -108,6 +119,44 @@ export async function openAiSse (api: string, opts: StreamOptions): Promise<Stre
     }
   }
   if (!done) throw new Error('SSE stream ended without [DONE]')
+  return { ttftMs: first - start, totalMs: performance.now() - start, tokens }
+}
+
+/** Streams one chat from an Ollama-compatible /api/chat (the stand-in or krill) with plain fetch, parsing NDJSON by hand. */
+export async function fetchNdjson (host: string, opts: StreamOptions): Promise<StreamTiming> {
+  const start = performance.now()
+  let first = NaN
+  let tokens = 0
+  const res = await fetch(`${host}/api/chat`, {
+    method: 'POST',
+    headers: jsonHeaders(opts.fresh),
+    body: JSON.stringify({ model: opts.model ?? MODEL, messages: messages(), stream: true, options: { num_predict: opts.numPredict } }),
+    signal: opts.signal
+  })
+  if (!res.ok || res.body == null) throw new Error(`POST /api/chat answered ${res.status}: ${await res.text()}`)
+  const decoder = new TextDecoder()
+  let buffered = ''
+  let done = false
+  for await (const chunk of res.body) {
+    buffered += decoder.decode(chunk, { stream: true })
+    let end: number
+    while ((end = buffered.indexOf('\n')) >= 0) {
+      const text = buffered.slice(0, end)
+      buffered = buffered.slice(end + 1)
+      if (text === '') continue
+      const parsed = JSON.parse(text) as { message?: { content?: string }, done?: boolean, error?: string }
+      if (parsed.error != null) throw new Error(`stream failed: ${parsed.error}`)
+      const content = parsed.message?.content
+      if (content != null && content !== '') {
+        const now = performance.now()
+        if (tokens === 0) first = now
+        tokens++
+        opts.onToken?.(now)
+      }
+      if (parsed.done === true) done = true
+    }
+  }
+  if (!done) throw new Error('NDJSON stream ended without done')
   return { ttftMs: first - start, totalMs: performance.now() - start, tokens }
 }
 
