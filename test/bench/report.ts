@@ -148,7 +148,7 @@ export function machineLine (m: MachineInfo): string {
 
 export function textReport (report: Report): string {
   const out: string[] = []
-  out.push(`krill benchmarks${report.options.quick ? ' (--quick)' : ''}: ${machineLine(report.machine)}`)
+  out.push(`krill benchmarks${report.options.quick ? ' — QUICK RUN (--quick: few samples, figures not for publishing)' : ''}: ${machineLine(report.machine)}`)
   out.push('latencies: lower is better, p99 = nearest-rank 99th percentile; rates (tok/s): higher is better, p99 = the slowest 1 %')
   out.push('')
   out.push(plainTable(tableRows(report.sections)))

@@ -121,7 +121,8 @@ async function main (): Promise<number> {
   if (values.json === true) {
     process.stdout.write(JSON.stringify(report, null, 2) + '\n')
   } else if (values.markdown === true) {
-    process.stdout.write(`Machine: ${machineLine(report.machine)}\n\n${markdownTable(report.sections)}\n`)
+    const quick = report.options.quick ? 'QUICK RUN (--quick: few samples, not for publishing). ' : ''
+    process.stdout.write(`${quick}Machine: ${machineLine(report.machine)}\n\n${markdownTable(report.sections)}\n`)
   } else {
     process.stdout.write(textReport(report) + '\n')
   }

@@ -34,7 +34,16 @@ describe('npm run bench', () => {
     expect(report.sections).toHaveLength(1)
     const [section] = report.sections
     expect(section.error).toBeUndefined()
-    expect(section.figures.map((f: { id: string }) => f.id)).toEqual(['ttft.http', 'ttft.sse', 'ttft.protocol'])
+    // per hop and the provider's own API, warm, 300 ms apart and on a fresh HTTP connection
+    expect(section.figures.map((f: { id: string }) => f.id)).toEqual([
+      'ttft.http', 'ttft.fetch', 'ttft.sse', 'ttft.provider.http', 'ttft.provider.fetch', 'ttft.protocol',
+      'ttft.spaced.http', 'ttft.spaced.fetch', 'ttft.spaced.provider.http', 'ttft.spaced.provider.fetch', 'ttft.spaced.protocol',
+      'ttft.cold.http', 'ttft.cold.fetch', 'ttft.cold.provider.http', 'ttft.cold.provider.fetch',
+      // CPU per request (load-independent)
+      'cpu.hop', 'cpu.hop.consumer', 'cpu.hop.provider', 'cpu.own'
+    ])
+    // the quick run says it is one
+    expect(section.notes.join(' ')).toMatch(/QUICK RUN/)
     for (const f of section.figures) {
       expect(f.krill.n).toBeGreaterThan(0)
       expect(Number.isFinite(f.krill.median)).toBe(true)
