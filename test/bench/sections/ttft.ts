@@ -66,7 +66,7 @@ export const ttftSection: Section = {
       { key: 'protocol', call: async o => await protocolChat(l.probe.daemon.libp2p, l.providerId, o), modes: ['warm', 'spaced'] }
     ]
     const rounds: Record<Mode, { warmup: number, iterations: number }> = ctx.quick
-      ? { warm: { warmup: 5, iterations: 20 }, spaced: { warmup: 0, iterations: 1 }, cold: { warmup: 1, iterations: 5 } }
+      ? { warm: { warmup: 3, iterations: 15 }, spaced: { warmup: 0, iterations: 1 }, cold: { warmup: 1, iterations: 3 } }
       : { warm: { warmup: 100, iterations: 1_000 }, spaced: { warmup: 2, iterations: 50 }, cold: { warmup: 10, iterations: 200 } }
     const samples = new Map<string, number[]>()
     for (const mode of all) {
@@ -112,14 +112,14 @@ export const ttftSection: Section = {
     // CPU per request, load-independent (cpu.ts): batches of back-to-back requests on
     // one path at a time, each process's CPU read before and after every batch
     const cpuBatches = ctx.quick ? 1 : 5
-    const cpuPerBatch = ctx.quick ? 10 : 100
+    const cpuPerBatch = ctx.quick ? 5 : 100
     const pids = [l.standin.pid, l.provider.pid, l.consumer.pid]
     const cpu = new Map<string, number[]>()
     const note = (key: string, v: number): void => { cpu.set(key, [...(cpu.get(key) ?? []), v]) }
     ctx.log(`TTFT cpu: ${cpuBatches} batches of ${cpuPerBatch} requests on 3 paths`)
     // what each process burns with nothing to do (DHT, gossipsub, identify, metrics
     // timers), per ms of wall time: subtracted from each batch for its duration
-    const idleMs = ctx.quick ? 500 : 2_000
+    const idleMs = ctx.quick ? 300 : 2_000
     const idle = await cpuDuring(pids, async () => { await sleep(idleMs) })
     const idleRate = idle.map(u => ({ main: u.main / idleMs, all: u.all / idleMs }))
     for (let b = 0; b < cpuBatches; b++) {
