@@ -268,22 +268,25 @@ export class ReceiptBook implements ProviderReceiptPort, ConsumerReceiptPort, St
   /** Counters, standing and today's budget from one entry (new, or replayed at start). */
   private remember (e: LedgerEntry): void {
     this.counters.receipts[e.status]++
-    if (!countsAsUsage(e)) return
     const tokens = e.promptTokens + e.completionTokens
+    const at = Date.parse(e.recordedAt)
+    if (e.role === 'provider') {
+      // we signed it ourselves: the peer took this much, whether it countersigned,
+      // disputed or stayed silent (disputing everything must not keep a taker's standing up)
+      this.standing.took(e.peer, tokens, at)
+    } else {
+      if (e.status === 'signed') this.standing.gave(e.peer, tokens, at)
+      // the budget counts every answer peers served us, disputed or not: a cap errs on the safe side
+      const day = utcDay(at)
+      this.consumedByDay.set(day, (this.consumedByDay.get(day) ?? 0) + tokens)
+    }
+    if (!countsAsUsage(e)) return
     const side = e.role === 'provider' ? this.counters.served : this.counters.consumed
     side.prompt += e.promptTokens
     side.completion += e.completionTokens
     side.total += tokens
-    const at = Date.parse(e.recordedAt)
-    if (e.role === 'provider') {
-      // we signed it ourselves: the peer took this much, countersigned or not
-      this.standing.took(e.peer, tokens, at)
-    } else {
-      if (e.status === 'signed') this.standing.gave(e.peer, tokens, at)
-      const day = utcDay(at)
-      this.consumedByDay.set(day, (this.consumedByDay.get(day) ?? 0) + tokens)
-    }
   }
+
 
   // ---- views --------------------------------------------------------------
 

@@ -203,6 +203,10 @@ describe('receipts between real nodes', () => {
     expect(consumer.book.balance().totals.servedUs.total).toBe(0)
     expect(consumer.book.balance().totals.disputes).toBe(1)
     expect(consumer.book.score(provider.node.peerId.toString())).toBe(0)
+    // but the consumer still took it: disputing cannot keep a taker's standing up
+    expect(provider.book.score(consumer.node.peerId.toString())).toBeLessThan(0)
+    // and the daily budget counts it (a cap errs on the safe side)
+    expect(consumer.book.consumedToday().tokens).toBe(2 + DEFAULT_TOKENS.length + 40)
   })
 
   it('older peers without receipts still chat and show up as unreceipted', async () => {
