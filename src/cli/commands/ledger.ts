@@ -2,28 +2,23 @@ import type { Command } from 'commander'
 import type { BalanceAnswer, LedgerAnswer, LedgerEntryAnswer, TokenCountsAnswer } from '../../api/ledger-routes.js'
 import { UsageError } from '../../errors.js'
 import { apiBase, getJson } from '../api-client.js'
-import { printJson } from '../output.js'
+import { fitWidth, formatTable, peerCell, printJson } from '../output.js'
 import { cliOptions } from '../options.js'
-import { clientOptions } from './common.js'
+import { clientOptions, wideOption } from './common.js'
 
-function short (peer: string): string {
-  return peer.length > 16 ? `${peer.slice(0, 8)}…${peer.slice(-6)}` : peer
-}
-
-export function renderLedger (entries: LedgerEntryAnswer[]): string {
+export function renderLedger (entries: LedgerEntryAnswer[], opts: { wide?: boolean } = {}): string {
   if (entries.length === 0) return 'no receipts yet\n'
+  const wide = opts.wide === true
   const rows = entries.map(e => [
     e.recordedAt.replace('T', ' ').slice(0, 19),
     e.role === 'provider' ? 'served' : 'used',
-    short(e.peer),
+    peerCell(e.peer, wide),
     e.model,
     `${e.promptTokens}+${e.completionTokens}`,
     e.status + (e.reason != null && e.status !== 'signed' ? ` (${e.reason})` : '')
   ])
-  const head = ['time (UTC)', 'we', 'peer', 'model', 'tokens', 'receipt']
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map(r => i === 5 ? 0 : r[i].length)))
-  const line = (r: string[]): string => r.map((c, i) => i === 5 ? c : c.padEnd(widths[i])).join('  ').trimEnd()
-  return [line(head), ...rows.map(line)].join('\n') + '\n'
+  // within 100 columns: a long model name or refusal reason gives way (--wide: whole)
+  return formatTable(['time (UTC)', 'we', 'peer', 'model', 'tokens', 'receipt'], rows, { width: fitWidth(wide), shrink: [3, 5] })
 }
 
 function counts (c: TokenCountsAnswer): string {
@@ -49,7 +44,7 @@ export function renderBalance (b: BalanceAnswer): string {
 }
 
 export function registerLedger (program: Command): void {
-  clientOptions(program.command('ledger'))
+  wideOption(clientOptions(program.command('ledger')))
     .description('receipts: what this node served and was served, newest first, with signatures (--json)')
     .option('--peer <id>', 'only receipts with this peer')
     .option('--limit <n>', 'at most this many entries (default 20)')
@@ -61,7 +56,7 @@ export function registerLedger (program: Command): void {
       const query = new URLSearchParams({ limit: String(limit), ...(local.peer != null ? { peer: local.peer } : {}) })
       const answer = await getJson<LedgerAnswer>(apiBase(opts.api), `/krill/v1/ledger?${query.toString()}`)
       if (opts.json === true) printJson(answer)
-      else process.stdout.write(renderLedger(answer.entries))
+      else process.stdout.write(renderLedger(answer.entries, { wide: opts.wide }))
     })
 }
 
