@@ -63,7 +63,7 @@ export function readLengthPrefix (buf: Uint8ArrayList | Uint8Array): LengthPrefi
   return buf.byteLength >= MAX_PREFIX_BYTES ? { status: 'overlong' } : { status: 'incomplete' }
 }
 
-/** yamux's default maximum stream window (@libp2p/yamux MAX_STREAM_WINDOW) */
+/** yamux's default maximum stream window (@chainsafe/libp2p-yamux MAX_STREAM_WINDOW) */
 const DEFAULT_MAX_STREAM_WINDOW = 16 * 1024 * 1024
 
 export interface FrameReaderOptions {

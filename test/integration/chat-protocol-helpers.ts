@@ -3,9 +3,9 @@
  * yamux on 127.0.0.1), a ChatServer on the real OllamaEngine in front of the Ollama
  * stand-in, and a raw client for speaking malformed bytes at a provider.
  */
-import { noise } from '@libp2p/noise'
+import { noise } from '@chainsafe/libp2p-noise'
 import { tcp } from '@libp2p/tcp'
-import { yamux } from '@libp2p/yamux'
+import { yamux } from '@chainsafe/libp2p-yamux'
 import { createLibp2p, type ServiceFactoryMap } from 'libp2p'
 import { OllamaEngine } from '../../src/engine/ollama-engine.js'
 import { chatServer, type ChatServer } from '../../src/protocol/chat-server.js'
