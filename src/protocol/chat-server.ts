@@ -5,6 +5,7 @@
  * terminal frame when the consumer can still read it, and the engine request is
  * aborted the moment the consumer resets or closes the stream.
  */
+import { pipe } from 'it-pipe'
 import { KrillError } from '../errors.js'
 import { logger, type Logger } from '../log.js'
 import { BreachLog } from './breach-log.js'
@@ -452,52 +453,50 @@ export class ChatServer implements Startable {
         job.abort.abort(new KrillError('TIMEOUT', `no progress for ${this.limits.stallTimeoutMs} ms`))
       }, this.limits.stallTimeoutMs)
     }
-    const events = this.engine.chat(request, signal)[Symbol.asyncIterator]()
     const race = new SignalRace(signal)
+    // set when the engine is done (a closure: `as` keeps TypeScript from narrowing it to undefined)
+    let usage = undefined as Usage | undefined
     let finished = false
     try {
-      while (true) {
-        armStall()
-        const next = await race.settle(events.next())
-        if (next.done === true) {
-          throw new KrillError('ENGINE_FAILED', 'engine ended the answer without a done event')
-        }
-        const event = next.value
-        if (event.type === 'delta') {
-          firstTokenMs ??= Date.now() - started
-          for (const piece of splitDelta(event, this.limits.maxFrameBytes)) {
-            await this.send(stream, deltaFrame(piece), signal)
+      await pipe(
+        this.engine.chat(request, signal),
+        // every step raced against the job's abort, with the stall timer re-armed
+        events => race.each(events, armStall),
+        events => deltaFrames(events, this.limits.maxFrameBytes, done => {
+          // the engine is done: the next queued request may start while Done goes out
+          freeSlot()
+          usage = done
+        }),
+        async frames => {
+          for await (const frame of frames) {
+            firstTokenMs ??= Date.now() - started
+            await this.send(stream, frame, signal)
             this.counters.deltas++
           }
-        } else if (event.type === 'done') {
-          freeSlot()
-          const receipt = await this.issueReceipt(stream, job, request, event.usage, served)
-          try {
-            await this.send(stream, doneFrame(event.usage, receipt?.issued.signedReceipt), signal)
-          } catch (err) {
-            receipt?.acks.release()
-            receipt?.issued.settle(undefined)
-            throw err
-          }
-          finished = true
-          this.counters.completed++
-          this.counters.promptTokens += event.usage.promptTokens
-          this.counters.completionTokens += event.usage.completionTokens
-          this.emit({ type: 'done', peer: job.peer, model: request.model, usage: event.usage, durationMs: Date.now() - started, firstTokenMs })
-          await this.finish(stream, job)
-          // the consumer countersigns (or disputes) on the same stream before it closes
-          if (receipt != null) receipt.issued.settle(await receipt.acks.read(this.limits.requestTimeoutMs))
-          return
         }
+      )
+      if (usage == null) throw new KrillError('ENGINE_FAILED', 'engine ended the answer without a done event')
+      const receipt = await this.issueReceipt(stream, job, request, usage, served)
+      try {
+        await this.send(stream, doneFrame(usage, receipt?.issued.signedReceipt), signal)
+      } catch (err) {
+        receipt?.acks.release()
+        receipt?.issued.settle(undefined)
+        throw err
       }
+      finished = true
+      this.counters.completed++
+      this.counters.promptTokens += usage.promptTokens
+      this.counters.completionTokens += usage.completionTokens
+      this.emit({ type: 'done', peer: job.peer, model: request.model, usage, durationMs: Date.now() - started, firstTokenMs })
+      await this.finish(stream, job)
+      // the consumer countersigns (or disputes) on the same stream before it closes
+      if (receipt != null) receipt.issued.settle(await receipt.acks.read(this.limits.requestTimeoutMs))
     } finally {
       clearTimeout(stall)
       race.dispose()
-      if (!finished) {
-        // make sure the engine lets go (its signal is usually aborted already)
-        if (!signal.aborted) job.abort.abort(ENDED)
-        events.return?.().catch(() => {})
-      }
+      // make sure the engine lets go (its signal is usually aborted already)
+      if (!finished && !signal.aborted) job.abort.abort(ENDED)
     }
   }
 
@@ -619,6 +618,22 @@ export class ChatServer implements Startable {
   }
 }
 
+/**
+ * Engine events → the Delta frames of an answer, each delta split to fit a frame.
+ * At the done event: `onDone` with the usage, and the end (Done itself is the
+ * caller's, with its receipt). An answer that ends without a done event just ends.
+ */
+async function * deltaFrames (events: AsyncIterable<ChatEvent>, maxFrameBytes: number, onDone: (usage: Usage) => void): AsyncGenerator<ChatFrame> {
+  for await (const event of events) {
+    if (event.type === 'delta') {
+      for (const piece of splitDelta(event, maxFrameBytes)) yield deltaFrame(piece)
+    } else if (event.type === 'done') {
+      onDone(event.usage)
+      return
+    }
+  }
+}
+
 function isWritable (stream: Stream): boolean {
   return stream.status === 'open' && stream.writeStatus === 'writable'
 }
@@ -651,6 +666,26 @@ class SignalRace {
       this.rejectCurrent = reject
       promise.then(resolve, reject)
     })
+  }
+
+  /** `source` step by step, each step settled through this race; `beforeStep` runs before each */
+  async * each<T> (source: AsyncIterable<T>, beforeStep: () => void): AsyncGenerator<T> {
+    const it = source[Symbol.asyncIterator]()
+    let ended = false
+    try {
+      while (true) {
+        beforeStep()
+        const next = await this.settle(it.next())
+        if (next.done === true) {
+          ended = true
+          return
+        }
+        yield next.value
+      }
+    } finally {
+      // let the source go without waiting: a step still pending settles only later
+      if (!ended) it.return?.()?.catch(() => {})
+    }
   }
 
   dispose (): void {
