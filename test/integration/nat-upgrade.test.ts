@@ -9,6 +9,10 @@
  *
  * The provider listens only through the relay: nobody can dial it directly, so
  * until it dials out, the relayed connection is the only one the consumer has.
+ * The consumer is a DHT client (as a node behind a NAT is): as a DHT server it
+ * turned up in the provider's own peer lookups, and the provider's peer dialer
+ * connected to it directly in the background — on a loaded machine in the middle
+ * of these tests, so that a "replacement" arrived before the test made one.
  */
 import { rm } from 'node:fs/promises'
 import type { Connection } from '@libp2p/interface'
@@ -43,7 +47,7 @@ describe('a chat on a relayed connection that DCUtR replaces by a direct one', (
     nodes.push(relay)
     provider = await startTestDaemon({ ollama: standin.url, listen: [`${relay.daemon.addrs()[0]}/p2p-circuit`], modelRefreshMs: 200 })
     nodes.push(provider)
-    consumer = await startTestDaemon({ serve: false })
+    consumer = await startTestDaemon({ serve: false, dhtMode: 'client' })
     nodes.push(consumer)
     const found = provider.daemon.addrs().find(a => a.includes('/p2p-circuit/'))
     if (found == null) throw new Error(`the provider has no relayed address: ${provider.daemon.addrs().join(', ')}`)
@@ -128,7 +132,9 @@ describe('a chat on a relayed connection that DCUtR replaces by a direct one', (
     expect(SCRIPT.join('').startsWith(partial.content)).toBe(true)
     expect(consumer.daemon.router.stats).toMatchObject({ reconnects: 1, failovers: 1, completed: 1 })
 
-    // and the continuation ran on the direct connection, the only one left
+    // and the continuation ran on the direct connection, the only one left (the
+    // consumer's end of the relayed one may close a moment after the provider's)
+    await waitFor(() => consumerConns().filter(c => c.status === 'open').every(c => !isRelayedAddr(c.remoteAddr)), 'the consumer\'s end of the relayed connection to close', 10_000)
     const left = consumerConns().filter(c => c.status === 'open')
     expect(left.map(c => isRelayedAddr(c.remoteAddr))).toEqual([false])
   })
