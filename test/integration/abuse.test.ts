@@ -115,6 +115,8 @@ describe('a flooding peer next to honest ones', () => {
     // --- the flood ---------------------------------------------------------------
     const chatOutcomes: Record<string, number> = {}
     let resetSample = ''
+    const floodStartedAt = Date.now()
+    let floodMs = 0
     const chatFlood = (async () => {
       for (let sent = 0; sent < FLOOD_CHATS; sent += FLOOD_WAVE) {
         await Promise.all(Array.from({ length: FLOOD_WAVE }, async () => {
@@ -130,6 +132,7 @@ describe('a flooding peer next to honest ones', () => {
           chatOutcomes[key] = (chatOutcomes[key] ?? 0) + 1
         }))
       }
+      floodMs = Date.now() - floodStartedAt
     })()
 
     const gossip = flooder.node.services.pubsub
@@ -187,10 +190,13 @@ describe('a flooding peer next to honest ones', () => {
     }
     // the flooder: only about its burst ran, plus what arrived while a slot was free
     // (the per-minute limit is an abuse limit that never refuses while a slot is
-    // free: at most the 2 slots at the start of each wave); the rest was refused by
-    // the per-minute limit, the concurrent-stream limit, or (beyond 2 × streams + 16
-    // open streams on one connection) by libp2p itself before krill saw them
-    expect(chatOutcomes.done ?? 0).toBeLessThanOrEqual(LIMITS.requestBurst + 2 + 2 * (FLOOD_CHATS / FLOOD_WAVE))
+    // free: at most the 2 slots at the start of each wave), plus what the bucket
+    // refilled (requestsPerMinute) while the flood lasted — a few seconds, longer on a
+    // loaded machine; the rest was refused by the per-minute limit, the
+    // concurrent-stream limit, or (beyond 2 × streams + 16 open streams on one
+    // connection) by libp2p itself before krill saw them
+    const refilled = Math.ceil(floodMs / 60_000 * LIMITS.requestsPerMinute)
+    expect(chatOutcomes.done ?? 0).toBeLessThanOrEqual(LIMITS.requestBurst + refilled + 2 + 2 * (FLOOD_CHATS / FLOOD_WAVE))
     expect(chatOutcomes.RATE_LIMITED).toBeGreaterThan(20)
     expect((chatOutcomes.RATE_LIMITED ?? 0) + (chatOutcomes['stream reset by libp2p'] ?? 0) + (chatOutcomes.BUSY ?? 0)).toBe(FLOOD_CHATS - (chatOutcomes.done ?? 0))
     expect(counters.refused['requests-per-minute']).toBeGreaterThan(20)

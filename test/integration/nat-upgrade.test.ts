@@ -9,10 +9,12 @@
  *
  * The provider listens only through the relay: nobody can dial it directly, so
  * until it dials out, the relayed connection is the only one the consumer has.
- * The consumer is a DHT client (as a node behind a NAT is): as a DHT server it
- * turned up in the provider's own peer lookups, and the provider's peer dialer
- * connected to it directly in the background — on a loaded machine in the middle
- * of these tests, so that a "replacement" arrived before the test made one.
+ * Consumer and provider are DHT clients (as nodes behind NATs are). As DHT servers
+ * they turned up in each other's peer lookups and routing tables: the provider's
+ * peer dialer connected to the consumer directly in the background, and libp2p's
+ * reconnect queue redialed the provider (kad-dht tags its closest peers keep-alive)
+ * the moment the relayed connection closed — on a loaded machine in the middle of
+ * these tests, so that a "replacement" arrived before the test made one.
  */
 import { rm } from 'node:fs/promises'
 import type { Connection } from '@libp2p/interface'
@@ -45,7 +47,7 @@ describe('a chat on a relayed connection that DCUtR replaces by a direct one', (
     standin = await OllamaStandin.start({ models: [{ name: MODEL }], knobs: { tokens: SCRIPT, tokensPerSecond: 150 } })
     relay = await startTestDaemon({ relay: true, serve: false })
     nodes.push(relay)
-    provider = await startTestDaemon({ ollama: standin.url, listen: [`${relay.daemon.addrs()[0]}/p2p-circuit`], modelRefreshMs: 200 })
+    provider = await startTestDaemon({ ollama: standin.url, listen: [`${relay.daemon.addrs()[0]}/p2p-circuit`], modelRefreshMs: 200, dhtMode: 'client' })
     nodes.push(provider)
     consumer = await startTestDaemon({ serve: false, dhtMode: 'client' })
     nodes.push(consumer)

@@ -70,12 +70,29 @@ describe('ping responder', () => {
 
     const failures: string[] = []
     const lingering: number[] = []
+    let overlaps = 0
+    const pingStreams = (): Array<{ ageMs: number }> => conn.streams
+      .filter(s => s.protocol === PING_PROTOCOL && s.direction === 'outbound')
+      .map(s => ({ ageMs: Date.now() - s.timeline.open }))
     for (let i = 0; i < 60; i++) {
       const tick = Date.now()
-      try {
-        await peer.services.ping.ping(target, { signal: AbortSignal.timeout(10_000) })
-      } catch (err: any) {
-        failures.push(`ping ${i}: ${String(err?.name)} ${String(err?.message)}`)
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await peer.services.ping.ping(target, { signal: AbortSignal.timeout(10_000) })
+          break
+        } catch (err: any) {
+          // the peer's own connection monitor pings this connection every 10 s on the
+          // same protocol; on a loaded machine its ping and ours can overlap. That is a
+          // ping in flight, not a stuck one: only a stream older than 3 s is ours to blame.
+          const open = pingStreams()
+          if (err?.name === 'TooManyOutboundProtocolStreamsError' && attempt === 0 && open.every(s => s.ageMs < 3_000)) {
+            overlaps++
+            await waitFor(() => pingStreams().length === 0, 'the overlapping ping to end', 10_000).catch(() => {})
+            continue
+          }
+          failures.push(`ping ${i}: ${String(err?.name)} ${String(err?.message)} (ping streams open: ${JSON.stringify(open)})`)
+          break
+        }
       }
       // the pinger's own stream ends once both sides have closed; a responder that
       // keeps its half open leaves it in the connection's stream list
@@ -86,6 +103,8 @@ describe('ping responder', () => {
 
     await chat
     expect(failures).toEqual([])
+    // overlapping with the monitor now and then is fine; every time is not
+    expect(overlaps).toBeLessThan(10)
     expect(lingering).toEqual([])
     expect(conn.status).toBe('open')
     expect(peer.getConnections(target)).toEqual([conn])
