@@ -9,6 +9,9 @@ export default defineConfig({
     hookTimeout: 60_000,
     pool: 'forks',
     maxWorkers: 2,
-    reporters: ['default']
+    reporters: ['default'],
+    // in-process daemons print warnings and errors only (KRILL_LOG=info to see all):
+    // hundreds of start-up lines buried the failures. Spawned daemons set their own.
+    env: { KRILL_LOG: process.env.KRILL_LOG ?? 'warn' }
   }
 })

@@ -133,5 +133,5 @@ describe('fuzz: HTTP bodies', () => {
     const res = await fetch(`${api}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(CORPUS[0].body) })
     expect(((await res.json()) as any).choices[0].message.content).toBe('abc')
     expect(node.daemon.router.running()).toEqual([])
-  })
+  }, 180_000)
 })

@@ -137,7 +137,7 @@ describe('model discovery in a 5-node swarm', () => {
     await pubsub.publish(ANNOUNCE_TOPIC, new Uint8Array([0x0a, 0xff, 0xff, 0xff, 0x0f, 1, 2]))
     await pubsub.publish(ANNOUNCE_TOPIC, new Uint8Array(70 * 1024).fill(0x2a))
     for (let i = 0; i < observers.length; i++) {
-      await waitFor(() => delta(i, 'rejectedByReason', 'malformed') === 1 && delta(i, 'rejectedByReason', 'too-large') === 1, 'malformed and oversized announcements to be rejected')
+      await waitFor(() => delta(i, 'rejectedByReason', 'malformed') === 1 && delta(i, 'rejectedByReason', 'too-large') === 1, 'malformed and oversized announcements to be rejected', 60_000)
     }
 
     // a valid one gets in; the same seq again (a new gossipsub message) and an older seq do not
