@@ -100,6 +100,8 @@ export class PeerRecordCache {
     const k = key.toString()
     this.cache.delete(k)
     this.pending.delete(k)
+    // a flush under way may still be writing the record: delete after it, not before
+    if (k.startsWith(PREFIX)) await this.flushing
     await this.inner.delete(key, options)
   }
 

@@ -91,5 +91,15 @@ describe('PeerRecordCache', () => {
     expect(await store.has(peer)).toBe(false)
     await store.flush()
     expect(await level.has(peer)).toBe(false)
+    // deleted while a flush is writing it: it stays deleted
+    store.put(peer, bytes('again'))
+    const flushing = store.flush()
+    // let the flush hand its batch to LevelDB before the delete comes
+    await Promise.resolve()
+    await Promise.resolve()
+    await store.delete(peer)
+    await flushing
+    expect(await level.has(peer)).toBe(false)
+    expect(await store.has(peer)).toBe(false)
   })
 })
