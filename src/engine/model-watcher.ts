@@ -16,7 +16,7 @@ export interface ModelWatcherOptions {
 }
 
 export interface ModelWatcherEventMap {
-  /** the shared set (name + digest + context length) changed; detail is the new list */
+  /** the shared set (name + digest + context length + capabilities) changed; detail is the new list */
   change: CustomEvent<ModelInfo[]>
   /** Ollama answers again (or for the first time) */
   reachable: Event
@@ -38,7 +38,7 @@ export function shareMatcher (share: string[] | undefined): (name: string) => bo
 }
 
 function setKey (models: ModelInfo[]): string {
-  return models.map(m => `${m.name}\u0000${m.digest}\u0000${m.contextLength}`).sort().join('\n')
+  return models.map(m => `${m.name}\u0000${m.digest}\u0000${m.contextLength}\u0000${(m.capabilities ?? []).join(',')}`).sort().join('\n')
 }
 
 export class ModelWatcher extends EventTarget {

@@ -16,15 +16,21 @@ import type {
   Tool as OllamaTool
 } from 'ollama'
 import { KrillError } from '../errors.js'
+import { normalizeCapabilities } from '../models/capabilities.js'
 import { normalizeDigest } from '../models/index.js'
 import {
   CHAT_OPTION_KEYS,
+  EMBED_OPTION_KEYS,
   type ChatEvent,
   type ChatMessage,
   type ChatOptions,
   type ChatRequest,
+  type EmbedEngine,
+  type EmbedRequest,
+  type EmbedResult,
   type Engine,
   type ModelInfo,
+  type ShowEngine,
   type ToolCall,
   type Usage
 } from './types.js'
@@ -227,14 +233,55 @@ function message (err: unknown): string {
   return err instanceof Error ? err.message : String(err)
 }
 
-export class OllamaEngine implements Engine {
+/** What /api/show tells about a model copy, kept per digest. */
+interface ShowFacts {
+  /** 0 when unknown */
+  contextLength: number
+  capabilities?: string[]
+}
+
+/** Maps an embedding request to Ollama's /api/embed body, whitelisted keys only. */
+export function toOllamaEmbedRequest (request: EmbedRequest): Record<string, unknown> {
+  if (!isRecord(request)) throw badRequest('request must be an object')
+  if (typeof request.model !== 'string' || request.model === '') throw badRequest('model is required')
+  if (!Array.isArray(request.input) || !request.input.every(i => typeof i === 'string')) throw badRequest('input must be a list of strings')
+  const out: Record<string, unknown> = { model: request.model, input: request.input }
+  if (request.truncate !== undefined) {
+    if (typeof request.truncate !== 'boolean') throw badRequest('truncate must be a boolean')
+    out.truncate = request.truncate
+  }
+  if (request.dimensions !== undefined) {
+    if (!Number.isSafeInteger(request.dimensions) || request.dimensions < 1) throw badRequest('dimensions must be a positive integer')
+    out.dimensions = request.dimensions
+  }
+  if (request.keepAlive !== undefined) {
+    if (typeof request.keepAlive !== 'string' && (typeof request.keepAlive !== 'number' || !Number.isFinite(request.keepAlive))) {
+      throw badRequest('keepAlive must be a duration string or a number of seconds')
+    }
+    out.keep_alive = request.keepAlive
+  }
+  if (request.options !== undefined) {
+    if (!isRecord(request.options)) throw badRequest('options must be an object')
+    const options: Record<string, unknown> = {}
+    for (const key of EMBED_OPTION_KEYS) {
+      const value = (request.options as Record<string, unknown>)[key]
+      if (value === undefined) continue
+      if (typeof value !== 'number' || !Number.isFinite(value)) throw badRequest(`options.${key} must be a finite number`)
+      options[key] = value
+    }
+    if (Object.keys(options).length > 0) out.options = options
+  }
+  return out
+}
+
+export class OllamaEngine implements Engine, EmbedEngine, ShowEngine {
   readonly host: string
   private readonly requestTimeoutMs: number
   private readonly healthTimeoutMs: number
   private readonly stallTimeoutMs: number
-  /** context length per model digest: /api/show is asked once per digest */
-  private readonly contextLengths = new Map<string, { value: number, retryAt?: number }>()
-  private readonly showsInFlight = new Map<string, Promise<number>>()
+  /** context length and capabilities per model digest: /api/show is asked once per digest */
+  private readonly facts = new Map<string, { value: ShowFacts, retryAt?: number }>()
+  private readonly showsInFlight = new Map<string, Promise<ShowFacts>>()
 
   constructor (opts: OllamaEngineOptions) {
     this.host = opts.host
@@ -327,7 +374,7 @@ export class OllamaEngine implements Engine {
       const infos = await Promise.all(models.map(async m => await this.toModelInfo(client, m, combined)))
       // forget digests that are gone so the cache stays as small as the model list
       const live = new Set(infos.map(i => i.digest))
-      for (const digest of this.contextLengths.keys()) if (!live.has(digest)) this.contextLengths.delete(digest)
+      for (const digest of this.facts.keys()) if (!live.has(digest)) this.facts.delete(digest)
       return infos
     })
   }
@@ -343,8 +390,11 @@ export class OllamaEngine implements Engine {
       family: str(d.family),
       parameterSize: str(d.parameter_size),
       quantization: str(d.quantization_level),
-      contextLength: await this.contextLength(client, m.name, digest, str(d.family), signal)
+      contextLength: 0
     }
+    const facts = await this.showFacts(client, m.name, digest, str(d.family), signal)
+    info.contextLength = facts.contextLength
+    if (facts.capabilities != null) info.capabilities = facts.capabilities
     if (str(d.format) !== '') info.format = str(d.format)
     if (Array.isArray(d.families) && d.families.every(f => typeof f === 'string')) info.families = d.families as string[]
     const modified = m.modified_at as unknown
@@ -352,9 +402,9 @@ export class OllamaEngine implements Engine {
     return info
   }
 
-  /** `<family>.context_length` from /api/show, asked once per digest; 0 when unknown. */
-  private async contextLength (client: Ollama, name: string, digest: string, family: string, signal: AbortSignal): Promise<number> {
-    const cached = this.contextLengths.get(digest)
+  /** `<family>.context_length` and `capabilities` from /api/show, asked once per digest; unknown on failure. */
+  private async showFacts (client: Ollama, name: string, digest: string, family: string, signal: AbortSignal): Promise<ShowFacts> {
+    const cached = this.facts.get(digest)
     if (cached !== undefined && (cached.retryAt === undefined || cached.retryAt > Date.now())) return cached.value
     let pending = this.showsInFlight.get(digest)
     if (pending === undefined) {
@@ -363,14 +413,17 @@ export class OllamaEngine implements Engine {
           const show: unknown = await client.show({ model: name })
           const info = isRecord(show) && isRecord(show.model_info) ? show.model_info : {}
           const arch = typeof info['general.architecture'] === 'string' ? info['general.architecture'] : family
-          const value = num(info[`${arch}.context_length`])
-          this.contextLengths.set(digest, { value })
+          const value: ShowFacts = { contextLength: num(info[`${arch}.context_length`]) }
+          const capabilities = normalizeCapabilities(isRecord(show) ? show.capabilities : undefined)
+          if (capabilities != null) value.capabilities = capabilities
+          this.facts.set(digest, { value })
           return value
         } catch (err) {
           // the list itself is being cancelled or timed out: let the caller report that
           if (signal.aborted) throw err
-          this.contextLengths.set(digest, { value: 0, retryAt: Date.now() + SHOW_RETRY_MS })
-          return 0
+          const value: ShowFacts = { contextLength: 0 }
+          this.facts.set(digest, { value, retryAt: Date.now() + SHOW_RETRY_MS })
+          return value
         } finally {
           this.showsInFlight.delete(digest)
         }
@@ -382,7 +435,43 @@ export class OllamaEngine implements Engine {
     } catch (err) {
       // someone else's list was cancelled while sharing this lookup; ours goes on without it
       if (signal.aborted) throw err
-      return 0
+      return { contextLength: 0 }
+    }
+  }
+
+  /** Ollama's own /api/show answer for `model` (without `verbose`: no tensors). */
+  async show (model: string, signal?: AbortSignal): Promise<Record<string, unknown>> {
+    return await this.call('/api/show', signal, this.requestTimeoutMs, async client => {
+      const show: unknown = await client.show({ model })
+      if (!isRecord(show)) throw new KrillError('ENGINE_FAILED', `Ollama at ${this.host} sent an unexpected /api/show answer`)
+      return show
+    }, { notFoundIsModel: true })
+  }
+
+  /**
+   * Embeds every input with Ollama's /api/embed. Aborting `signal` ends the HTTP
+   * request at once; no answer within the stall timeout (model loading included) is
+   * TIMEOUT. Vectors come back as float32, as Ollama computes them.
+   */
+  async embed (request: EmbedRequest, signal: AbortSignal): Promise<EmbedResult> {
+    const body = toOllamaEmbedRequest(request)
+    const res = await this.call('/api/embed', signal, this.stallTimeoutMs, async client => await client.embed(body as unknown as Parameters<Ollama['embed']>[0]), { notFoundIsModel: true })
+    const raw: unknown = res
+    if (!isRecord(raw) || !Array.isArray(raw.embeddings)) throw new KrillError('ENGINE_FAILED', `Ollama at ${this.host} sent an unexpected /api/embed answer`)
+    const embeddings = (raw.embeddings as unknown[]).map((v, i) => {
+      if (!Array.isArray(v) || !v.every(x => typeof x === 'number' && Number.isFinite(x))) {
+        throw new KrillError('ENGINE_FAILED', `Ollama at ${this.host} sent a malformed vector ${i} in its /api/embed answer`)
+      }
+      return Float32Array.from(v as number[])
+    })
+    if (embeddings.length !== request.input.length) {
+      throw new KrillError('ENGINE_FAILED', `Ollama at ${this.host} sent ${embeddings.length} vectors for ${request.input.length} inputs`)
+    }
+    return {
+      embeddings,
+      promptTokens: num(raw.prompt_eval_count),
+      totalDurationNs: num(raw.total_duration),
+      loadDurationNs: num(raw.load_duration)
     }
   }
 

@@ -16,6 +16,8 @@ export interface ModelInfo {
   format?: string
   families?: string[]
   modifiedAt?: string
+  /** what Ollama's /api/show says the model can do (completion, tools, vision, embedding, …); undefined when unknown */
+  capabilities?: string[]
 }
 
 export interface ToolCall {
@@ -90,6 +92,45 @@ export type ChatEvent =
   | { type: 'accepted', peer: string, digest: string, queuePosition: number }
   | { type: 'delta', content?: string, thinking?: string, toolCalls?: ToolCall[] }
   | { type: 'done', usage: Usage }
+
+/** Options an embedding request may carry to the engine; nothing else reaches it. */
+export interface EmbedOptions {
+  num_ctx?: number
+}
+
+export const EMBED_OPTION_KEYS = ['num_ctx'] as const satisfies ReadonlyArray<keyof EmbedOptions>
+
+/** One embedding request: Ollama's /api/embed, always with a list of inputs. */
+export interface EmbedRequest {
+  model: string
+  /** when set, only a provider with exactly this model digest may answer */
+  digest?: string
+  input: string[]
+  /** false: an input longer than the context is an error instead of being cut (Ollama's default: true) */
+  truncate?: boolean
+  /** cut each vector to this length (and normalize it again), as Ollama does */
+  dimensions?: number
+  keepAlive?: string | number
+  options?: EmbedOptions
+}
+
+export interface EmbedResult {
+  /** one float32 vector per input, in input order */
+  embeddings: Float32Array[]
+  promptTokens: number
+  totalDurationNs: number
+  loadDurationNs: number
+}
+
+/** An engine that can embed (Ollama's /api/embed). */
+export interface EmbedEngine {
+  embed (request: EmbedRequest, signal: AbortSignal): Promise<EmbedResult>
+}
+
+/** An engine that can describe a model (Ollama's /api/show, as JSON). */
+export interface ShowEngine {
+  show (model: string, signal?: AbortSignal): Promise<Record<string, unknown>>
+}
 
 export interface Engine {
   /** models the engine can serve right now */
