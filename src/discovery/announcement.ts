@@ -8,6 +8,7 @@ import { Announcement } from '../protocol/generated/announce.js'
 import type { ModelInfo } from '../engine/types.js'
 import { modelId, modelNameProblem, normalizeDigest } from '../models/index.js'
 import type { Capacity } from './types.js'
+import { CAPABILITY_PATTERN, MAX_CAPABILITIES } from '../models/capabilities.js'
 
 export interface AnnouncementLimits {
   /** encoded message size */
@@ -34,6 +35,8 @@ const PRINTABLE = /^[\x20-\x7e]*$/
 const MAX_CONTEXT_LENGTH = 1 << 24
 const MAX_SLOTS = 4096
 const MAX_QUEUED = 100_000
+/** year 9999: anything later is garbage */
+const MAX_MODIFIED_MS = 253_402_300_799_999
 const STRING_LIMITS = { family: 64, parameterSize: 32, quantization: 32, version: 64 } as const
 
 /** An announcement that passed every check, in krill's own shapes. */
@@ -75,7 +78,7 @@ function checkModel (m: Announcement.Model, i: number): ModelInfo {
   if (problem != null) throw new Invalid('bad-model-name', `models[${i}]: ${problem}`)
   const digest = normalizeDigest(m.digest)
   if (digest === undefined) throw new Invalid('bad-digest', `models[${i}].digest must be 64 hex digits`)
-  return {
+  const info: ModelInfo = {
     name: m.name,
     digest,
     size: checkUint(m.size, Number.MAX_SAFE_INTEGER, 'bad-field', `models[${i}].size`),
@@ -84,6 +87,15 @@ function checkModel (m: Announcement.Model, i: number): ModelInfo {
     quantization: checkString(m.quantization, STRING_LIMITS.quantization, `models[${i}].quantization`),
     contextLength: checkUint(m.contextLength, MAX_CONTEXT_LENGTH, 'bad-field', `models[${i}].context_length`)
   }
+  const capabilities = m.capabilities ?? []
+  if (capabilities.length > MAX_CAPABILITIES) throw new Invalid('bad-field', `models[${i}].capabilities has more than ${MAX_CAPABILITIES} entries`)
+  for (const c of capabilities) {
+    if (!CAPABILITY_PATTERN.test(c)) throw new Invalid('bad-field', `models[${i}].capabilities: "${c.slice(0, 40)}" is not a capability name`)
+  }
+  if (capabilities.length > 0) info.capabilities = [...new Set(capabilities)]
+  const modified = checkUint(m.modifiedMs ?? 0, MAX_MODIFIED_MS, 'bad-field', `models[${i}].modified_ms`)
+  if (modified > 0) info.modifiedAt = new Date(modified).toISOString()
+  return info
 }
 
 function checkCapacity (c: Announcement.Capacity | undefined, hasModels: boolean): Capacity {
@@ -143,6 +155,11 @@ export function decodeAnnouncement (bytes: Uint8Array, now = Date.now(), limits:
   }
 }
 
+function modifiedMs (at: string | undefined): number {
+  const ms = at != null ? Date.parse(at) : NaN
+  return Number.isSafeInteger(ms) && ms > 0 && ms <= MAX_MODIFIED_MS ? ms : 0
+}
+
 /** The wire form of one of our models, or why receivers would reject it. */
 export function toWireModel (m: ModelInfo): Announcement.Model | string {
   const wire: Announcement.Model = {
@@ -152,7 +169,9 @@ export function toWireModel (m: ModelInfo): Announcement.Model | string {
     family: m.family,
     parameterSize: m.parameterSize,
     quantization: m.quantization,
-    contextLength: Number.isSafeInteger(m.contextLength) && m.contextLength > 0 ? Math.min(m.contextLength, MAX_CONTEXT_LENGTH) : 0
+    contextLength: Number.isSafeInteger(m.contextLength) && m.contextLength > 0 ? Math.min(m.contextLength, MAX_CONTEXT_LENGTH) : 0,
+    capabilities: (m.capabilities ?? []).filter(c => CAPABILITY_PATTERN.test(c)).slice(0, MAX_CAPABILITIES),
+    modifiedMs: modifiedMs(m.modifiedAt)
   }
   try {
     checkModel(wire, 0)

@@ -23,6 +23,8 @@ export namespace Announcement {
     parameterSize: string
     quantization: string
     contextLength: number
+    capabilities: string[]
+    modifiedMs: number
   }
 
   export namespace Model {
@@ -70,6 +72,18 @@ export namespace Announcement {
             w.uint32(obj.contextLength)
           }
 
+          if (obj.capabilities != null && obj.capabilities.length > 0) {
+            for (const value of obj.capabilities) {
+              w.uint32(66)
+              w.string(value)
+            }
+          }
+
+          if ((obj.modifiedMs != null && obj.modifiedMs !== 0)) {
+            w.uint32(72)
+            w.uint64Number(obj.modifiedMs)
+          }
+
           if (opts.lengthDelimited !== false) {
             w.ldelim()
           }
@@ -81,7 +95,9 @@ export namespace Announcement {
             family: '',
             parameterSize: '',
             quantization: '',
-            contextLength: 0
+            contextLength: 0,
+            capabilities: [],
+            modifiedMs: 0
           }
 
           const end = length == null ? reader.len : reader.pos + length
@@ -118,6 +134,18 @@ export namespace Announcement {
                 obj.contextLength = reader.uint32()
                 break
               }
+              case 8: {
+                if (opts.limits?.capabilities != null && obj.capabilities.length === opts.limits.capabilities) {
+                  throw new MaxLengthError('Decode error - repeated field "capabilities" had too many elements')
+                }
+
+                obj.capabilities.push(reader.string())
+                break
+              }
+              case 9: {
+                obj.modifiedMs = reader.uint64Number()
+                break
+              }
               default: {
                 reader.skipType(tag & 7)
                 break
@@ -127,6 +155,10 @@ export namespace Announcement {
 
           return obj
         }, function * (reader, length, prefix, opts = {}) {
+          const obj = {
+            capabilities: 0
+          }
+
           const end = length == null ? reader.len : reader.pos + length
 
           while (reader.pos < end) {
@@ -182,6 +214,28 @@ export namespace Announcement {
                 }
                 break
               }
+              case 8: {
+                if (opts.limits?.capabilities != null && obj.capabilities === opts.limits.capabilities) {
+                  throw new MaxLengthError('Streaming decode error - repeated field "capabilities" had too many elements')
+                }
+
+                yield {
+                  field: `${prefix}.capabilities[]`,
+                  index: obj.capabilities,
+                  value: reader.string()
+                }
+
+                obj.capabilities++
+
+                break
+              }
+              case 9: {
+                yield {
+                  field: `${prefix}.modifiedMs`,
+                  value: reader.uint64Number()
+                }
+                break
+              }
               default: {
                 reader.skipType(tag & 7)
                 break
@@ -229,6 +283,17 @@ export namespace Announcement {
       value: number
     }
 
+    export interface ModelCapabilitiesFieldEvent {
+      field: '$.capabilities[]'
+      index: number
+      value: string
+    }
+
+    export interface ModelModifiedMsFieldEvent {
+      field: '$.modifiedMs'
+      value: number
+    }
+
     export function encode (obj: Partial<Model>): Uint8Array<ArrayBuffer> {
       return encodeMessage(obj, Model.codec())
     }
@@ -237,7 +302,7 @@ export namespace Announcement {
       return decodeMessage(buf, Model.codec(), opts)
     }
 
-    export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Model>): Generator<ModelNameFieldEvent | ModelDigestFieldEvent | ModelSizeFieldEvent | ModelFamilyFieldEvent | ModelParameterSizeFieldEvent | ModelQuantizationFieldEvent | ModelContextLengthFieldEvent> {
+    export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Model>): Generator<ModelNameFieldEvent | ModelDigestFieldEvent | ModelSizeFieldEvent | ModelFamilyFieldEvent | ModelParameterSizeFieldEvent | ModelQuantizationFieldEvent | ModelContextLengthFieldEvent | ModelCapabilitiesFieldEvent | ModelModifiedMsFieldEvent> {
       return streamMessage(buf, Model.codec(), opts)
     }
   }
@@ -594,6 +659,18 @@ export namespace Announcement {
     index: number
   }
 
+  export interface AnnouncementModelsCapabilitiesFieldEvent {
+    field: '$.models[].capabilities[]'
+    index: number
+    value: string
+  }
+
+  export interface AnnouncementModelsModifiedMsFieldEvent {
+    field: '$.models[].modifiedMs'
+    value: number
+    index: number
+  }
+
   export interface AnnouncementCapacitySlotsFieldEvent {
     field: '$.capacity.slots'
     value: number
@@ -637,7 +714,7 @@ export namespace Announcement {
     return decodeMessage(buf, Announcement.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Announcement>): Generator<AnnouncementModelsNameFieldEvent | AnnouncementModelsDigestFieldEvent | AnnouncementModelsSizeFieldEvent | AnnouncementModelsFamilyFieldEvent | AnnouncementModelsParameterSizeFieldEvent | AnnouncementModelsQuantizationFieldEvent | AnnouncementModelsContextLengthFieldEvent | AnnouncementCapacitySlotsFieldEvent | AnnouncementCapacityActiveFieldEvent | AnnouncementCapacityQueuedFieldEvent | AnnouncementVersionFieldEvent | AnnouncementSeqFieldEvent | AnnouncementTimestampMsFieldEvent | AnnouncementTtlMsFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Announcement>): Generator<AnnouncementModelsNameFieldEvent | AnnouncementModelsDigestFieldEvent | AnnouncementModelsSizeFieldEvent | AnnouncementModelsFamilyFieldEvent | AnnouncementModelsParameterSizeFieldEvent | AnnouncementModelsQuantizationFieldEvent | AnnouncementModelsContextLengthFieldEvent | AnnouncementModelsCapabilitiesFieldEvent | AnnouncementModelsModifiedMsFieldEvent | AnnouncementCapacitySlotsFieldEvent | AnnouncementCapacityActiveFieldEvent | AnnouncementCapacityQueuedFieldEvent | AnnouncementVersionFieldEvent | AnnouncementSeqFieldEvent | AnnouncementTimestampMsFieldEvent | AnnouncementTtlMsFieldEvent> {
     return streamMessage(buf, Announcement.codec(), opts)
   }
 }
