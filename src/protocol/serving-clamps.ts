@@ -1,4 +1,3 @@
-import type { ChatRequest } from '../engine/types.js'
 import type { Limits } from '../limits/index.js'
 
 const UNIT_SECONDS: Record<string, number> = { ns: 1e-9, us: 1e-6, µs: 1e-6, μs: 1e-6, ms: 1e-3, s: 1, m: 60, h: 3600 }
@@ -19,7 +18,7 @@ export function keepAliveSeconds (value: string | number): number {
  * pin a model in our memory for ever or ask for a context that exhausts it. We
  * lower them rather than refuse: the answer is the same, only cheaper for us.
  */
-export function clampForServing (request: ChatRequest, limits: Pick<Limits, 'maxKeepAliveSeconds' | 'maxNumCtx'>): ChatRequest {
+export function clampForServing<R extends { keepAlive?: string | number, options?: { num_ctx?: number } }> (request: R, limits: Pick<Limits, 'maxKeepAliveSeconds' | 'maxNumCtx'>): R {
   let out = request
   if (request.keepAlive != null && keepAliveSeconds(request.keepAlive) > limits.maxKeepAliveSeconds) {
     out = { ...out, keepAlive: limits.maxKeepAliveSeconds }

@@ -70,7 +70,7 @@ export function validateModelName (name: unknown, limits: Pick<Limits, 'maxModel
 }
 
 /** Returns the digest in the form Ollama lists it: 64 lowercase hex digits, no prefix. */
-function validateDigest (digest: unknown): string | undefined {
+export function validateDigest (digest: unknown): string | undefined {
   if (digest == null || digest === '') return undefined
   const normalized = typeof digest === 'string' ? normalizeDigest(digest) : undefined
   if (normalized == null) throw bad('digest must be 64 hex digits (sha256 of the model manifest)')
@@ -187,7 +187,7 @@ function validateThink (think: unknown): Think {
   throw bad('think must be true, false, "low", "medium" or "high"')
 }
 
-function validateKeepAlive (value: unknown): string | number {
+export function validateKeepAlive (value: unknown): string | number {
   if (typeof value === 'number' && Number.isFinite(value)) return value
   if (typeof value === 'string') {
     if (NUMBER_RE.test(value)) return Number(value)
@@ -260,7 +260,7 @@ export function findUnknownOptionFields (bytes: Uint8Array): number[] {
  * Walks the top-level fields of a protobuf message with the reader the generated
  * decoder uses (protons-runtime); stops quietly at malformed input.
  */
-function forEachField (buf: Uint8Array, visit: (field: number, wireType: number, start: number, end: number) => void): void {
+export function forEachField (buf: Uint8Array, visit: (field: number, wireType: number, start: number, end: number) => void): void {
   const fields: Array<[field: number, wireType: number, start: number, end: number]> = []
   const r = reader(buf)
   try {
