@@ -20,6 +20,8 @@ export interface Candidate {
   /** when the capacity was announced; chats we started before that are already in it */
   capacityAt?: number
   source: 'local' | 'gossip' | 'dht'
+  /** what the copy can do, as its provider announced; undefined when unknown */
+  capabilities?: string[]
 }
 
 export interface RankContext {
@@ -54,7 +56,8 @@ export function candidateFromEntry (entry: ProviderEntry): Candidate {
     digest: entry.model.digest,
     capacity: entry.source === 'dht' ? undefined : entry.capacity,
     capacityAt: entry.source === 'dht' ? undefined : entry.receivedAt,
-    source: entry.source
+    source: entry.source,
+    capabilities: entry.model.capabilities
   }
 }
 

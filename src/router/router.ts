@@ -10,9 +10,11 @@
  */
 import { KrillError, type ErrorCodeName } from '../errors.js'
 import { logger } from '../log.js'
-import type { ChatEvent, ChatRequest, Engine, ModelInfo, Usage } from '../engine/types.js'
+import type { ChatEvent, ChatRequest, EmbedEngine, EmbedRequest, EmbedResult, Engine, ModelInfo, Usage } from '../engine/types.js'
 import type { Capacity, ProviderDirectory, ProviderEntry } from '../discovery/types.js'
 import { sameModel } from '../models/index.js'
+import { EMBED_NEEDS, chatNeeds, missingCapability } from '../models/capabilities.js'
+import { splitEmbedBatch } from './embed-batch.js'
 import { AttemptTimer } from './attempt-timer.js'
 import { Backoff, type BackoffOptions } from './backoff.js'
 import { PartialAnswer, continuationRequest, mergeUsage } from './continuation.js'
@@ -23,7 +25,7 @@ import { RouterStats } from './stats.js'
 const log = logger('router')
 
 export interface LocalSide {
-  engine: Engine
+  engine: Engine & Partial<EmbedEngine>
   /** models the local engine shares right now */
   models: ModelInfo[]
   /** the local engine's load, when the daemon tracks it */
@@ -51,6 +53,10 @@ export interface RouterDeps {
   /** DHT lookup of a model's providers (entries with source 'dht') */
   findProviders?: (model: string, signal: AbortSignal) => Promise<ProviderEntry[]>
   remoteChat: RemoteChat
+  /** runs an embedding on a remote peer (/krill/embed/1.0.0) */
+  remoteEmbed?: RemoteEmbed
+  /** true when `peerId` is a peer this node knows (connected, or in its provider table) */
+  knowsPeer?: (peerId: string) => boolean
   /** measured round-trip time to a peer in ms */
   latencyMs?: (peerId: string) => number | undefined
   /** called once per chat when it ends */
@@ -64,6 +70,30 @@ export interface RouterBudget {
   refusal: () => KrillError | undefined
   /** num_predict for chats to peers that set none */
   defaultMaxTokens?: number
+}
+
+/** An embedding answered by a peer, and the digest that answered it. */
+export type RemoteEmbed = (peerId: string, request: EmbedRequest, signal: AbortSignal) => Promise<EmbedResult & { digest: string }>
+
+/** How a request may be routed. */
+export interface RouteOptions {
+  signal?: AbortSignal
+  /**
+   * Only this peer may answer (a peer id, or "local" / this node's id for the local
+   * engine): no failover to anyone else. UNKNOWN_MODEL when it is known not to serve
+   * the model, NO_PROVIDER when it cannot be reached.
+   */
+  peer?: string
+  /** told each time a provider starts delivering (its first token, or its whole embedding) */
+  onProvider?: (peerId: string, local: boolean) => void
+}
+
+/** An embedding as the router delivers it. */
+export interface EmbedOutcome extends EmbedResult {
+  /** who computed the vectors, in batch order, without repeats ("local" for this node) */
+  providers: string[]
+  /** digest of the model copy that answered ('' when unknown) */
+  digest: string
 }
 
 export interface RouterOptions {
@@ -166,7 +196,7 @@ export class Router {
    * when drain() ends it, else NO_PROVIDER, BUSY, TIMEOUT or ENGINE_FAILED once
    * every candidate failed.
    */
-  async * chat (request: ChatRequest, opts: { signal?: AbortSignal } = {}): AsyncGenerator<ChatEvent, void, undefined> {
+  async * chat (request: ChatRequest, opts: RouteOptions = {}): AsyncGenerator<ChatEvent, void, undefined> {
     if (this.draining) throw new KrillError('SHUTTING_DOWN', 'krill is shutting down and takes no new chats')
     const signal = opts.signal != null ? AbortSignal.any([opts.signal, this.closing.signal]) : this.closing.signal
     const startedAt = this.now()
@@ -184,12 +214,10 @@ export class Router {
       /** the provider to ask again next, bypassing the ranking */
       let again: Candidate | undefined
       const failures: KrillError[] = []
-      const { candidates: found, dhtAsked: askedAlready } = await this.gather(request, signal)
+      const needs = chatNeeds(request)
+      const { candidates: found, dhtAsked: askedAlready } = await this.gather(request.model, request.digest, needs, opts.peer, signal)
       let candidates = found
       let dhtAsked = askedAlready
-      if (candidates.length === 0) {
-        throw new KrillError('UNKNOWN_MODEL', `model "${request.model}"${request.digest != null ? ` with digest ${request.digest}` : ''} is not served by this node or any peer it knows`)
-      }
       // past the daily budget only the local engine may answer
       const overBudget = this.deps.budget?.refusal()
       if (overBudget != null) {
@@ -197,6 +225,7 @@ export class Router {
         dhtAsked = true
         if (candidates.length === 0) throw overBudget
       }
+      let anyAccepted = false
       let preferDigest: string | undefined
       let acceptedSent = false
       let attempts = 0
@@ -208,10 +237,10 @@ export class Router {
         if (next == null && !dhtAsked) {
           // every known provider failed: the DHT may know others the table does not
           dhtAsked = true
-          candidates = [...candidates, ...await this.lookupDht(request, signal)]
+          candidates = [...candidates, ...(await this.lookupDht(request.model, signal)).filter(c => missingCapability(c.capabilities, needs) == null)]
           next = this.rank(candidates.filter(c => !tried.has(c.peerId)), request.digest, preferDigest)[0]
         }
-        if (next == null || attempts >= this.maxAttempts) throw this.exhausted(request, failures)
+        if (next == null || attempts >= this.maxAttempts) throw this.exhausted(request.model, failures, opts.peer, anyAccepted)
         attempts++
         tried.add(next.peerId)
         const provider = this.provider(next)
@@ -228,6 +257,7 @@ export class Router {
         try {
           for await (const event of provider.chat(this.withBudget(continuationRequest(request, partial, next.model), next.local), ac.signal)) {
             if (event.type === 'accepted') {
+              anyAccepted = true
               if (event.digest !== '') run.digest = event.digest
               preferDigest ??= event.digest !== '' ? event.digest : undefined
               if (!acceptedSent) {
@@ -237,6 +267,7 @@ export class Router {
               continue
             }
             timer.progress()
+            if (partial.deltas === deltasBefore) opts.onProvider?.(next.peerId, next.local)
             if (event.type === 'delta') {
               if (partial.empty) {
                 firstTokenMs ??= this.now() - startedAt
@@ -317,14 +348,111 @@ export class Router {
     return { ...request, options: { ...request.options, num_predict: max } }
   }
 
-  /** Local engine and provider table; the DHT only when neither knows the model. */
-  private async gather (request: ChatRequest, signal: AbortSignal): Promise<{ candidates: Candidate[], dhtAsked: boolean }> {
+  /** embeddings routed for this node's API clients */
+  readonly embedStats = { requests: 0, completed: 0, failed: 0, failovers: 0, inputs: 0 }
+
+  /**
+   * Embeds every input on providers that serve the model and can embed, with the
+   * chat's ranking, backoff and failover: a batch larger than one request carries
+   * is split, each piece goes to the best provider left, and a provider that fails
+   * is replaced by the next (embeddings are all or nothing per piece, so the caller
+   * never sees a failover). Once a piece is answered, later pieces must come from
+   * a copy with the same digest, so that every vector of one answer is comparable.
+   */
+  async embed (request: EmbedRequest, opts: RouteOptions = {}): Promise<EmbedOutcome> {
+    if (this.draining) throw new KrillError('SHUTTING_DOWN', 'krill is shutting down and takes no new requests')
+    const signal = opts.signal != null ? AbortSignal.any([opts.signal, this.closing.signal]) : this.closing.signal
+    this.embedStats.requests++
+    try {
+      const pieces = splitEmbedBatch(request)
+      const { candidates, dhtAsked } = await this.gather(request.model, request.digest, EMBED_NEEDS, opts.peer, signal)
+      let digest = request.digest
+      const out: EmbedOutcome = { embeddings: [], promptTokens: 0, totalDurationNs: 0, loadDurationNs: 0, providers: [], digest: digest ?? '' }
+      for (const piece of pieces) {
+        const done = await this.embedPiece({ ...piece, digest }, candidates, dhtAsked, opts, signal)
+        if (digest == null && done.digest !== '') digest = done.digest
+        out.embeddings.push(...done.embeddings)
+        out.promptTokens += done.promptTokens
+        out.totalDurationNs += done.totalDurationNs
+        out.loadDurationNs += done.loadDurationNs
+        const who = done.local ? 'local' : done.peerId
+        if (!out.providers.includes(who)) out.providers.push(who)
+      }
+      out.digest = digest ?? ''
+      this.embedStats.completed++
+      this.embedStats.inputs += request.input.length
+      return out
+    } catch (err) {
+      this.embedStats.failed++
+      if (signal.aborted) throw this.stopped(opts.signal, err)
+      throw err
+    }
+  }
+
+  private async embedPiece (request: EmbedRequest, candidates: Candidate[], dhtAsked: boolean, opts: RouteOptions, signal: AbortSignal): Promise<EmbedResult & { digest: string, peerId: string, local: boolean }> {
+    const tried = new Set<string>()
+    const failures: KrillError[] = []
+    let pool = candidates
+    let askedDht = dhtAsked
+    let attempts = 0
+    while (true) {
+      if (signal.aborted) throw this.stopped(opts.signal)
+      let next = this.rank(pool.filter(c => !tried.has(c.peerId)), request.digest, undefined)[0]
+      if (next == null && !askedDht) {
+        askedDht = true
+        pool = [...pool, ...await this.lookupDht(request.model, signal)]
+        next = this.rank(pool.filter(c => !tried.has(c.peerId)), request.digest, undefined)[0]
+      }
+      if (next == null || attempts >= this.maxAttempts) throw this.exhausted(request.model, failures, opts.peer, false)
+      attempts++
+      tried.add(next.peerId)
+      const ac = new AbortController()
+      const onAbort = (): void => { ac.abort(signal.reason) }
+      signal.addEventListener('abort', onAbort, { once: true })
+      const timer = setTimeout(() => { ac.abort(new KrillError('TIMEOUT', `${next.local ? 'the local engine' : `peer ${next.peerId}`} did not answer the embedding within ${this.firstTokenTimeoutMs} ms`, { peer: next.peerId })) }, this.firstTokenTimeoutMs)
+      const started = this.now()
+      this.inflight.set(next.peerId, [...(this.inflight.get(next.peerId) ?? []), started])
+      try {
+        const piece = { ...request, model: next.model }
+        let result: EmbedResult & { digest: string }
+        if (next.local) {
+          const engine = this.deps.local?.()?.engine
+          if (engine?.embed == null) throw new KrillError('ENGINE_FAILED', 'the local engine is not available')
+          result = { ...await engine.embed(piece, ac.signal), digest: next.digest }
+        } else {
+          if (this.deps.remoteEmbed == null) throw new KrillError('NO_PROVIDER', 'this node cannot reach peers for embeddings')
+          result = await this.deps.remoteEmbed(next.peerId, piece, ac.signal)
+        }
+        this.backoff.succeed(next.peerId)
+        opts.onProvider?.(next.peerId, next.local)
+        return { ...result, peerId: next.peerId, local: next.local }
+      } catch (err) {
+        if (signal.aborted) throw this.stopped(opts.signal, err)
+        const failure = ac.signal.aborted && ac.signal.reason instanceof KrillError ? ac.signal.reason : toKrillError(err, next.peerId)
+        if (FINAL_CODES.has(failure.code)) throw failure
+        this.backoff.fail(next.peerId)
+        failures.push(failure)
+        this.embedStats.failovers++
+        log.warn(`${next.local ? 'local engine' : `peer ${next.peerId}`} failed to embed for ${request.model}: ${failure.code} ${failure.message}; trying the next provider`)
+      } finally {
+        clearTimeout(timer)
+        signal.removeEventListener('abort', onAbort)
+        ac.abort()
+        const running = this.inflight.get(next.peerId) ?? []
+        running.splice(running.indexOf(started), 1)
+        if (running.length === 0) this.inflight.delete(next.peerId)
+      }
+    }
+  }
+
+  /** Every copy of the model this node knows of: its own engine's and the provider table's. */
+  private known (model: string, digest: string | undefined): Candidate[] {
     const candidates: Candidate[] = []
     const local = this.deps.local?.()
     if (local != null) {
       for (const m of local.models) {
-        if (!sameModel(m.name, request.model)) continue
-        if (request.digest != null && request.digest !== '' && m.digest !== request.digest) continue
+        if (!sameModel(m.name, model)) continue
+        if (digest != null && digest !== '' && m.digest !== digest) continue
         candidates.push({
           peerId: this.deps.selfId,
           local: true,
@@ -333,29 +461,65 @@ export class Router {
           capacity: local.capacity ?? { slots: this.localSlots, active: 0, queued: 0 },
           // a live figure: it already counts every chat running there
           capacityAt: local.capacity != null ? this.now() : undefined,
-          source: 'local'
+          source: 'local',
+          capabilities: m.capabilities
         })
       }
     }
     // the directory compares names by model id (src/models): one question finds every spelling
-    for (const entry of this.deps.providers.providersFor(request.model, request.digest)) {
+    for (const entry of this.deps.providers.providersFor(model, digest)) {
       if (entry.peerId !== this.deps.selfId) candidates.push(candidateFromEntry(entry))
     }
-    if (candidates.length > 0) return { candidates, dhtAsked: false }
-    return { candidates: await this.lookupDht(request, signal), dhtAsked: true }
+    return candidates
   }
 
-  private async lookupDht (request: ChatRequest, signal: AbortSignal): Promise<Candidate[]> {
+  /**
+   * The candidates for a request: local engine and provider table, the DHT only when
+   * neither knows the model; only the pinned peer when there is one; only copies
+   * that can do what the request needs, where that is known. Throws UNKNOWN_MODEL
+   * (nobody, or the pinned peer does not serve it) or BAD_REQUEST naming the
+   * capability no known copy has.
+   */
+  private async gather (model: string, digest: string | undefined, needs: readonly string[], peer: string | undefined, signal: AbortSignal): Promise<{ candidates: Candidate[], dhtAsked: boolean }> {
+    let candidates = this.known(model, digest)
+    let dhtAsked = false
+    const what = `model "${model}"${digest != null ? ` with digest ${digest}` : ''}`
+    if (peer != null) {
+      const pinned = peer === 'local' ? this.deps.selfId : peer
+      candidates = candidates.filter(c => c.peerId === pinned)
+      // a pinned request goes to that peer or nowhere
+      dhtAsked = true
+      if (candidates.length === 0) {
+        if (pinned === this.deps.selfId) throw new KrillError('UNKNOWN_MODEL', `this node does not serve ${what}`)
+        if (this.deps.knowsPeer?.(pinned) === true) throw new KrillError('UNKNOWN_MODEL', `peer ${pinned} does not serve ${what}`)
+        // a peer we have not heard of: ask it directly, it may well serve the model
+        candidates = [{ peerId: pinned, local: false, model, digest: digest ?? '', source: 'dht' }]
+      }
+    } else if (candidates.length === 0) {
+      candidates = await this.lookupDht(model, signal)
+      dhtAsked = true
+    }
+    if (candidates.length === 0) throw new KrillError('UNKNOWN_MODEL', `${what} is not served by this node or any peer it knows`)
+    const capable = candidates.filter(c => missingCapability(c.capabilities, needs) == null)
+    if (capable.length === 0) {
+      const missing = missingCapability(candidates[0].capabilities, needs) as string
+      const where = peer != null ? `peer ${peer}'s copy of "${model}"` : `"${model}"`
+      throw new KrillError('BAD_REQUEST', `${where} does not support ${missing} (${candidates.length === 1 ? 'the only copy' : `none of the ${candidates.length} copies`} krill knows of can do that)`)
+    }
+    return { candidates: capable, dhtAsked }
+  }
+
+  private async lookupDht (model: string, signal: AbortSignal): Promise<Candidate[]> {
     if (this.deps.findProviders == null) return []
     const lookup = AbortSignal.any([signal, AbortSignal.timeout(this.dhtTimeoutMs)])
     try {
-      const entries = await this.deps.findProviders(request.model, lookup)
+      const entries = await this.deps.findProviders(model, lookup)
       return entries
-        .filter(e => e.peerId !== this.deps.selfId && sameModel(e.model.name === '' ? request.model : e.model.name, request.model))
-        .map(e => ({ ...candidateFromEntry(e), model: e.model.name === '' ? request.model : e.model.name }))
+        .filter(e => e.peerId !== this.deps.selfId && sameModel(e.model.name === '' ? model : e.model.name, model))
+        .map(e => ({ ...candidateFromEntry(e), model: e.model.name === '' ? model : e.model.name }))
     } catch (err) {
       if (signal.aborted) throw this.stopped(undefined, err)
-      log.debug(`DHT lookup for ${request.model} failed: ${err instanceof Error ? err.message : String(err)}`)
+      log.debug(`DHT lookup for ${model} failed: ${err instanceof Error ? err.message : String(err)}`)
       return []
     }
   }
@@ -387,7 +551,7 @@ export class Router {
   }
 
   /** The error for a chat every candidate failed: the most telling code, every reason. */
-  private exhausted (request: ChatRequest, failures: KrillError[]): KrillError {
+  private exhausted (model: string, failures: KrillError[], pinned?: string, reached = true): KrillError {
     const codes = new Set(failures.map(f => f.code))
     const only = (...allowed: ErrorCodeName[]): boolean => codes.size > 0 && [...codes].every(c => allowed.includes(c))
     let code: ErrorCodeName
@@ -399,9 +563,13 @@ export class Router {
     else if (codes.has('ENGINE_FAILED')) code = 'ENGINE_FAILED'
     else code = 'NO_PROVIDER'
     const reasons = failures.map(f => f.message).join('; ')
+    if (pinned != null && !reached && ['ENGINE_FAILED', 'TIMEOUT', 'NO_PROVIDER'].includes(code)) {
+      // never heard from the pinned peer: it is unreachable, and nobody else may answer
+      return new KrillError('NO_PROVIDER', `peer ${pinned} could not be reached for model "${model}": ${reasons}`, { cause: failures.at(-1) })
+    }
     const message = failures.length === 0
-      ? `no provider is left to try for model "${request.model}"`
-      : `no provider could answer for model "${request.model}" (tried ${failures.length}): ${reasons}`
+      ? `no provider is left to try for model "${model}"`
+      : `no provider could answer for model "${model}" (tried ${failures.length}): ${reasons}`
     return new KrillError(code, message, { cause: failures.at(-1) })
   }
 
