@@ -5,17 +5,32 @@
  * depend on the daemon's internals.
  */
 import type { CatalogEntry } from '../discovery/types.js'
-import type { ChatEvent, ChatRequest, ModelInfo } from '../engine/types.js'
+import type { ChatEvent, ChatRequest, EmbedRequest, ModelInfo } from '../engine/types.js'
 import { modelId } from '../models/index.js'
-import type { RunningChat } from '../router/router.js'
+import type { EmbedOutcome, RouteOptions, RunningChat } from '../router/router.js'
+
+/** How one request is routed: its signal, a pinned peer (x-krill-peer), who answered. */
+export type ApiRouteOptions = RouteOptions & { signal: AbortSignal }
+
+/** Ollama's /api/show answer for a model, and who gave it ("local" or a peer id). */
+export interface ShownModel {
+  show: Record<string, unknown>
+  provider: string
+}
 
 export interface ApiBackend {
-  chat: (request: ChatRequest, opts: { signal: AbortSignal }) => AsyncIterable<ChatEvent>
+  chat: (request: ChatRequest, opts: ApiRouteOptions) => AsyncIterable<ChatEvent>
+  embed: (request: EmbedRequest, opts: ApiRouteOptions) => Promise<EmbedOutcome>
   /** every model this node can route to: its own and the network's */
   models: () => CatalogModel[]
   running: () => RunningChat[]
-  /** Ollama's /api/show answer for a model the local Ollama has; undefined when it has not */
-  showLocal: (name: string, signal: AbortSignal) => Promise<Record<string, unknown> | undefined>
+  /**
+   * The /api/show answer of a copy of the model: the local Ollama's, else one
+   * provider's over the network (/krill/show/1.0.0); undefined when nobody can say.
+   */
+  show: (name: string, opts: { signal: AbortSignal, peer?: string }) => Promise<ShownModel | undefined>
+  /** the local Ollama's own /api/ps entries ([] when this node runs no Ollama) */
+  psLocal: (signal: AbortSignal) => Promise<Array<Record<string, unknown>>>
 }
 
 export interface CatalogModel {

@@ -11,6 +11,8 @@ import { logger } from '../log.js'
 const log = logger('api')
 
 export function acceptJsonBodies (scope: FastifyInstance): void {
+  // fetch() sends a string body as text/plain, which fastify would hand over unparsed
+  scope.removeContentTypeParser('text/plain')
   scope.addContentTypeParser('*', { parseAs: 'string' }, (_request, body, done) => {
     const text = typeof body === 'string' ? body : body.toString('utf8')
     if (text.trim() === '') {

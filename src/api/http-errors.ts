@@ -85,6 +85,7 @@ export function openAiError (d: DescribedError): OpenAiErrorBody {
 
 /** Ollama's error body; unknown models get Ollama's own wording so its clients recognize it. */
 export function ollamaError (d: DescribedError, model?: string): { error: string } {
-  if (d.status === 404 && d.code === 'model_not_found' && model != null) return { error: `model "${model}" not found, try pulling it first` }
+  // a pinned peer that does not serve the model says so; otherwise Ollama's own words
+  if (d.status === 404 && d.code === 'model_not_found' && model != null && !d.message.includes('does not serve')) return { error: `model "${model}" not found, try pulling it first` }
   return { error: d.message }
 }

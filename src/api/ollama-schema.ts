@@ -58,6 +58,32 @@ export const ollamaGenerateSchema = z.object({
   template: z.string().nullable().optional()
 })
 
+const embedInput = z.union([z.string(), z.array(z.string())], { error: 'invalid input type' }).nullable().optional()
+
+export const ollamaEmbedSchema = z.object({
+  model: z.string().min(1, 'model is required'),
+  input: embedInput,
+  truncate: z.boolean().nullable().optional(),
+  dimensions: z.number().int().nullable().optional(),
+  keep_alive: keepAlive,
+  options
+})
+
+export const ollamaEmbeddingsSchema = z.object({
+  model: z.string().min(1, 'model is required'),
+  prompt: z.string().nullable().optional(),
+  keep_alive: keepAlive,
+  options
+})
+
+export type OllamaEmbedBody = z.infer<typeof ollamaEmbedSchema>
+
+/** The embedding options krill forwards (num_ctx); others are dropped, as for chats. */
+export function embedOptions (raw: Record<string, unknown> | null | undefined): { num_ctx: number } | undefined {
+  const n = raw?.num_ctx
+  return typeof n === 'number' && Number.isInteger(n) && n > 0 ? { num_ctx: n } : undefined
+}
+
 export type OllamaChatBody = z.infer<typeof ollamaChatSchema>
 export type OllamaGenerateBody = z.infer<typeof ollamaGenerateSchema>
 
@@ -103,8 +129,20 @@ export function chatToRequest (body: OllamaChatBody): ChatRequest | undefined {
 
 /** undefined when the prompt is empty: Ollama then only loads the model */
 export function generateToRequest (body: OllamaGenerateBody): ChatRequest | undefined {
+  // krill carries chats between peers: a prompt becomes a user message under the
+  // model's own template, which is what /api/generate does without raw. What needs
+  // Ollama's raw prompt path on the provider is refused, saying so.
   if (body.suffix != null && body.suffix !== '') {
-    throw new HttpError(400, 'suffix (fill-in-the-middle) is not supported by krill')
+    throw new HttpError(400, 'suffix (fill-in-the-middle) is not supported through krill: krill carries chats between peers, not raw prompts; run it on a provider\'s own Ollama', { param: 'suffix', code: 'unsupported' })
+  }
+  if (body.raw === true) {
+    throw new HttpError(400, 'raw prompts are not supported through krill: krill sends the prompt as a chat message under the model\'s template; drop "raw" or use /api/chat', { param: 'raw', code: 'unsupported' })
+  }
+  if (body.template != null && body.template !== '') {
+    throw new HttpError(400, 'a custom template is not supported through krill: the provider\'s model template applies', { param: 'template', code: 'unsupported' })
+  }
+  if (body.context != null && body.context.length > 0) {
+    throw new HttpError(400, 'context (token state of an earlier /api/generate) is not supported through krill: token ids mean nothing on another peer; send the conversation to /api/chat as messages', { param: 'context', code: 'unsupported' })
   }
   if (body.prompt == null || body.prompt === '') return undefined
   const messages: ChatMessage[] = []

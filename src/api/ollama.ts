@@ -7,14 +7,17 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { ChatEvent, ChatRequest, ModelInfo, Usage } from '../engine/types.js'
 import { logger } from '../log.js'
+import { modelId } from '../models/index.js'
 import { VERSION } from '../version.js'
 import { findModel, type ApiBackend, type CatalogModel } from './backend.js'
 import { acceptJsonBodies, shapeErrors } from './body.js'
 import { firstOutput, nextEvent } from './first-output.js'
 import { HttpError, describeError, ollamaError } from './http-errors.js'
 import { parseBody } from './openai-schema.js'
-import { chatToRequest, generateToRequest, ollamaChatSchema, ollamaGenerateSchema } from './ollama-schema.js'
+import { chatToRequest, embedOptions, generateToRequest, ollamaChatSchema, ollamaEmbeddingsSchema, ollamaEmbedSchema, ollamaGenerateSchema } from './ollama-schema.js'
 import { NDJSON_HEADERS, StreamWriter, clientGone } from './stream-writer.js'
+import { vectorsJson } from './float32-json.js'
+import { PROVIDER_HEADER, ProviderTracker, pinnedPeer } from './routing-headers.js'
 
 const log = logger('ollama-api')
 
@@ -35,8 +38,24 @@ function details (info: ModelInfo): Record<string, unknown> {
   }
 }
 
-function modifiedAt (info: ModelInfo): string {
-  return info.modifiedAt ?? new Date(0).toISOString()
+/** Ollama's modified_at when a provider told us; left out when nobody did (no 1970 dates) */
+function modifiedAt (info: ModelInfo): { modified_at?: string } {
+  return info.modifiedAt != null ? { modified_at: info.modifiedAt } : {}
+}
+
+/** Ollama lists capabilities in /api/tags too; only when known */
+function capabilitiesOf (info: ModelInfo): { capabilities?: string[] } {
+  return info.capabilities != null ? { capabilities: info.capabilities } : {}
+}
+
+/** Ollama's model-management endpoints, and the `ollama` command that does the same on a provider. */
+const MANAGEMENT: Record<string, string> = {
+  '/api/pull': 'pull',
+  '/api/push': 'push',
+  '/api/create': 'create',
+  '/api/copy': 'cp',
+  '/api/delete': 'rm',
+  '/api/blobs/*': 'create'
 }
 
 function counters (usage: Usage): Record<string, number | string> {
@@ -76,53 +95,60 @@ export async function ollamaRoutes (app: FastifyInstance, opts: OllamaRoutesOpti
     models: backend.models().map(m => ({
       name: m.name,
       model: m.name,
-      modified_at: modifiedAt(m.info),
+      ...modifiedAt(m.info),
       size: m.info.size,
       digest: m.info.digest,
-      details: details(m.info)
+      details: details(m.info),
+      ...capabilitiesOf(m.info)
     }))
   }))
 
+  // What is loaded: the local Ollama's own entries as it reports them (expiry, VRAM),
+  // and models this node is using on peers right now, with only what krill knows of
+  // them (nobody told us their expiry or memory, so those fields are left out).
   app.get('/api/ps', async () => {
     const models = backend.models()
+    const local = await backend.psLocal(AbortSignal.timeout(5_000)).catch(() => [])
     const byModel = new Map<string, { info: ModelInfo, count: number }>()
+    const loaded = new Set(local.map(m => typeof m.name === 'string' ? modelId(m.name) : ''))
     for (const r of backend.running()) {
+      if (loaded.has(modelId(r.model))) continue
       const info = findModel(models, r.model)?.info ?? { name: r.model, digest: r.digest, size: 0, family: '', parameterSize: '', quantization: '', contextLength: 0 }
       const seen = byModel.get(info.name)
       if (seen != null) seen.count++
       else byModel.set(info.name, { info, count: 1 })
     }
-    const expires = new Date(Date.now() + 5 * 60_000).toISOString()
-    return {
-      models: [...byModel.values()].map(({ info, count }) => ({
-        name: info.name,
-        model: info.name,
-        size: info.size,
-        digest: info.digest,
-        details: details(info),
-        expires_at: expires,
-        size_vram: 0,
-        context_length: info.contextLength,
-        // not in Ollama's answer: how many chats run on this model now
-        running: count
-      }))
-    }
+    const remote = [...byModel.values()].map(({ info, count }) => ({
+      name: info.name,
+      model: info.name,
+      size: info.size,
+      digest: info.digest,
+      details: details(info),
+      ...(info.contextLength > 0 ? { context_length: info.contextLength } : {}),
+      // not in Ollama's answer: how many of this node's requests run on this model now
+      running: count
+    }))
+    return { models: [...local, ...remote] }
   })
 
-  app.post('/api/show', async (request) => {
+  app.post('/api/show', async (request, reply) => {
     const body = request.body as { model?: unknown, name?: unknown } | undefined
     const name = typeof body?.model === 'string' && body.model !== '' ? body.model : body?.name
     if (typeof name !== 'string' || name === '') throw new HttpError(400, 'model is required')
+    const peer = pinnedPeer(request)
     const found = findModel(backend.models(), name)
-    if (found == null) throw new HttpError(404, `model '${name}' not found`)
-    if (found.local) {
-      try {
-        const shown = await backend.showLocal(found.name, AbortSignal.timeout(10_000))
-        if (shown != null) return shown
-      } catch (err) {
-        log.debug(`local /api/show for ${found.name} failed, answering from the catalog: ${err instanceof Error ? err.message : String(err)}`)
+    if (found == null && peer == null) throw new HttpError(404, `model '${name}' not found`)
+    try {
+      const shown = await backend.show(found?.name ?? name, { signal: AbortSignal.timeout(10_000), peer })
+      if (shown != null) {
+        void reply.header(PROVIDER_HEADER, shown.provider)
+        return shown.show
       }
+    } catch (err) {
+      if (peer != null || found == null) throw err
+      log.debug(`/api/show for ${found.name} failed, answering from the catalog: ${err instanceof Error ? err.message : String(err)}`)
     }
+    if (found == null) throw new HttpError(404, `model '${name}' not found`)
     return showFromCatalog(found)
   })
 
@@ -135,21 +161,76 @@ export async function ollamaRoutes (app: FastifyInstance, opts: OllamaRoutesOpti
     const body = parseBody(ollamaGenerateSchema, request.body)
     return await answer('generate', body.model, body.stream !== false, generateToRequest(body), request, reply, backend)
   })
+
+  app.post('/api/embed', async (request, reply) => {
+    const body = parseBody(ollamaEmbedSchema, request.body)
+    const input = typeof body.input === 'string' ? (body.input === '' ? [] : [body.input]) : body.input ?? []
+    if (input.length === 0) {
+      // nothing to embed: Ollama loads the model and answers no vectors
+      if (findModel(backend.models(), body.model) == null && pinnedPeer(request) == null) throw modelNotFound(body.model)
+      return { model: body.model, embeddings: [] }
+    }
+    const gone = clientGone(request.raw, reply.raw)
+    const outcome = await backend.embed({
+      model: body.model,
+      input,
+      ...(body.truncate != null ? { truncate: body.truncate } : {}),
+      ...(body.dimensions != null && body.dimensions > 0 ? { dimensions: body.dimensions } : {}),
+      ...(body.keep_alive != null ? { keepAlive: body.keep_alive } : {}),
+      ...(embedOptions(body.options) != null ? { options: embedOptions(body.options) } : {})
+    }, { signal: gone.signal, peer: pinnedPeer(request) })
+    const tail = JSON.stringify({
+      ...(outcome.totalDurationNs > 0 ? { total_duration: outcome.totalDurationNs } : {}),
+      ...(outcome.loadDurationNs > 0 ? { load_duration: outcome.loadDurationNs } : {}),
+      ...(outcome.promptTokens > 0 ? { prompt_eval_count: outcome.promptTokens } : {})
+    }).slice(1)
+    const json = `{"model":${JSON.stringify(body.model)},"embeddings":${vectorsJson(outcome.embeddings)}${tail === '}' ? '}' : ',' + tail}`
+    return await reply.header(PROVIDER_HEADER, outcome.providers.join(',')).type('application/json; charset=utf-8').send(json)
+  })
+
+  // the older single-prompt form: one vector, as float64 numbers
+  app.post('/api/embeddings', async (request, reply) => {
+    const body = parseBody(ollamaEmbeddingsSchema, request.body)
+    if (body.prompt == null || body.prompt === '') {
+      if (findModel(backend.models(), body.model) == null && pinnedPeer(request) == null) throw modelNotFound(body.model)
+      return { embedding: [] }
+    }
+    const gone = clientGone(request.raw, reply.raw)
+    const outcome = await backend.embed({
+      model: body.model,
+      input: [body.prompt],
+      ...(body.keep_alive != null ? { keepAlive: body.keep_alive } : {}),
+      ...(embedOptions(body.options) != null ? { options: embedOptions(body.options) } : {})
+    }, { signal: gone.signal, peer: pinnedPeer(request) })
+    return await reply.header(PROVIDER_HEADER, outcome.providers.join(',')).send({ embedding: Array.from(outcome.embeddings[0]) })
+  })
+
+  for (const [path, command] of Object.entries(MANAGEMENT)) {
+    app.all(path, async (request, reply) => {
+      return await reply.code(501).send({
+        error: `krill shares the models of each peer's Ollama but does not manage them: ${request.method} ${path.replace('/*', '')} is not available through krill; run \`ollama ${command}\` on a provider (e.g. \`ollama pull llama3.2\` on a machine whose krill serves its Ollama)`
+      })
+    })
+  }
 }
 
+/**
+ * What krill knows of a model when no provider could describe it: the announced
+ * facts only (details, context length, capabilities, modification time). Template,
+ * license, Modelfile and parameters live with the providers; they are left out
+ * rather than made up.
+ */
 function showFromCatalog (m: CatalogModel): Record<string, unknown> {
-  const family = m.info.family !== '' ? m.info.family : 'unknown'
-  const modelInfo: Record<string, unknown> = { 'general.architecture': family }
-  if (m.info.contextLength > 0) modelInfo[`${family}.context_length`] = m.info.contextLength
+  const modelInfo: Record<string, unknown> = {}
+  if (m.info.family !== '') {
+    modelInfo['general.architecture'] = m.info.family
+    if (m.info.contextLength > 0) modelInfo[`${m.info.family}.context_length`] = m.info.contextLength
+  }
   return {
-    license: '',
-    modelfile: `# ${m.name} is served by ${m.providers} krill peer(s); its Modelfile lives with them\nFROM ${m.name}\n`,
-    parameters: '',
-    template: '',
     details: details(m.info),
     model_info: modelInfo,
-    capabilities: ['completion'],
-    modified_at: modifiedAt(m.info)
+    ...capabilitiesOf(m.info),
+    ...modifiedAt(m.info)
   }
 }
 
@@ -162,14 +243,19 @@ async function answer (kind: Kind, model: string, stream: boolean, chatRequest: 
     return { model, created_at: new Date().toISOString(), ...base, done: true, done_reason: 'load' }
   }
   const gone = clientGone(request.raw, reply.raw)
-  const events = backend.chat(chatRequest, { signal: gone.signal })[Symbol.asyncIterator]()
+  const provider = new ProviderTracker()
+  const events = backend.chat(chatRequest, { signal: gone.signal, peer: pinnedPeer(request), onProvider: provider.onProvider })[Symbol.asyncIterator]()
   // nothing is sent before the first token: until then, errors get a real HTTP status
   const { first } = await firstOutput(events)
   if (stream) {
-    await streamAnswer(kind, model, first, events, reply)
+    // the provider that delivers the first token (a later failover continues the same answer)
+    await streamAnswer(kind, model, first, events, reply, provider.current)
     return
   }
-  return await wholeAnswer(kind, model, first, events)
+  const whole = await wholeAnswer(kind, model, first, events)
+  // the provider that finished the answer
+  void reply.header(PROVIDER_HEADER, provider.current)
+  return whole
 }
 
 function line (kind: Kind, model: string, event: Output): Record<string, unknown> {
@@ -187,9 +273,9 @@ function line (kind: Kind, model: string, event: Output): Record<string, unknown
   return { model, created_at: createdAt, message, done: false }
 }
 
-async function streamAnswer (kind: Kind, model: string, first: Output, events: AsyncIterator<ChatEvent>, reply: FastifyReply): Promise<void> {
+async function streamAnswer (kind: Kind, model: string, first: Output, events: AsyncIterator<ChatEvent>, reply: FastifyReply, provider: string): Promise<void> {
   reply.hijack()
-  const out = new StreamWriter(reply.raw, 200, NDJSON_HEADERS)
+  const out = new StreamWriter(reply.raw, 200, { ...NDJSON_HEADERS, [PROVIDER_HEADER]: provider })
   try {
     for (let event: ChatEvent | undefined = first; event != null; event = await nextEvent(events)) {
       if (event.type === 'accepted') continue

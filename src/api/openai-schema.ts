@@ -209,3 +209,88 @@ export function checked (request: Record<string, unknown>): ChatRequest {
     throw err
   }
 }
+
+// ---- /v1/embeddings --------------------------------------------------------
+
+export const embeddingsSchema = z.object({
+  model: z.string().min(1, 'model is required'),
+  input: z.union([z.string(), z.array(z.string()), z.array(z.number()), z.array(z.array(z.number()))], { error: 'must be a string or a list of strings' }),
+  encoding_format: z.string().nullable().optional(),
+  dimensions: z.number().int().min(1).nullable().optional(),
+  user: z.string().nullable().optional()
+})
+
+export type EmbeddingsBody = z.infer<typeof embeddingsSchema>
+
+/** The texts to embed; token-id arrays are refused (krill carries text), as is an empty list. */
+export function embeddingInputs (body: EmbeddingsBody): string[] {
+  if (typeof body.input === 'string') return [body.input]
+  if (body.input.length === 0) throw new HttpError(400, 'input: must not be empty', { param: 'input', code: 'invalid_request' })
+  if (!body.input.every((i): i is string => typeof i === 'string')) {
+    throw new HttpError(400, 'input: token arrays are not supported through krill; send the text', { param: 'input', code: 'unsupported' })
+  }
+  return body.input
+}
+
+/** "float" (default) or "base64", as Ollama's OpenAI layer accepts them. */
+export function encodingFormat (body: EmbeddingsBody): 'float' | 'base64' {
+  const f = body.encoding_format
+  if (f == null || f === '' || f.toLowerCase() === 'float') return 'float'
+  if (f.toLowerCase() === 'base64') return 'base64'
+  throw new HttpError(400, `Invalid value for 'encoding_format' = ${f}. Supported values: ['float', 'base64'].`, { param: 'encoding_format', code: 'invalid_request' })
+}
+
+// ---- /v1/completions (legacy text completion) -------------------------------
+
+export const completionSchema = z.object({
+  model: z.string().min(1, 'model is required'),
+  prompt: z.union([z.string(), z.array(z.string())]),
+  suffix: z.string().nullable().optional(),
+  stream: z.boolean().nullable().optional(),
+  stream_options: z.object({ include_usage: z.boolean().optional() }).nullable().optional(),
+  max_tokens: z.number().int().min(1).nullable().optional(),
+  temperature: finite.min(0).max(2).nullable().optional(),
+  top_p: finite.min(0).max(1).nullable().optional(),
+  seed: z.number().int().nullable().optional(),
+  stop: z.union([z.string(), z.array(z.string()), z.null()]).optional(),
+  presence_penalty: finite.min(-2).max(2).nullable().optional(),
+  frequency_penalty: finite.min(-2).max(2).nullable().optional(),
+  n: z.number().int().nullable().optional(),
+  best_of: z.number().int().nullable().optional(),
+  echo: z.boolean().nullable().optional(),
+  logprobs: z.number().int().nullable().optional(),
+  user: z.string().nullable().optional()
+})
+
+export type CompletionBody = z.infer<typeof completionSchema>
+
+/**
+ * The prompt as one user message under the model's template, which is what Ollama's
+ * /v1/completions does (it calls /api/generate without raw). What cannot be
+ * honoured that way is refused, naming the field.
+ */
+export function completionToRequest (body: CompletionBody): ChatRequest {
+  const prompts = typeof body.prompt === 'string' ? [body.prompt] : body.prompt
+  if (prompts.length !== 1) throw new HttpError(400, 'prompt: exactly one prompt per request is supported', { param: 'prompt' })
+  if (body.n != null && body.n !== 1) throw new HttpError(400, 'n: only n=1 is supported', { param: 'n' })
+  if (body.best_of != null && body.best_of !== 1) throw new HttpError(400, 'best_of: only best_of=1 is supported', { param: 'best_of' })
+  if (body.echo === true) throw new HttpError(400, 'echo: not supported through krill', { param: 'echo' })
+  if (body.logprobs != null) throw new HttpError(400, 'logprobs: not supported through krill', { param: 'logprobs' })
+  if (body.suffix != null && body.suffix !== '') {
+    throw new HttpError(400, 'suffix (fill-in-the-middle) is not supported through krill: krill carries chats between peers, not raw prompts', { param: 'suffix', code: 'unsupported' })
+  }
+  const options: ChatOptions = {}
+  if (body.temperature != null) options.temperature = body.temperature
+  if (body.top_p != null) options.top_p = body.top_p
+  if (body.seed != null) options.seed = body.seed
+  if (body.presence_penalty != null) options.presence_penalty = body.presence_penalty
+  if (body.frequency_penalty != null) options.frequency_penalty = body.frequency_penalty
+  if (body.max_tokens != null) options.num_predict = body.max_tokens
+  if (body.stop != null) {
+    const stop = (typeof body.stop === 'string' ? [body.stop] : body.stop).filter(s => s !== '')
+    if (stop.length > 0) options.stop = stop
+  }
+  const request: Record<string, unknown> = { model: body.model, messages: [{ role: 'user', content: prompts[0] }] }
+  if (Object.keys(options).length > 0) request.options = options
+  return checked(request)
+}

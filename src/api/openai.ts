@@ -9,7 +9,12 @@ import type { ChatEvent, ToolCall, Usage } from '../engine/types.js'
 import { acceptJsonBodies, shapeErrors } from './body.js'
 import { findModel, type ApiBackend, type CatalogModel } from './backend.js'
 import { describeError, openAiError } from './http-errors.js'
-import { chatCompletionSchema, parseBody, toChatRequest, type ChatCompletionBody } from './openai-schema.js'
+import {
+  chatCompletionSchema, completionSchema, completionToRequest, embeddingInputs, embeddingsSchema, encodingFormat, parseBody,
+  toChatRequest, type ChatCompletionBody
+} from './openai-schema.js'
+import { float32Text, vectorBase64 } from './float32-json.js'
+import { PROVIDER_HEADER, ProviderTracker, pinnedPeer } from './routing-headers.js'
 import { firstOutput, nextEvent } from './first-output.js'
 import { SSE_HEADERS, StreamWriter, clientGone } from './stream-writer.js'
 import { logger } from '../log.js'
@@ -47,9 +52,10 @@ function usageOf (usage: Usage): { prompt_tokens: number, completion_tokens: num
   return { prompt_tokens: usage.promptTokens, completion_tokens: usage.completionTokens, total_tokens: usage.promptTokens + usage.completionTokens }
 }
 
+/** `created` is when the model was last modified on its provider; left out when nobody said */
 function modelObject (m: CatalogModel): Record<string, unknown> {
   const modified = m.info.modifiedAt != null ? Date.parse(m.info.modifiedAt) : NaN
-  return { id: m.name, object: 'model', created: Number.isFinite(modified) ? Math.floor(modified / 1000) : 0, owned_by: 'krill' }
+  return { id: m.name, object: 'model', ...(Number.isFinite(modified) ? { created: Math.floor(modified / 1000) } : {}), owned_by: 'krill' }
 }
 
 export interface OpenAiRoutesOptions {
@@ -80,7 +86,8 @@ export async function openAiRoutes (app: FastifyInstance, opts: OpenAiRoutesOpti
     const body = parseBody(chatCompletionSchema, request.body)
     const chatRequest = toChatRequest(body)
     const gone = clientGone(request.raw, reply.raw)
-    const events = backend.chat(chatRequest, { signal: gone.signal })[Symbol.asyncIterator]()
+    const provider = new ProviderTracker()
+    const events = backend.chat(chatRequest, { signal: gone.signal, peer: pinnedPeer(request), onProvider: provider.onProvider })[Symbol.asyncIterator]()
     // nothing is sent before the first token: until then, errors get a real HTTP status
     const { digest, first } = await firstOutput(events)
     const meta = {
@@ -90,11 +97,89 @@ export async function openAiRoutes (app: FastifyInstance, opts: OpenAiRoutesOpti
       system_fingerprint: digest !== '' ? `fp_${digest.slice(0, 12)}` : 'fp_krill'
     }
     if (body.stream === true) {
-      await streamCompletion(request, reply, body, meta, first, events)
+      await streamCompletion(request, reply, body, meta, first, events, provider.current)
       return
     }
-    return await completeCompletion(meta, first, events)
+    const whole = await completeCompletion(meta, first, events)
+    void reply.header(PROVIDER_HEADER, provider.current)
+    return whole
   })
+
+  app.post('/embeddings', async (request, reply) => {
+    const body = parseBody(embeddingsSchema, request.body)
+    const input = embeddingInputs(body)
+    const format = encodingFormat(body)
+    const gone = clientGone(request.raw, reply.raw)
+    const outcome = await backend.embed({ model: body.model, input, ...(body.dimensions != null ? { dimensions: body.dimensions } : {}) }, { signal: gone.signal, peer: pinnedPeer(request) })
+    const data = outcome.embeddings.map((v, index) => format === 'base64'
+      ? `{"object":"embedding","embedding":${JSON.stringify(vectorBase64(v))},"index":${index}}`
+      : `{"object":"embedding","embedding":[${Array.from(v, float32Text).join(',')}],"index":${index}}`)
+    const usage = JSON.stringify({ prompt_tokens: outcome.promptTokens, total_tokens: outcome.promptTokens })
+    const json = `{"object":"list","data":[${data.join(',')}],"model":${JSON.stringify(body.model)},"usage":${usage}}`
+    return await reply.header(PROVIDER_HEADER, outcome.providers.join(',')).type('application/json; charset=utf-8').send(json)
+  })
+
+  app.post('/completions', async (request, reply) => {
+    const body = parseBody(completionSchema, request.body)
+    const chatRequest = completionToRequest(body)
+    const gone = clientGone(request.raw, reply.raw)
+    const provider = new ProviderTracker()
+    const events = backend.chat(chatRequest, { signal: gone.signal, peer: pinnedPeer(request), onProvider: provider.onProvider })[Symbol.asyncIterator]()
+    const { digest, first } = await firstOutput(events)
+    const meta = {
+      id: `cmpl-${randomUUID().replaceAll('-', '')}`,
+      object: 'text_completion',
+      created: Math.floor(Date.now() / 1000),
+      model: body.model,
+      system_fingerprint: digest !== '' ? `fp_${digest.slice(0, 12)}` : 'fp_krill'
+    }
+    if (body.stream === true) {
+      await streamText(request, reply, body.model, body.stream_options?.include_usage === true, meta, first, events, provider.current)
+      return
+    }
+    let text = ''
+    try {
+      for (let event: ChatEvent | undefined = first; event != null; event = await nextEvent(events)) {
+        if (event.type === 'delta') text += event.content ?? ''
+        else if (event.type === 'done') {
+          void reply.header(PROVIDER_HEADER, provider.current)
+          return { ...meta, choices: [{ text, index: 0, logprobs: null, finish_reason: finishReason(event.usage, false) }], usage: usageOf(event.usage) }
+        }
+      }
+    } finally {
+      await events.return?.()
+    }
+    throw new Error('the answer ended without a done event')
+  })
+}
+
+/** /v1/completions streamed: text chunks, a finish chunk, optionally usage, [DONE]. */
+async function streamText (request: FastifyRequest, reply: FastifyReply, model: string, includeUsage: boolean, meta: Record<string, unknown>,
+  first: ChatEvent, events: AsyncIterator<ChatEvent>, provider: string): Promise<void> {
+  reply.hijack()
+  const out = new StreamWriter(reply.raw, 200, { ...SSE_HEADERS, [PROVIDER_HEADER]: provider })
+  const send = async (payload: unknown): Promise<boolean> => await out.write(`data: ${JSON.stringify(payload)}\n\n`)
+  const chunk = (text: string, finish: string | null): Record<string, unknown> => ({ ...meta, choices: [{ text, index: 0, logprobs: null, finish_reason: finish }] })
+  try {
+    for (let event: ChatEvent | undefined = first; event != null; event = await nextEvent(events)) {
+      if (event.type === 'delta') {
+        if (event.content != null && event.content !== '' && !await send(chunk(event.content, null))) return
+      } else if (event.type === 'done') {
+        if (!await send(chunk('', finishReason(event.usage, false)))) return
+        if (includeUsage && !await send({ ...meta, choices: [], usage: usageOf(event.usage) })) return
+        out.end('data: [DONE]\n\n')
+        return
+      }
+    }
+    throw new Error('the answer ended without a done event')
+  } catch (err) {
+    const d = describeError(err)
+    if (d.status !== 499) log.warn(`${request.url}: stream for ${model} failed: ${d.message}`)
+    await send(openAiError(d))
+    out.end()
+  } finally {
+    await events.return?.()
+  }
 }
 
 interface Meta { id: string, created: number, model: string, system_fingerprint: string }
@@ -128,10 +213,10 @@ async function completeCompletion (meta: Meta, first: ChatEvent, events: AsyncIt
 }
 
 async function streamCompletion (request: FastifyRequest, reply: FastifyReply, body: ChatCompletionBody, meta: Meta,
-  first: ChatEvent, events: AsyncIterator<ChatEvent>): Promise<void> {
+  first: ChatEvent, events: AsyncIterator<ChatEvent>, provider: string): Promise<void> {
   const includeUsage = body.stream_options?.include_usage === true
   reply.hijack()
-  const out = new StreamWriter(reply.raw, 200, SSE_HEADERS)
+  const out = new StreamWriter(reply.raw, 200, { ...SSE_HEADERS, [PROVIDER_HEADER]: provider })
   const send = async (payload: unknown): Promise<boolean> => await out.write(`data: ${JSON.stringify(payload)}\n\n`)
   const chunk = (delta: Record<string, unknown>, finish: string | null = null): Record<string, unknown> => ({
     ...meta,

@@ -13,6 +13,7 @@ import { registerLimitMetrics } from './limit-metrics.js'
 import { registerMetricsRoute, type MetricsPort } from './metrics.js'
 import { registerOriginGuard } from './origin-guard.js'
 import { registerLedgerRoutes, type LedgerPort } from './ledger-routes.js'
+import { registerDialectNotFound } from './not-found.js'
 import { registerPolicyRoutes } from './policy-routes.js'
 import { ollamaRoutes } from './ollama.js'
 import { openAiRoutes } from './openai.js'
@@ -91,6 +92,7 @@ export async function createApiServer (deps: ApiDeps): Promise<ApiServer> {
     }
   })
 
+  registerDialectNotFound(app)
   registerControlRoutes(app, deps.control)
   registerMetricsRoute(app, deps.metrics)
   registerLimitMetrics(app, deps.metrics)

@@ -20,6 +20,10 @@ import { requestChat } from '../protocol/chat-client.js'
 import { budgetRefusal } from '../receipts/budget.js'
 import type { ReceiptBook } from '../receipts/receipt-book.js'
 import type { ChatServer } from '../protocol/chat-server.js'
+import { requestEmbed } from '../protocol/embed-client.js'
+import type { EmbedServer } from '../protocol/embed-server.js'
+import { requestShow } from '../protocol/show-exchange.js'
+import { ShowLookup } from '../router/show-lookup.js'
 import type { RoundTripTimes } from '../peers/rtt.js'
 import { Router, type LocalSide, type RouterOptions } from '../router/router.js'
 import type { Capacity } from '../discovery/types.js'
@@ -33,6 +37,8 @@ export interface Parts {
   engine?: OllamaEngine
   /** the provider side of the chat protocol; undefined with --no-serve */
   chat?: ChatServer
+  /** the provider side of the embedding protocol; undefined with --no-serve */
+  embed?: EmbedServer
   /** round-trip times per peer (src/peers/rtt.ts) */
   rtt: RoundTripTimes
   /** receipts, the ledger, standing and today's budget */
@@ -72,6 +78,9 @@ export function bindRouter (parts: Parts, local: () => LocalSide | undefined, op
     findProviders: async (model, signal) => (await discovery.findProviders(model, { signal })).filter(allowed),
     // every answer from a peer ends with its receipt, checked and countersigned
     remoteChat: (peerId, request, signal) => requestChat(libp2p, peerIdFromString(peerId), request, { signal, receipts: parts.receipts }),
+    remoteEmbed: async (peerId, request, signal) => await requestEmbed(libp2p, peerIdFromString(peerId), request, { signal }),
+    // a pinned peer we are connected to, or that announced anything, is known
+    knowsPeer: peer => libp2p.getConnections().some(c => c.remotePeer.toString() === peer) || table.all().some(e => e.peerId === peer),
     latencyMs: peer => parts.rtt.get(peer),
     onServed: info => {
       parts.emit({ event: 'request:routed', model: info.model, peerId: info.peerId, tokens: info.tokens, durationMs: info.durationMs, outcome: info.outcome, ttftMs: info.firstTokenMs ?? null })
@@ -84,24 +93,37 @@ export function bindRouter (parts: Parts, local: () => LocalSide | undefined, op
 }
 
 /**
- * The OpenAI and Ollama routes' backend: chats go through the router, the catalog
- * is our shared models plus the provider table's, and /api/show of a local model
- * asks the local Ollama itself.
+ * The OpenAI and Ollama routes' backend: chats and embeddings go through the
+ * router, the catalog is our shared models plus the provider table's, /api/show
+ * asks the local Ollama or a provider (/krill/show/1.0.0, within the consume
+ * policy), /api/ps the local Ollama.
  */
 export function bindApiBackend (parts: Parts, router: Router): ApiBackend {
-  const { config, discovery } = parts
+  const { config, discovery, policy, node, engine } = parts
+  const libp2p = node.libp2p
+  const ollama = (signal: AbortSignal): Ollama => new Ollama({
+    host: config.ollama,
+    fetch: async (input, init) => await fetch(input, { ...init, signal: init?.signal != null ? AbortSignal.any([init.signal, signal]) : signal })
+  })
+  const table = discovery.providers
+  const allowed = (e: ProviderEntry): boolean => policy.mayConsume(e.peerId)
+  const shows = new ShowLookup({
+    selfId: libp2p.peerId.toString(),
+    providers: {
+      providersFor: (model, digest) => table.providersFor(model, digest).filter(allowed),
+      catalog: () => table.catalog(),
+      all: () => table.all().filter(allowed)
+    },
+    local: () => engine != null ? { models: parts.ownModels(), show: async (name, signal) => await engine.show(name, signal) } : undefined,
+    remoteShow: async (peerId, model, digest, signal) => await requestShow(libp2p, peerIdFromString(peerId), model, { digest, signal })
+  })
   return {
     chat: (request, opts) => router.chat(request, opts),
-    models: () => mergeCatalog(parts.ownModels(), discovery.providers.catalog()),
+    embed: async (request, opts) => await router.embed(request, opts),
+    models: () => mergeCatalog(parts.ownModels(), table.catalog()),
     running: () => router.running(),
-    showLocal: async (name, signal) => {
-      if (parts.engine == null) return undefined
-      const client = new Ollama({
-        host: config.ollama,
-        fetch: async (input, init) => await fetch(input, { ...init, signal: init?.signal != null ? AbortSignal.any([init.signal, signal]) : signal })
-      })
-      return await client.show({ model: name }) as unknown as Record<string, unknown>
-    }
+    show: async (name, opts) => await shows.show(name, opts),
+    psLocal: async signal => engine != null ? (await ollama(signal).ps()).models as unknown as Array<Record<string, unknown>> : []
   }
 }
 

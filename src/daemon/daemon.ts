@@ -23,7 +23,7 @@ import type { ProviderTable } from '../discovery/provider-table.js'
 import type { ProviderEntry } from '../discovery/types.js'
 import { ModelWatcher } from '../engine/model-watcher.js'
 import { OllamaEngine } from '../engine/ollama-engine.js'
-import type { Engine, ModelInfo } from '../engine/types.js'
+import type { EmbedEngine, Engine, ModelInfo } from '../engine/types.js'
 import { AddressInUseError, AddressUnavailableError } from '../errors.js'
 import type { DaemonEvent, EventSink } from '../events.js'
 import { uiAssetsDir } from '../ui/index.js'
@@ -36,6 +36,8 @@ import { peerDialer, type PeerDialer } from '../node/peer-dialer.js'
 import { PolicyStore } from '../policy/policy-store.js'
 import { rendezvous, speaksKrill, type Rendezvous } from '../discovery/rendezvous.js'
 import { chatServer, type ChatServer, type ChatServerEvent } from '../protocol/chat-server.js'
+import { embedServer, type EmbedServer, type EmbedServerEvent } from '../protocol/embed-server.js'
+import { showServer, type ShowServer } from '../protocol/show-exchange.js'
 import { sameModel } from '../models/index.js'
 import { RoundTripTimes } from '../peers/rtt.js'
 import type { Router } from '../router/router.js'
@@ -216,6 +218,24 @@ export async function startDaemon (config: KrillConfig, opts: DaemonOptions = {}
               // fair share: a busy queue is ordered by what each peer gave us against what it took
               standing: peer => servicesNow().receipts.score(peer),
               agingMs: config.fairShare.agingMs
+            }),
+            embed: embedServer({
+              engine,
+              // the chat server's slots and queue: one engine, one waiting line
+              queue: () => (servicesNow().chat as ChatServer).slotQueue,
+              limits: config.limits,
+              authorize: policy.authorizeServe,
+              isServedModel: (name, digest) => served(name, digest) != null,
+              resolveDigest: name => served(name)?.digest,
+              acceptPeers: config.serve,
+              onEvent: event => { onEmbedServerEvent(event, servicesNow().discovery, emit) }
+            }),
+            show: showServer({
+              engine,
+              acceptPeers: config.serve,
+              limits: config.limits,
+              authorize: policy.authorizeServe,
+              isServedModel: (name, digest) => served(name, digest) != null
             })
           }
         : {}),
@@ -257,17 +277,17 @@ export async function startDaemon (config: KrillConfig, opts: DaemonOptions = {}
     ownWatcher?.start()
     built.push(() => { ownWatcher?.stop() })
 
-    const { discovery: disc, chat, receipts: book } = libp2p.services
+    const { discovery: disc, chat, embed, receipts: book } = libp2p.services
     const rtt = new RoundTripTimes({
       getConnections: peer => libp2p.getConnections(peer),
       ping: async (peer, signal) => await libp2p.services.ping.ping(peer, { signal }),
       peerIdFromString
     })
-    const parts: Parts = { config, node, policy, discovery: disc, engine, chat, rtt, receipts: book, emit, ownModels }
+    const parts: Parts = { config, node, policy, discovery: disc, engine, chat, embed, rtt, receipts: book, emit, ownModels }
 
     // 5. router: the local engine through the chat server's slots and queue (the
     //    same ones peers' chats take), ranked by its real load
-    const localEngine = engine != null && chat != null ? queuedEngine(engine, chat, disc) : undefined
+    const localEngine = engine != null && chat != null ? queuedEngine(engine, chat, embed, disc) : undefined
     const router = bindRouter(parts, () => {
       const models = ownModels()
       return localEngine != null && models.length > 0 ? { engine: localEngine, models, capacity: serveLoad(chat) } : undefined
@@ -304,7 +324,7 @@ export async function startDaemon (config: KrillConfig, opts: DaemonOptions = {}
      */
     const shutdown = async (): Promise<void> => {
       emit({ event: 'stopping' })
-      await Promise.allSettled([router.drain({ graceMs: 5_000 }), chat?.beforeStop()])
+      await Promise.allSettled([router.drain({ graceMs: 5_000 }), chat?.beforeStop(), embed?.beforeStop()])
       await api.close()
       offRequests()
       await node.stop()
@@ -380,14 +400,22 @@ type DaemonServices = {
   rendezvous?: Rendezvous
   /** present when this node uses its Ollama: it serves, or it is a public node (its own API only) */
   chat?: ChatServer
+  /** /krill/embed/1.0.0, on the chat server's slots; present with the chat server (peers only when serving) */
+  embed?: EmbedServer
+  /** /krill/show/1.0.0; present with the chat server (peers only when serving) */
+  show?: ShowServer
 }
 
 /**
  * The local engine as the router sees it: every chat waits for one of the chat
  * server's slots like a peer's chat does, and the load we announce follows it.
  */
-function queuedEngine (engine: Engine, chat: ChatServer, disc: Discovery): Engine {
+function queuedEngine (engine: Engine & EmbedEngine, chat: ChatServer, embed: EmbedServer | undefined, disc: Discovery): Engine & EmbedEngine {
   return {
+    async embed (request, signal) {
+      void embed
+      return await engine.embed(request, signal)
+    },
     listModels: async signal => await engine.listModels(signal),
     isHealthy: async signal => await engine.isHealthy(signal),
     async * chat (request, signal) {
@@ -398,6 +426,15 @@ function queuedEngine (engine: Engine, chat: ChatServer, disc: Discovery): Engin
         disc.capacityChanged()
       }
     }
+  }
+}
+
+function onEmbedServerEvent (event: EmbedServerEvent, discovery: Discovery, emit: EventSink): void {
+  discovery.capacityChanged()
+  if (event.type === 'done') {
+    emit({ event: 'request:served', model: event.model, peerId: event.peer, tokens: event.promptTokens, durationMs: event.durationMs, outcome: 'done' })
+  } else {
+    emit({ event: 'request:served', model: event.model ?? '', peerId: event.peer, tokens: 0, durationMs: 0, outcome: event.type === 'error' ? `error ${event.code}` : 'cancelled' })
   }
 }
 

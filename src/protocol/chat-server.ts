@@ -182,6 +182,11 @@ export class ChatServer implements Startable {
     this.rate = new PeerRateLimiter({ burst: this.limits.requestBurst, perMinute: this.limits.requestsPerMinute })
   }
 
+  /** the engine's slots and waiting line: the embed server shares them (one engine, one queue) */
+  get slotQueue (): SlotQueue {
+    return this.queue
+  }
+
   get stats (): ChatServerStats {
     return {
       slots: this.queue.slots,

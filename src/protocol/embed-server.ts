@@ -5,9 +5,9 @@
  * engine and answers Accepted -> Vectors+ -> Done, or one Error. A consumer that
  * resets or half-closes cancels the engine request at once.
  */
-import type { Connection, Libp2p, Startable, Stream } from '@libp2p/interface'
+import type { ComponentLogger, Connection, Libp2p, Startable, Stream } from '@libp2p/interface'
 import { KrillError, type ErrorCodeName } from '../errors.js'
-import { logger } from '../log.js'
+import { logger, type Logger } from '../log.js'
 import type { EmbedEngine, EmbedRequest } from '../engine/types.js'
 import { writeFrame } from './frame-io.js'
 import { decodeEmbedRequest, embedAcceptedFrame, embedDoneFrame, embedErrorFrame, encodeEmbedFrame, vectorFrames } from './embed-wire.js'
@@ -15,8 +15,6 @@ import { EMBED_PROTOCOL } from './ids.js'
 import { DEFAULT_EMBED_LIMITS, resolveEmbedLimits, resolveLimits, type EmbedLimits, type Limits } from '../limits/index.js'
 import { PeerAdmission, endWith, isWritable, readRequestFrame, type Authorize } from './one-shot.js'
 import type { Release, SlotQueue } from './slot-queue.js'
-
-const log = logger('embed')
 
 export type EmbedServerEvent =
   | { type: 'done', peer: string, model: string, inputs: number, promptTokens: number, durationMs: number }
@@ -26,10 +24,12 @@ export type EmbedServerEvent =
 /** What the embed server needs; the composition root hands it over. */
 export interface EmbedServerInit {
   engine: EmbedEngine
-  /** the provider's engine slots, shared with the chat server */
-  queue: SlotQueue
+  /** the provider's engine slots, shared with the chat server (a function: resolved when first used) */
+  queue: SlotQueue | (() => SlotQueue)
   limits?: Partial<Limits>
   embedLimits?: Partial<EmbedLimits>
+  /** false: no protocol handler, only this node's own requests (a public node without --serve); default true */
+  acceptPeers?: boolean
   isServedModel: (name: string, digest?: string) => boolean | Promise<boolean>
   resolveDigest?: (name: string) => string | undefined | Promise<string | undefined>
   authorize?: Authorize
@@ -38,6 +38,7 @@ export interface EmbedServerInit {
 
 export interface EmbedServerComponents {
   registrar: Pick<Libp2p, 'handle' | 'unhandle'>
+  logger?: ComponentLogger
 }
 
 export interface EmbedServerCounters {
@@ -57,36 +58,52 @@ export class EmbedServer implements Startable {
   private readonly limits: Limits
   private readonly embedLimits: EmbedLimits
   private readonly admission: PeerAdmission
+  private readonly log: Logger
   private readonly inFlight = new Map<AbortController, Promise<void>>()
   private started = false
+  private handling = false
   private stopping = false
+
+  private get queue (): SlotQueue {
+    return typeof this.init.queue === 'function' ? this.init.queue() : this.init.queue
+  }
 
   constructor (components: EmbedServerComponents, init: EmbedServerInit) {
     this.components = components
     this.init = init
     this.limits = resolveLimits(init.limits)
     this.embedLimits = resolveEmbedLimits({ ...DEFAULT_EMBED_LIMITS, ...init.embedLimits })
-    this.admission = new PeerAdmission('embedding', this.limits, log, init.authorize)
+    this.log = logger('embed', components.logger != null ? { logger: components.logger } : undefined)
+    this.admission = new PeerAdmission('embedding', this.limits, this.log, init.authorize)
   }
 
   async start (): Promise<void> {
     if (this.started) return
     this.stopping = false
+    this.started = true
+    if (this.init.acceptPeers === false) return
+    this.handling = true
     await this.components.registrar.handle(EMBED_PROTOCOL, (stream, connection) => { this.onStream(stream, connection) }, {
       maxInboundStreams: this.limits.maxStreamsPerPeer * 2 + 16,
       runOnLimitedConnection: true
     })
-    this.started = true
   }
 
-  /** New streams get SHUTTING_DOWN; running ones are cancelled; resolves when all are over. */
+  /** Shutdown, first step: new streams get SHUTTING_DOWN; running embeddings get up to 5 s to finish. */
+  async beforeStop (): Promise<void> {
+    this.stopping = true
+    await Promise.race([Promise.allSettled([...this.inFlight.values()]), new Promise(resolve => setTimeout(resolve, 5_000).unref())])
+  }
+
+  /** What still runs is cancelled (SHUTTING_DOWN); resolves when all is over and the handler is gone. */
   async stop (): Promise<void> {
     if (!this.started) return
     this.stopping = true
     const reason = new KrillError('SHUTTING_DOWN', 'provider is shutting down')
     for (const ac of this.inFlight.keys()) ac.abort(reason)
     await Promise.race([Promise.allSettled([...this.inFlight.values()]), new Promise(resolve => setTimeout(resolve, 5_000).unref())])
-    await this.components.registrar.unhandle(EMBED_PROTOCOL)
+    if (this.handling) await this.components.registrar.unhandle(EMBED_PROTOCOL)
+    this.handling = false
     this.started = false
   }
 
@@ -139,9 +156,9 @@ export class EmbedServer implements Startable {
       }
       const digest = request.digest ?? (await this.ask(() => this.init.resolveDigest?.(request.model))) ?? ''
       abort.signal.throwIfAborted()
-      const ticket = this.init.queue.enter(abort.signal)
+      const ticket = this.queue.enter(abort.signal, peer)
       if (ticket == null) {
-        await this.fail(stream, peer, request.model, 'BUSY', `all ${this.init.queue.slots} slots are busy and ${this.init.queue.queued} requests are queued`)
+        await this.fail(stream, peer, request.model, 'BUSY', `all ${this.queue.slots} slots are busy and ${this.queue.queued} requests are queued`)
         return
       }
       const ready = ticket.ready.then(r => { release = r })

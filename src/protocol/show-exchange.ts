@@ -4,7 +4,7 @@
  * consumer's /api/show tells the truth (capabilities, template, license, context
  * length) instead of guessing. One ShowRequest, one ShowAnswer per stream.
  */
-import type { Connection, Libp2p, PeerId, Startable, Stream } from '@libp2p/interface'
+import type { ComponentLogger, Connection, Libp2p, PeerId, Startable, Stream } from '@libp2p/interface'
 import { ErrorCode, KrillError } from '../errors.js'
 import { logger } from '../log.js'
 import type { ShowEngine } from '../engine/types.js'
@@ -21,10 +21,10 @@ export const SHOW_PROTOCOL = '/krill/show/1.0.0'
 export const MAX_SHOW_ANSWER_BYTES = 1024 * 1024
 const MAX_SHOW_REQUEST_BYTES = 1024
 
-const log = logger('show')
-
 export interface ShowServerInit {
   engine: ShowEngine
+  /** false: no protocol handler (a public node without --serve); default true */
+  acceptPeers?: boolean
   limits?: Partial<Limits>
   isServedModel: (name: string, digest?: string) => boolean | Promise<boolean>
   authorize?: Authorize
@@ -32,6 +32,7 @@ export interface ShowServerInit {
 
 export interface ShowServerComponents {
   registrar: Pick<Libp2p, 'handle' | 'unhandle'>
+  logger?: ComponentLogger
 }
 
 export class ShowServer implements Startable {
@@ -41,27 +42,31 @@ export class ShowServer implements Startable {
   private readonly admission: PeerAdmission
   private readonly inFlight = new Set<AbortController>()
   private started = false
+  private handling = false
 
   constructor (components: ShowServerComponents, init: ShowServerInit) {
     this.components = components
     this.init = init
     this.limits = resolveLimits(init.limits)
-    this.admission = new PeerAdmission('show', this.limits, log, init.authorize)
+    this.admission = new PeerAdmission('show', this.limits, logger('show', components.logger != null ? { logger: components.logger } : undefined), init.authorize)
   }
 
   async start (): Promise<void> {
     if (this.started) return
+    this.started = true
+    if (this.init.acceptPeers === false) return
+    this.handling = true
     await this.components.registrar.handle(SHOW_PROTOCOL, (stream, connection) => { void this.serve(stream, connection) }, {
       maxInboundStreams: this.limits.maxStreamsPerPeer * 2 + 16,
       runOnLimitedConnection: true
     })
-    this.started = true
   }
 
   async stop (): Promise<void> {
     if (!this.started) return
     for (const ac of this.inFlight) ac.abort(new KrillError('SHUTTING_DOWN', 'provider is shutting down'))
-    await this.components.registrar.unhandle(SHOW_PROTOCOL)
+    if (this.handling) await this.components.registrar.unhandle(SHOW_PROTOCOL)
+    this.handling = false
     this.started = false
   }
 

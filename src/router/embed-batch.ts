@@ -4,7 +4,8 @@
  * validated as the wire would (BAD_REQUEST for an input over the per-input limit).
  */
 import type { EmbedRequest } from '../engine/types.js'
-import { DEFAULT_EMBED_LIMITS, validateEmbedRequest, type EmbedLimits } from '../protocol/embed-wire.js'
+import { DEFAULT_EMBED_LIMITS, type EmbedLimits } from '../limits/index.js'
+import { validateEmbedRequest } from '../protocol/embed-wire.js'
 
 /** protobuf overhead of one input (tag plus a length varint of up to 4 bytes) */
 const PER_INPUT_BYTES = 5

@@ -21,7 +21,8 @@ let node: TestDaemon
 let api: string
 
 beforeAll(async () => {
-  standin = await OllamaStandin.start({ models: [{ name: MODEL }] })
+  // a model that can do all a chat may ask (tools, thinking, images): these tests check the mapping, not the routing
+  standin = await OllamaStandin.start({ models: [{ name: MODEL, capabilities: ['completion', 'tools', 'thinking', 'vision'] }] })
   node = await startTestDaemon({ ollama: standin.url, modelRefreshMs: 200 })
   api = node.daemon.apiUrl
   await waitFor(() => node.daemon.localModels().length === 1, 'the daemon to see its Ollama model')
@@ -223,7 +224,7 @@ describe('OpenAI-compatible API', () => {
   })
 
   it('answers unknown /v1 paths with a 404 in OpenAI shape', async () => {
-    const res = await post('/v1/embeddings', '{}')
+    const res = await post('/v1/images/generations', '{}')
     expect(res.status).toBe(404)
     expect(res.json.error.code).toBe('unknown_url')
   })
@@ -320,7 +321,9 @@ describe('Ollama-compatible API', () => {
     expect(show.model_info).toMatchObject({ 'llama.context_length': 131_072 })
 
     standin.knobs.firstTokenDelayMs = 500
-    const pending = ollama().chat({ model: MODEL, messages: [{ role: 'user', content: 'x' }] })
+    // /api/ps lists what the local Ollama has loaded, as Ollama does: keep_alive 0
+    // unloads the model at once, so only the running request keeps it listed
+    const pending = ollama().chat({ model: MODEL, keep_alive: 0, messages: [{ role: 'user', content: 'x' }] })
     await standin.waitForRequests(standin.requests.length + 1, 3_000)
     const ps = await ollama().ps()
     expect(ps.models.map(m => m.name)).toEqual([MODEL])
