@@ -90,3 +90,38 @@ describe('protocols/README.md', () => {
     expect(Buffer.from(id).toString('hex')).toBe(m![2])
   })
 })
+
+describe('protocols/README.md: embeddings and show', async () => {
+  const { DEFAULT_EMBED_LIMITS, EMBED_PROTOCOL, encodeEmbedFrame, encodeEmbedRequest, vectorFrames, decodeEmbedRequest } = await import('../../src/protocol/embed-wire.js')
+  const { SHOW_PROTOCOL } = await import('../../src/protocol/show-exchange.js')
+  const { ShowRequest } = await import('../../src/protocol/generated/show.js')
+  const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
+  const vector = (label: string): string => {
+    const row = readme.split('\n').find(l => l.startsWith(`| \`${label}`))
+    const m = row != null ? /\| `([0-9a-f]+)` \|$/.exec(row) : null
+    if (m == null) throw new Error(`no test vector for ${label}`)
+    return m[1]
+  }
+
+  it('names the protocol ids and the limits the code uses', () => {
+    expect(readme).toContain(`\`${EMBED_PROTOCOL}\``)
+    expect(readme).toContain(`\`${SHOW_PROTOCOL}\``)
+    expect(readme).toMatch(new RegExp(`\\| inputs per embed request \\| ${DEFAULT_EMBED_LIMITS.maxInputs} \\|`))
+    expect(readme).toMatch(new RegExp(`\\| characters per input \\| ${DEFAULT_EMBED_LIMITS.maxInputChars} \\|`))
+    expect(readme).toMatch(new RegExp(`\\| values per vector \\| ${DEFAULT_EMBED_LIMITS.maxDimensions} \\|`))
+    expect(DEFAULT_EMBED_LIMITS.maxRequestBytes).toBe(8 * 1024 * 1024)
+    expect(readme).toMatch(/\| embed request frame \| 8 MiB \|/)
+    expect(DEFAULT_EMBED_LIMITS.maxFrameBytes).toBe(1024 * 1024)
+    expect(readme).toMatch(/\| embed response frame \| 1 MiB \|/)
+  })
+
+  it('has test vectors that match the code', () => {
+    const request = { model: 'nomic-embed-text:latest', input: ['hello', 'krill'], dimensions: 4 }
+    expect(hex(encodeEmbedRequest(request))).toBe(vector('EmbedRequest{'))
+    expect(decodeEmbedRequest(Buffer.from(vector('EmbedRequest{'), 'hex'))).toEqual(request)
+    const frame = vectorFrames([Float32Array.from([0.5, -1]), Float32Array.from([0.25, 2])], 1 << 20)
+    expect(frame).toHaveLength(1)
+    expect(hex(encodeEmbedFrame(frame[0]))).toBe(vector('EmbedFrame{vectors'))
+    expect(hex(ShowRequest.encode({ model: 'gemma3:4b' }))).toBe(vector('ShowRequest{'))
+  })
+})
