@@ -56,7 +56,11 @@ describe('Ollama over the network: embeddings, capabilities, facts, who answers'
     await Promise.allSettled((standins ?? []).map(async s => { await s.stop() }))
   })
 
+  /** set by the last test, which takes a node down for good */
+  let nodeDown = false
+
   afterEach(async () => {
+    if (nodeDown) return
     for (const s of standins) {
       s.knobs = { tokens: [...DEFAULT_TOKENS], tokensPerSecond: 0, firstTokenDelayMs: 0 }
       s.requests = []
@@ -291,6 +295,22 @@ describe('Ollama over the network: embeddings, capabilities, facts, who answers'
       const openaiStyle = await fetch(`${api}/v1/nope`, { method: 'POST' })
       expect(openaiStyle.status).toBe(404)
       expect((await openaiStyle.json()).error).toMatchObject({ message: expect.any(String), type: 'invalid_request_error' })
+    })
+  })
+
+  describe('a provider node that dies', () => {
+    it('fails an embedding over to the other provider, invisibly', async () => {
+      for (const s of standins) s.knobs.embedDelayMs = 1_000
+      const pending = openai().embeddings.create({ model: EMBED, input: ['the provider dies'] }).withResponse()
+      const first = await waitFor(() => { const i = standins.findIndex(s => s.embedRequests.length > 0); return i >= 0 ? i + 1 : undefined }, 'a provider to receive the embedding')
+      nodeDown = true
+      // its libp2p goes away at once, without the daemon's clean shutdown (no withdrawal)
+      await swarm.nodes[first].daemon.libp2p.stop()
+      const { data, response } = await pending
+      expect(response.headers.get('x-krill-provider')).toBe(peerIds[3 - first])
+      standins[2 - first].knobs.embedDelayMs = 0
+      const want = (await new Ollama({ host: standins[2 - first].url }).embed({ model: EMBED, input: ['the provider dies'] })).embeddings[0]
+      expect(float32(data.data[0].embedding)).toEqual(float32(want))
     })
   })
 })
