@@ -412,9 +412,15 @@ type DaemonServices = {
  */
 function queuedEngine (engine: Engine & EmbedEngine, chat: ChatServer, embed: EmbedServer | undefined, disc: Discovery): Engine & EmbedEngine {
   return {
+    // local embeddings take the same slots as the peers' (the embed server's queue)
     async embed (request, signal) {
-      void embed
-      return await engine.embed(request, signal)
+      if (embed == null) return await engine.embed(request, signal)
+      disc.capacityChanged()
+      try {
+        return await embed.embedLocal(request, signal)
+      } finally {
+        disc.capacityChanged()
+      }
     },
     listModels: async signal => await engine.listModels(signal),
     isHealthy: async signal => await engine.isHealthy(signal),

@@ -8,7 +8,7 @@
 import type { ComponentLogger, Connection, Libp2p, Startable, Stream } from '@libp2p/interface'
 import { KrillError, type ErrorCodeName } from '../errors.js'
 import { logger, type Logger } from '../log.js'
-import type { EmbedEngine, EmbedRequest } from '../engine/types.js'
+import type { EmbedEngine, EmbedRequest, EmbedResult } from '../engine/types.js'
 import { writeFrame } from './frame-io.js'
 import { decodeEmbedRequest, embedAcceptedFrame, embedDoneFrame, embedErrorFrame, encodeEmbedFrame, vectorFrames } from './embed-wire.js'
 import { EMBED_PROTOCOL } from './ids.js'
@@ -105,6 +105,22 @@ export class EmbedServer implements Startable {
     if (this.handling) await this.components.registrar.unhandle(EMBED_PROTOCOL)
     this.handling = false
     this.started = false
+  }
+
+  /**
+   * An embedding for this node's own API, run on the engine through the same slots
+   * and queue as the peers' (BUSY when both are full).
+   */
+  async embedLocal (request: EmbedRequest, signal: AbortSignal): Promise<EmbedResult> {
+    if (this.stopping) throw new KrillError('SHUTTING_DOWN', 'provider is shutting down')
+    const ticket = this.init.queue.enter(signal)
+    if (ticket == null) throw new KrillError('BUSY', `all ${this.init.queue.slots} slots are busy and ${this.init.queue.queued} requests are queued`)
+    const release = await ticket.ready
+    try {
+      return await this.init.engine.embed(request, signal)
+    } finally {
+      release()
+    }
   }
 
   private onStream (stream: Stream, connection: Connection): void {

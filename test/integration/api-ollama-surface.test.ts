@@ -217,6 +217,11 @@ describe('Ollama over the network: embeddings, capabilities, facts, who answers'
       const stream = await fetch(`${api}/api/chat`, { method: 'POST', body: JSON.stringify({ model: CHAT, messages: [{ role: 'user', content: 'x' }] }) })
       expect(peerIds.slice(1)).toContain(stream.headers.get('x-krill-provider'))
       await stream.text()
+
+      // a provider's own API embeds on its own Ollama, through its slots
+      const own = await fetch(`${swarm.nodes[1].daemon.apiUrl}/api/embed`, { method: 'POST', body: JSON.stringify({ model: EMBED, input: 'x' }) })
+      expect(own.headers.get('x-krill-provider')).toBe('local')
+      expect((await own.json()).embeddings[0]).toEqual((await direct().embed({ model: EMBED, input: 'x' })).embeddings[0])
     })
 
     it('x-krill-peer pins a request to one peer, 404 when it does not serve the model, 503 when unreachable', async () => {
