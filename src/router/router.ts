@@ -504,7 +504,7 @@ export class Router {
     if (capable.length === 0) {
       const missing = missingCapability(candidates[0].capabilities, needs) as string
       const where = peer != null ? `peer ${peer}'s copy of "${model}"` : `"${model}"`
-      throw new KrillError('BAD_REQUEST', `${where} does not support ${missing}: ${candidates.length === 1 ? 'the one copy' : `none of the ${candidates.length} copies`} krill knows of can`)
+      throw new KrillError('BAD_REQUEST', `${where} does not support ${missing}: ${candidates.length === 1 ? 'the one copy krill knows of cannot' : `none of the ${candidates.length} copies krill knows of can`} do that`)
     }
     return { candidates: capable, dhtAsked }
   }
