@@ -92,7 +92,8 @@ describe('protocols/README.md', () => {
 })
 
 describe('protocols/README.md: embeddings and show', async () => {
-  const { DEFAULT_EMBED_LIMITS, EMBED_PROTOCOL, encodeEmbedFrame, encodeEmbedRequest, vectorFrames, decodeEmbedRequest } = await import('../../src/protocol/embed-wire.js')
+  const { EMBED_PROTOCOL, encodeEmbedFrame, encodeEmbedRequest, vectorFrames, decodeEmbedRequest } = await import('../../src/protocol/embed-wire.js')
+  const { DEFAULT_EMBED_LIMITS } = await import('../../src/limits/index.js')
   const { SHOW_PROTOCOL } = await import('../../src/protocol/show-exchange.js')
   const { ShowRequest } = await import('../../src/protocol/generated/show.js')
   const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
