@@ -7,6 +7,7 @@ import type { PolicyStats } from '../policy/policy-store.js'
 import type { ChatServerStats } from '../protocol/chat-server.js'
 import type { RunningChat } from '../router/router.js'
 import type { RouterStats } from '../router/stats.js'
+import { registerEmbedMetrics, type EmbedMetricsPort } from './embed-metrics.js'
 
 /** What /metrics reads, declared here and bound by the composition root. */
 export interface MetricsPort {
@@ -22,6 +23,8 @@ export interface MetricsPort {
   policy: () => PolicyStats
   /** tokens served / consumed and receipts by state, from the ledger; undefined without receipts */
   receipts?: () => ReceiptMetrics
+  /** embeddings routed for our clients and served for peers */
+  embed?: EmbedMetricsPort
 }
 
 export interface ReceiptMetrics {
@@ -223,6 +226,7 @@ export function registerKrillMetrics (registry: Registry, port: MetricsPort): vo
 /** GET /metrics: Prometheus text format (libp2p's metrics plus krill's own). */
 export function registerMetricsRoute (app: FastifyInstance, port: MetricsPort): void {
   registerKrillMetrics(port.registry, port)
+  if (port.embed != null) registerEmbedMetrics(port.registry, port.embed)
   app.get('/metrics', async (_request, reply) => {
     const text = await port.registry.metrics()
     return await reply.type(port.registry.contentType).send(text)

@@ -160,7 +160,8 @@ export function bindMetrics (parts: Parts, router: Router, registry: MetricsPort
     announcements: () => parts.discovery.announcer?.stats,
     providerEntries: () => parts.discovery.providers.all().length,
     policy: () => parts.policy.stats,
-    receipts: () => parts.receipts.counters
+    receipts: () => parts.receipts.counters,
+    embed: { routed: () => router.embedStats, served: () => parts.embed?.counters }
   }
 }
 

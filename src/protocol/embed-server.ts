@@ -113,8 +113,8 @@ export class EmbedServer implements Startable {
    */
   async embedLocal (request: EmbedRequest, signal: AbortSignal): Promise<EmbedResult> {
     if (this.stopping) throw new KrillError('SHUTTING_DOWN', 'provider is shutting down')
-    const ticket = this.init.queue.enter(signal)
-    if (ticket == null) throw new KrillError('BUSY', `all ${this.init.queue.slots} slots are busy and ${this.init.queue.queued} requests are queued`)
+    const ticket = this.queue.enter(signal, 'local')
+    if (ticket == null) throw new KrillError('BUSY', `all ${this.queue.slots} slots are busy and ${this.queue.queued} requests are queued`)
     const release = await ticket.ready
     try {
       return await this.init.engine.embed(request, signal)

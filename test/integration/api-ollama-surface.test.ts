@@ -93,6 +93,9 @@ describe('Ollama over the network: embeddings, capabilities, facts, who answers'
       const wantBatch = (await direct().embed({ model: EMBED, input })).embeddings
       expect(batch.data.map(d => d.index)).toEqual(input.map((_, i) => i))
       expect(batch.data.map(d => float32(d.embedding))).toEqual(wantBatch.map(float32))
+      const metrics = await (await fetch(`${api}/metrics`)).text()
+      expect(metrics).toMatch(/^krill_embed_requests_total\{outcome="done"\} [1-9]/m)
+      expect(metrics).toMatch(/^krill_embed_inputs_total \d+/m)
     })
 
     it('encodes base64 as float32 little-endian, and honours dimensions', async () => {
