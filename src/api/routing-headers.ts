@@ -3,7 +3,7 @@
  * only; `x-krill-provider: <peer id | local>` on every answer names who served it.
  */
 import { peerIdFromString } from '@libp2p/peer-id'
-import type { FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { HttpError } from './http-errors.js'
 
 export const PEER_HEADER = 'x-krill-peer'
@@ -32,4 +32,16 @@ export function providerName (peerId: string, local: boolean): string {
 export class ProviderTracker {
   current = ''
   readonly onProvider = (peerId: string, local: boolean): void => { this.current = providerName(peerId, local) }
+}
+
+/**
+ * Answers this node gives itself (model lists, /api/ps, /api/version, the control
+ * API) say so: `x-krill-provider: local`, unless a route named a peer already.
+ * Errors carry no provider: nobody served them.
+ */
+export function registerProviderDefault (app: FastifyInstance): void {
+  app.addHook('onSend', async (_request, reply, payload) => {
+    if (reply.statusCode < 400 && !reply.hasHeader(PROVIDER_HEADER)) void reply.header(PROVIDER_HEADER, 'local')
+    return payload
+  })
 }

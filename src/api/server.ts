@@ -14,6 +14,7 @@ import { registerMetricsRoute, type MetricsPort } from './metrics.js'
 import { registerOriginGuard } from './origin-guard.js'
 import { registerLedgerRoutes, type LedgerPort } from './ledger-routes.js'
 import { registerDialectNotFound } from './not-found.js'
+import { registerProviderDefault } from './routing-headers.js'
 import { registerPolicyRoutes } from './policy-routes.js'
 import { ollamaRoutes } from './ollama.js'
 import { openAiRoutes } from './openai.js'
@@ -93,6 +94,7 @@ export async function createApiServer (deps: ApiDeps): Promise<ApiServer> {
   })
 
   registerDialectNotFound(app)
+  registerProviderDefault(app)
   registerControlRoutes(app, deps.control)
   registerMetricsRoute(app, deps.metrics)
   registerLimitMetrics(app, deps.metrics)

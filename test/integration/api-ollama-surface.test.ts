@@ -221,6 +221,9 @@ describe('Ollama over the network: embeddings, capabilities, facts, who answers'
       expect(peerIds.slice(1)).toContain(stream.headers.get('x-krill-provider'))
       await stream.text()
 
+      // what the node answers itself says so too
+      expect((await fetch(`${api}/api/tags`)).headers.get('x-krill-provider')).toBe('local')
+
       // a provider's own API embeds on its own Ollama, through its slots
       const own = await fetch(`${swarm.nodes[1].daemon.apiUrl}/api/embed`, { method: 'POST', body: JSON.stringify({ model: EMBED, input: 'x' }) })
       expect(own.headers.get('x-krill-provider')).toBe('local')
