@@ -315,8 +315,11 @@ describe('Ollama over the network: embeddings, capabilities, facts, who answers'
       const pending = openai().embeddings.create({ model: EMBED, input: ['the provider dies'] }).withResponse()
       const first = await waitFor(() => { const i = standins.findIndex(s => s.embedRequests.length > 0); return i >= 0 ? i + 1 : undefined }, 'a provider to receive the embedding')
       nodeDown = true
-      // its libp2p goes away at once, without the daemon's clean shutdown (no withdrawal)
-      await swarm.nodes[first].daemon.libp2p.stop()
+      // as in a crash: every connection of the provider is reset at once (no drain,
+      // no withdrawal), and its libp2p goes away
+      const dying = swarm.nodes[first].daemon.libp2p
+      for (const c of dying.getConnections()) c.abort(new Error('provider crashed'))
+      void dying.stop()
       const { data, response } = await pending
       expect(response.headers.get('x-krill-provider')).toBe(peerIds[3 - first])
       standins[2 - first].knobs.embedDelayMs = 0
