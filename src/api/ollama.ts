@@ -48,15 +48,15 @@ function capabilitiesOf (info: ModelInfo): { capabilities?: string[] } {
   return info.capabilities != null ? { capabilities: info.capabilities } : {}
 }
 
-/** Ollama's model-management endpoints, and the `ollama` command that does the same on a provider. */
-const MANAGEMENT: Record<string, string> = {
-  '/api/pull': 'pull',
-  '/api/push': 'push',
-  '/api/create': 'create',
-  '/api/copy': 'cp',
-  '/api/delete': 'rm',
-  '/api/blobs/*': 'create'
-}
+/** Ollama's model-management endpoints (method, path), and the `ollama` command that does the same on a provider. */
+const MANAGEMENT: Array<[method: 'POST' | 'DELETE', path: string, command: string]> = [
+  ['POST', '/api/pull', 'pull'],
+  ['POST', '/api/push', 'push'],
+  ['POST', '/api/create', 'create'],
+  ['POST', '/api/copy', 'cp'],
+  ['DELETE', '/api/delete', 'rm'],
+  ['POST', '/api/blobs/*', 'create']
+]
 
 function counters (usage: Usage): Record<string, number | string> {
   return {
@@ -205,10 +205,12 @@ export async function ollamaRoutes (app: FastifyInstance, opts: OllamaRoutesOpti
     return await reply.header(PROVIDER_HEADER, outcome.providers.join(',')).send({ embedding: Array.from(outcome.embeddings[0]) })
   })
 
-  for (const [path, command] of Object.entries(MANAGEMENT)) {
-    app.all(path, async (request, reply) => {
-      return await reply.code(501).send({
-        error: `krill shares the models of each peer's Ollama but does not manage them: ${request.method} ${path.replace('/*', '')} is not available through krill; run \`ollama ${command}\` on a provider (e.g. \`ollama pull llama3.2\` on a machine whose krill serves its Ollama)`
+  for (const [method, path, command] of MANAGEMENT) {
+    app.route({
+      method,
+      url: path,
+      handler: async (_request, reply) => await reply.code(501).send({
+        error: `krill shares the models of each peer's Ollama but does not manage them: ${method} ${path.replace('/*', '')} is not available through krill; run \`ollama ${command}\` on a provider (e.g. \`ollama pull llama3.2\` on a machine whose krill serves its Ollama)`
       })
     })
   }
