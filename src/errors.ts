@@ -82,6 +82,21 @@ export class ConfigError extends UsageError {}
 /** The daemon refused a request as malformed (HTTP 400): what was typed cannot be used. */
 export class BadRequestError extends UsageError {}
 
+export type InviteErrorReason = 'malformed' | 'damaged' | 'foreign' | 'expired'
+
+/** An invite token (--join, KRILL_JOIN) that cannot be used: bad usage, with why. */
+export class InviteError extends ConfigError {
+  readonly reason: InviteErrorReason
+
+  constructor (reason: InviteErrorReason, message: string) {
+    super(message)
+    this.reason = reason
+  }
+}
+
+/** An invite was asked of a node that is not in a private swarm. */
+export class NotInSwarmError extends KrillUserError {}
+
 /** A file krill needs could not be read or written (config, identity, policy). */
 export class FileError extends KrillUserError {}
 

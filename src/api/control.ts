@@ -52,6 +52,14 @@ export interface ControlPort {
   tokens?: () => StatusAnswer['tokens']
   /** POST /krill/v1/shutdown: stop the daemon as SIGTERM does (after the answer is sent) */
   requestStop: () => void
+  /** which network: a private swarm (its own, joined by invite, or a key file) or the public one */
+  network: () => NetworkStatus
+}
+
+export interface NetworkStatus {
+  mode: 'private' | 'public'
+  /** 'own': this node's own swarm; 'joined': by invite; 'file': --swarm-key; 'public': no swarm key */
+  swarm: 'own' | 'joined' | 'file' | 'public'
 }
 
 /** `krill peers` pings peers without a fresh RTT; a slow peer must not stall the list. */
@@ -118,6 +126,7 @@ export interface StatusAnswer {
     served: { prompt: number, completion: number, total: number }
     consumed: { prompt: number, completion: number, total: number }
   }
+  network: NetworkStatus
 }
 
 export interface ModelsAnswer {
@@ -224,7 +233,8 @@ export function registerControlRoutes (app: FastifyInstance, port: ControlPort):
       requests: { ...port.serveLoad(), routing: port.routing() },
       nat: port.nat(),
       dht: port.dht(),
-      tokens: port.tokens?.() ?? { served: { prompt: 0, completion: 0, total: 0 }, consumed: { prompt: 0, completion: 0, total: 0 } }
+      tokens: port.tokens?.() ?? { served: { prompt: 0, completion: 0, total: 0 }, consumed: { prompt: 0, completion: 0, total: 0 } },
+      network: port.network()
     }
   })
 

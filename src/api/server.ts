@@ -16,6 +16,7 @@ import { registerLedgerRoutes, type LedgerPort } from './ledger-routes.js'
 import { registerDialectNotFound } from './not-found.js'
 import { registerProviderDefault } from './routing-headers.js'
 import { registerPolicyRoutes } from './policy-routes.js'
+import { registerInviteRoutes, type InvitePort } from './invite-routes.js'
 import { ollamaRoutes } from './ollama.js'
 import { openAiRoutes } from './openai.js'
 
@@ -41,6 +42,8 @@ export interface ApiDeps {
   uiAssetsDir: string
   /** GET /krill/v1/ledger and /krill/v1/balance */
   ledger?: LedgerPort
+  /** POST /krill/v1/invite; absent when there is no swarm to invite to */
+  invite?: InvitePort
 }
 
 export interface ApiServer {
@@ -103,6 +106,7 @@ export async function createApiServer (deps: ApiDeps): Promise<ApiServer> {
   registerEventsRoute(app, { subscribe: deps.events.subscribe, snapshot: snapshotFromRoutes(app) })
   registerUiRoutes(app, { assetsDir: deps.uiAssetsDir })
   if (deps.ledger != null) registerLedgerRoutes(app, deps.ledger)
+  if (deps.invite != null) registerInviteRoutes(app, deps.invite)
   const backend = deps.backend
   await app.register(openAiRoutes, { prefix: '/v1', backend })
   await app.register(ollamaRoutes, { backend })

@@ -32,6 +32,7 @@ export const COMMANDS: CommandEntry[] = [
   { name: 'balance', summary: 'per peer: tokens we served them, tokens they served us, net; and our totals', load: async () => (await import('./commands/ledger.js')).registerBalance },
   { name: 'stop', summary: 'stop the running daemon (as SIGTERM does: in-flight answers finish or are cancelled) and wait until it is gone', load: async () => (await import('./commands/stop.js')).registerStop },
   { name: 'swarm-key', summary: 'manage pre-shared keys for private swarms', load: async () => (await import('./commands/swarm-key.js')).registerSwarmKey },
+  { name: 'invite', summary: 'print a token that lets one more node join this node\'s private swarm: krill daemon --join TOKEN', load: async () => (await import('./commands/invite.js')).registerInvite },
   { name: 'service', summary: 'run the daemon at login: a systemd user unit (Linux) or a launchd agent (macOS)', load: async () => (await import('./commands/service.js')).registerService },
   { name: 'openclaw', summary: "OpenClaw integration: print the provider block for openclaw.json", load: async () => (await import('./commands/openclaw.js')).registerOpenclaw }
 ]

@@ -1,5 +1,5 @@
 import { CommanderError } from 'commander'
-import { DaemonUnreachableError, DatastoreLockedError, InterruptedError, KrillError, KrillUserError, ModelNotServedError, UsageError } from '../errors.js'
+import { DaemonUnreachableError, DatastoreLockedError, InterruptedError, InviteError, KrillError, KrillUserError, ModelNotServedError, UsageError } from '../errors.js'
 import { CliError } from './cli-error.js'
 import { exitCodeFor, type ExitCode } from './exit-codes.js'
 
@@ -16,6 +16,7 @@ function codeOf (err: KrillUserError): string {
   if (err instanceof ModelNotServedError) return 'unknown_model'
   if (err instanceof DatastoreLockedError) return 'data_dir_in_use'
   if (err instanceof InterruptedError) return 'interrupted'
+  if (err instanceof InviteError) return `invite_${err.reason}`
   if (err instanceof UsageError && err.constructor === UsageError) return err.failure ? 'failed' : 'bad_usage'
   return err.constructor.name.replace(/Error$/, '').replace(/([a-z0-9])([A-Z])/g, '$1_$2').toLowerCase()
 }

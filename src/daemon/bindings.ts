@@ -2,6 +2,7 @@
  * The root's glue: each function binds the ports one part declares to the other
  * parts that fulfil them. Nothing here has state of its own.
  */
+import type { Membership } from '../network/membership.js'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { Ollama } from 'ollama'
 import { mergeCatalog, type ApiBackend } from '../api/backend.js'
@@ -46,6 +47,8 @@ export interface Parts {
   emit: EventSink
   /** the local Ollama's models this node uses for its own API (shared too when it serves) */
   ownModels: () => ModelInfo[]
+  /** which swarm this node is in */
+  membership: Membership
 }
 
 /** this node's load as a provider: the chat server's slots and queue (none when not serving) */
@@ -148,7 +151,8 @@ export function bindControl (parts: Parts, router: Router, startedAt: number, re
     nat: () => node.nat.status(),
     dht: () => ({ mode: node.dhtMode(), configured: config.dhtMode }),
     tokens: () => ({ served: { ...parts.receipts.counters.served }, consumed: { ...parts.receipts.counters.consumed } }),
-    requestStop
+    requestStop,
+    network: () => ({ mode: parts.membership.network, swarm: parts.membership.source })
   }
 }
 

@@ -9,7 +9,7 @@
 import type { Server as HttpServer } from 'node:http'
 import { join } from 'node:path'
 import type { PeerId } from '@libp2p/interface'
-import { peerIdFromString } from '@libp2p/peer-id'
+import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import type { ServiceFactoryMap } from 'libp2p'
 import type { Registry } from 'prom-client'
 import { RequestLog } from '../api/request-log.js'
@@ -33,6 +33,13 @@ import { createKrillNode, type KrillLibp2p, type KrillNode } from '../node/creat
 import { loadOrCreateIdentity } from '../node/identity.js'
 import type { NatStatus } from '../node/nat.js'
 import { peerDialer, type PeerDialer } from '../node/peer-dialer.js'
+import { inviteService, type CreatedInvite, type InviteService } from '../network/invite-service.js'
+import { decodeInvite } from '../network/invite-token.js'
+import { resolveMembership, type Membership } from '../network/membership.js'
+import type { NetworkMode } from '../network/network-mode.js'
+import { syncExchange, type SyncExchange } from '../discovery/sync-exchange.js'
+import { NotInSwarmError } from '../errors.js'
+import { ScorePenalty } from '@libp2p/gossipsub/metrics'
 import { PolicyStore } from '../policy/policy-store.js'
 import { rendezvous, speaksKrill, type Rendezvous } from '../discovery/rendezvous.js'
 import { chatServer, type ChatServer, type ChatServerEvent } from '../protocol/chat-server.js'
@@ -80,6 +87,12 @@ export interface Daemon {
   readonly nat: NatStatus
   /** this daemon's Prometheus registry (GET /metrics) */
   readonly metrics: Registry
+  /** 'private' (a pnet swarm) or, once it exists, 'public' */
+  readonly network: NetworkMode
+  /** which swarm we are in and how we got there (own, joined by invite, --swarm-key) */
+  readonly membership: Membership
+  /** an invite token for this node's private swarm (`krill invite`) */
+  createInvite: (opts?: { expiresInMs?: number }) => Promise<CreatedInvite>
   /** the HTTP API's node:http server (tests pin its timeouts) */
   readonly http: HttpServer
   /** every HTTP route, "GET /krill/v1/status" (docs/http-api.md is checked against it) */
@@ -121,12 +134,26 @@ export async function startDaemon (config: KrillConfig, opts: DaemonOptions = {}
     const { privateKey, created } = await loadOrCreateIdentity(config.dataDir)
     progress(`${created ? 'created' : 'loaded'} identity in ${config.dataDir}`)
 
-    // 2. policy, before libp2p: a broken policy.json must stop us before we serve anyone
-    const policy = new PolicyStore({ dataDir: config.dataDir, privateSwarm: config.swarmKey != null && config.network === 'private' })
+    // 2. swarm: --swarm-key, an invite (--join), the data dir's key, or a new one
+    const membership = await resolveMembership({
+      dataDir: config.dataDir,
+      network: config.network,
+      swarmKeyPath: config.swarmKey,
+      join: config.join != null ? await decodeInvite(config.join) : undefined,
+      selfId: peerIdFromPrivateKey(privateKey).toString()
+    })
+    progress(membership.source === 'public'
+      ? 'on the public network: anyone can connect'
+      : membership.source === 'file'
+      ? `private swarm of ${membership.swarmKeyPath}`
+      : membership.created ? `created this node's own private swarm (${membership.swarmKeyPath})` : `private swarm ${membership.source === 'joined' ? 'joined by invite' : 'of this node'} (${membership.swarmKeyPath})`)
+
+    // 3. policy, before libp2p: a broken policy.json must stop us before we serve anyone
+    const policy = new PolicyStore({ dataDir: config.dataDir, privateSwarm: membership.network === 'private' })
     await policy.start()
     built.push(() => { policy.stop() })
 
-    // 3. engine: the local Ollama and the watcher of its models. A public node
+    // 4. engine: the local Ollama and the watcher of its models. A public node
     //    without --serve still answers its own API from it; it only shares (announces,
     //    provides, accepts peers' chats) with --serve
     let engine: OllamaEngine | undefined
@@ -142,7 +169,7 @@ export async function startDaemon (config: KrillConfig, opts: DaemonOptions = {}
       })
     }
 
-    // 4. libp2p, with krill's network parts as its services: libp2p starts them
+    // 5. libp2p, with krill's network parts as its services: libp2p starts them
     //    (start, then afterStart) and stops them (beforeStop, then stop)
     let services: DaemonServices | undefined
     const servicesNow = (): DaemonServices => {
@@ -161,7 +188,8 @@ export async function startDaemon (config: KrillConfig, opts: DaemonOptions = {}
       gossipScoring: { scoreParams: announceScoreParams(), scoreThresholds: ANNOUNCE_SCORE_THRESHOLDS },
       listen: config.listen,
       announce: config.announce,
-      bootstrap: config.bootstrap,
+      // with the addresses remembered from the invite we joined with
+      bootstrap: [...new Set([...config.bootstrap, ...membership.bootstrap])],
       mdns: config.mdns,
       dhtMode: config.dhtMode,
       maxConnections: config.maxConnections,
@@ -173,7 +201,7 @@ export async function startDaemon (config: KrillConfig, opts: DaemonOptions = {}
       upnp: config.upnp,
       autonat: config.autonat,
       holePunch: config.holePunch,
-      swarmKey: config.swarmKey,
+      swarmKey: membership.swarmKeyPath,
       datastorePath: join(config.dataDir, 'datastore')
     }, {
       // before the chat server: it signs the receipts of what we serve
@@ -188,6 +216,13 @@ export async function startDaemon (config: KrillConfig, opts: DaemonOptions = {}
         // the rendezvous walk: a restart redials only the krill peers among them
         ...(config.network === 'public' ? { redial: (protocols: string[]) => speaksKrill(protocols) } : {})
       }),
+      // newcomers get the announcements we hold at once; junk in an answer costs
+      // its sender gossipsub standing (a behaviour penalty, P7), as on the topic
+      sync: syncExchange({
+        store: () => servicesNow().discovery.announcer?.syncStore,
+        penalize: peer => { pubsubScore()?.addPenalty(peer.toString(), 1, ScorePenalty.BrokenPromise) }
+      }),
+      ...(membership.swarmKey != null ? { invite: inviteService({ swarmKey: membership.swarmKey }) } : {}),
       discovery: discovery({
         ...opts.discovery,
         ttlMs: config.announceTtlMs,
@@ -247,6 +282,13 @@ export async function startDaemon (config: KrillConfig, opts: DaemonOptions = {}
     built.push(async () => { await node.stop() })
     const libp2p = node.libp2p
     services = libp2p.services
+    const invite = (): InviteService => {
+      if (libp2p.services.invite == null) throw new NotInSwarmError('this node is on the public network: there is no private swarm to invite to')
+      return libp2p.services.invite
+    }
+    // gossipsub's scoring is not in its public interface type
+    const pubsubScore = (): { addPenalty: (id: string, penalty: number, label: ScorePenalty) => void } | undefined =>
+      (libp2p.services as unknown as { pubsub?: { score?: { addPenalty: (id: string, penalty: number, label: ScorePenalty) => void } } }).pubsub?.score
     const onJoin = (evt: CustomEvent<PeerId>): void => { emit({ event: 'peer:joined', peerId: evt.detail.toString() }) }
     const onLeave = (evt: CustomEvent<PeerId>): void => { emit({ event: 'peer:left', peerId: evt.detail.toString() }) }
     const first = (): void => {
@@ -283,9 +325,9 @@ export async function startDaemon (config: KrillConfig, opts: DaemonOptions = {}
       ping: async (peer, signal) => await libp2p.services.ping.ping(peer, { signal }),
       peerIdFromString
     })
-    const parts: Parts = { config, node, policy, discovery: disc, engine, chat, embed, rtt, receipts: book, emit, ownModels }
+    const parts: Parts = { config, node, policy, discovery: disc, engine, chat, embed, rtt, receipts: book, emit, ownModels, membership }
 
-    // 5. router: the local engine through the chat server's slots and queue (the
+    // 6. router: the local engine through the chat server's slots and queue (the
     //    same ones peers' chats take), ranked by its real load
     const localEngine = engine != null && chat != null ? queuedEngine(engine, chat, embed, disc) : undefined
     const router = bindRouter(parts, () => {
@@ -293,7 +335,7 @@ export async function startDaemon (config: KrillConfig, opts: DaemonOptions = {}
       return localEngine != null && models.length > 0 ? { engine: localEngine, models, capacity: serveLoad(chat) } : undefined
     })
 
-    // 6. HTTP API, with the web console: its request log hears the router's reports
+    // 7. HTTP API, with the web console: its request log hears the router's reports
     const requestLog = new RequestLog({ selfId: libp2p.peerId.toString() })
     const offRequests = sink.subscribe(event => { if (event.event === 'request:routed') requestLog.record(event) })
     built.push(offRequests)
@@ -309,7 +351,8 @@ export async function startDaemon (config: KrillConfig, opts: DaemonOptions = {}
       events: { subscribe: listener => sink.subscribe(listener) },
       requests: { running: () => router.running(), recent: () => requestLog.recent() },
       uiAssetsDir: uiAssetsDir(),
-      ledger: bindLedger(parts)
+      ledger: bindLedger(parts),
+      invite: { createInvite: async o => await invite().create(o) }
     })
     built.push(async () => { await api.close() })
     await api.listen(config.api)
@@ -348,6 +391,9 @@ export async function startDaemon (config: KrillConfig, opts: DaemonOptions = {}
       get dhtMode () { return node.dhtMode() },
       get nat () { return node.nat.status() },
       metrics,
+      network: membership.network,
+      membership,
+      createInvite: async o => await invite().create(o),
       http: api.app.server,
       apiRoutes: [...api.routes],
       addrs: () => libp2p.getMultiaddrs().map(a => a.toString()),
@@ -359,7 +405,7 @@ export async function startDaemon (config: KrillConfig, opts: DaemonOptions = {}
       }
     }
     stopSelf = opts.onStopRequest ?? (() => { void daemon.stop() })
-    sink.send({ event: 'ready', peerId: libp2p.peerId.toString(), addrs: daemon.addrs(), api: api.url, network: config.network })
+    sink.send({ event: 'ready', peerId: libp2p.peerId.toString(), addrs: daemon.addrs(), api: api.url, network: membership.network })
     ready = true
     for (const event of early.splice(0)) sink.send(event)
     return Object.freeze(daemon)
@@ -396,6 +442,10 @@ type DaemonServices = {
   receipts: ReceiptBook
   peerDialer: PeerDialer
   discovery: Discovery
+  /** /krill/sync/1.0.0 */
+  sync: SyncExchange
+  /** writes invite tokens for our private swarm; absent on the public network */
+  invite?: InviteService
   /** the public network's meeting point on the public IPFS DHT (--public) */
   rendezvous?: Rendezvous
   /** present when this node uses its Ollama: it serves, or it is a public node (its own API only) */

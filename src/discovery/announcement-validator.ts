@@ -13,10 +13,11 @@
  * does not match its `from` never gets here. The author is always the signer
  * (`from`), never the peer that relayed it.
  */
+import { publicKeyToProtobuf } from '@libp2p/crypto/keys'
 import { TopicValidatorResult, type Message } from '@libp2p/gossipsub'
 import { logger } from '../log.js'
 import { decodeAnnouncement, DEFAULT_ANNOUNCEMENT_LIMITS, type AnnouncementLimits } from './announcement.js'
-import type { ProviderTable } from './provider-table.js'
+import type { ProviderTable, SignedAnnouncement } from './provider-table.js'
 import { PeerRateLimiter, type RateLimitOptions } from '../limits/index.js'
 
 const log = logger('discovery')
@@ -47,7 +48,10 @@ export interface Judgement {
 }
 
 export class AnnouncementValidator {
-  readonly stats: ValidationStats = { accepted: 0, rejected: 0, ignored: 0, rejectedByReason: {}, ignoredByReason: {} }
+  /** what arrived by gossip */
+  readonly stats: ValidationStats = emptyStats()
+  /** what the sync exchange handed on (judged the same way, counted apart) */
+  readonly syncStats: ValidationStats = emptyStats()
   private readonly table: ProviderTable
   private readonly limits: AnnouncementLimits
   private readonly rate: PeerRateLimiter
@@ -64,23 +68,35 @@ export class AnnouncementValidator {
 
   /** The function for `pubsub.topicValidators.set(topic, …)`. */
   readonly validate = (_propagationSource: unknown, msg: Message): TopicValidatorResult => {
-    const judgement = this.judge(msg)
+    return this.count(msg, this.judge(msg), this.stats)
+  }
+
+  /**
+   * Judges an announcement the sync exchange handed on (its signature already
+   * checked against its author), exactly as gossip is judged; kept no longer than
+   * `remainingMs`.
+   */
+  validateSynced (msg: Message, remainingMs: number): TopicValidatorResult {
+    return this.count(msg, this.judge(msg, remainingMs), this.syncStats)
+  }
+
+  private count (msg: Message, judgement: Judgement, stats: ValidationStats): TopicValidatorResult {
     const author = msg.type === 'signed' ? msg.from.toString() : '(unsigned)'
     if (judgement.result === TopicValidatorResult.Accept) {
-      this.stats.accepted++
+      stats.accepted++
     } else if (judgement.result === TopicValidatorResult.Reject) {
-      this.stats.rejected++
-      bump(this.stats.rejectedByReason, judgement.reason as string)
+      stats.rejected++
+      bump(stats.rejectedByReason, judgement.reason as string)
       this.logOnce(author, `rejected announcement from ${author}: ${judgement.reason} (${judgement.detail ?? ''})`)
     } else {
-      this.stats.ignored++
-      bump(this.stats.ignoredByReason, judgement.reason as string)
+      stats.ignored++
+      bump(stats.ignoredByReason, judgement.reason as string)
       log.debug(`ignored announcement from ${author}: ${judgement.reason} (${judgement.detail ?? ''})`)
     }
     return judgement.result
   }
 
-  judge (msg: Message): Judgement {
+  judge (msg: Message, remainingMs?: number): Judgement {
     // StrictSign already drops these; kept so a config change cannot open the door
     if (msg.type !== 'signed' || msg.from == null) return reject('unsigned', 'announcements must be signed by their author')
     const author = msg.from.toString()
@@ -92,7 +108,7 @@ export class AnnouncementValidator {
       return decoded.verdict === 'reject' ? reject(decoded.reason, decoded.detail) : ignore(decoded.reason, decoded.detail)
     }
     if (!this.rate.take(author)) return ignore('rate-limited', 'author is over its announcement rate')
-    const applied = this.table.applyAnnouncement(author, decoded.announcement)
+    const applied = this.table.applyAnnouncement(author, decoded.announcement, { signed: signedOriginal(msg), remainingMs })
     if (!applied.ok) return ignore(applied.reason, applied.detail)
     return { result: TopicValidatorResult.Accept }
   }
@@ -104,6 +120,20 @@ export class AnnouncementValidator {
     this.loggedAt.set(author, now)
     log.warn(line)
   }
+}
+
+/** gossipsub's fields of a signed message, as its author signed them */
+function signedOriginal (msg: Message & { type: 'signed' }): SignedAnnouncement {
+  const seqno = new Uint8Array(8)
+  new DataView(seqno.buffer).setBigUint64(0, BigInt.asUintN(64, msg.sequenceNumber), false)
+  const from = msg.from.toMultihash().bytes
+  // an identity-multihash peer id (Ed25519) embeds its key: no need to send it again
+  const embedded = msg.from.publicKey != null
+  return { from, data: msg.data, seqno, signature: msg.signature, ...(embedded ? {} : { key: publicKeyToProtobuf(msg.key) }) }
+}
+
+function emptyStats (): ValidationStats {
+  return { accepted: 0, rejected: 0, ignored: 0, rejectedByReason: {}, ignoredByReason: {} }
 }
 
 function bump (counts: Record<string, number>, reason: string): void {

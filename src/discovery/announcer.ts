@@ -18,7 +18,7 @@ import { logger } from '../log.js'
 import { DEFAULT_ANNOUNCEMENT_LIMITS, encodeAnnouncement, type AnnouncementLimits, type ValidAnnouncement } from './announcement.js'
 import { AnnouncementValidator, type AnnouncementValidatorOptions, type ValidationStats } from './announcement-validator.js'
 import type { ProviderTable } from './provider-table.js'
-import type { Capacity } from './types.js'
+import type { Capacity, SyncStore } from './types.js'
 
 const log = logger('discovery')
 
@@ -57,6 +57,8 @@ export class Announcer {
   private timerDue = Infinity
   private running = false
   private lastSkipped = ''
+  /** our last announcement while it lists models: the sync exchange hands it to newcomers */
+  private own?: { data: Uint8Array, seq: number, expiresAt: number }
   private readonly onSubscriptionChange = (evt: CustomEvent<SubscriptionChangeData>): void => {
     if (evt.detail.subscriptions.some(s => s.subscribe && s.topic === ANNOUNCE_TOPIC)) {
       this.schedule(this.opts.subscriberDebounceMs ?? 200)
@@ -71,6 +73,13 @@ export class Announcer {
     this.ttlMs = Math.min(Math.max(opts.ttlMs, this.limits.minTtlMs), this.limits.maxTtlMs)
     if (this.ttlMs !== opts.ttlMs) log.warn(`announcement TTL ${opts.ttlMs} ms is outside what peers accept; using ${this.ttlMs} ms`)
     this.validator = new AnnouncementValidator({ table: opts.table, limits: this.limits, rateLimit: opts.rateLimit })
+  }
+
+  /** for the sync exchange: what we hold, and the same judge as for gossip */
+  readonly syncStore: SyncStore = {
+    held: (max) => this.opts.table.signedAnnouncements(max),
+    own: () => this.own != null && this.own.expiresAt > Date.now() ? { data: this.own.data, seq: this.own.seq, remainingMs: this.own.expiresAt - Date.now() } : undefined,
+    receive: (msg, remainingMs) => this.validator.validateSynced(msg, remainingMs)
   }
 
   /** accepted / rejected / ignored counts of received announcements, by reason */
@@ -159,6 +168,7 @@ export class Announcer {
     this.lastSkipped = skippedKey
     this.lastPublishAt = now
     this.listed = models.length > skipped.length
+    this.own = this.listed && this.running ? { data: bytes, seq: this.seq, expiresAt: now + this.ttlMs } : undefined
     try {
       const { recipients } = await this.pubsub.publish(ANNOUNCE_TOPIC, bytes)
       log.debug(`announced ${models.length - skipped.length} model(s), seq ${this.seq}, to ${recipients.length} peer(s)`)

@@ -36,9 +36,9 @@ export interface FindProvidersOptions {
   /** once one provider is found, wait at most this long for more (default 1 s) */
   settleMs?: number
   /**
-   * Dial up to this many found peers we are not connected to (default 3): once
-   * connected, gossip subscription exchange makes them re-announce to us with
-   * details and capacity.
+   * Dial up to this many found peers we are not connected to (default 3). Only
+   * peers we are connected to (before or by this dial) are listed: once connected,
+   * the sync exchange brings their announcement with details and capacity.
    */
   dial?: number
 }
@@ -132,20 +132,30 @@ export class DhtProvider {
     } finally {
       clearTimeout(settle)
     }
-    const entries = this.opts.table.addDhtProviders(model, [...found.keys()], { ttlMs: this.opts.ttlMs, digest: opts.digest })
-    this.dialSome(entries, found, opts.dial ?? 3)
-    return entries
+    // listed only once reached: a provider record outlives its provider by up to 48 h,
+    // and a peer we cannot reach is no candidate (no ghosts)
+    const reached = await this.reach([...found.values()], opts.dial ?? 3, opts.signal)
+    return this.opts.table.addDhtProviders(model, reached, { ttlMs: this.opts.ttlMs, digest: opts.digest })
   }
 
-  private dialSome (entries: ProviderEntry[], ids: Map<string, PeerId>, count: number): void {
+  /**
+   * The peers of `ids` we are connected to, plus those of up to `count` others we
+   * could dial now (once connected, the sync exchange brings their signed
+   * announcement with details and capacity).
+   */
+  private async reach (ids: PeerId[], count: number, signal?: AbortSignal): Promise<string[]> {
     const connected = new Set(this.opts.libp2p.getConnections().map(c => c.remotePeer.toString()))
-    const toDial = entries.filter(e => e.source === 'dht' && !connected.has(e.peerId)).slice(0, count)
-    for (const entry of toDial) {
-      const id = ids.get(entry.peerId)
-      if (id == null) continue
-      this.opts.libp2p.dial(id, { signal: AbortSignal.any([this.stopController.signal, AbortSignal.timeout(10_000)]) })
-        .catch((err: any) => { log.debug(`dialing DHT provider ${entry.peerId} failed: ${err.message}`) })
+    const reached = ids.filter(id => connected.has(id.toString())).map(String)
+    const toDial = ids.filter(id => !connected.has(id.toString())).slice(0, count)
+    const dialed = await Promise.allSettled(toDial.map(async id => {
+      await this.opts.libp2p.dial(id, { signal: AbortSignal.any([this.stopController.signal, AbortSignal.timeout(5_000), ...(signal != null ? [signal] : [])]) })
+      return id.toString()
+    }))
+    for (const [i, result] of dialed.entries()) {
+      if (result.status === 'fulfilled') reached.push(result.value)
+      else log.debug(`dialing DHT provider ${toDial[i].toString()} failed: ${result.reason?.message ?? result.reason}; not listed`)
     }
+    return reached
   }
 
   /** Re-provides keys first provided to a much smaller DHT (e.g. to nobody, at start). */

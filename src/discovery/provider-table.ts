@@ -12,7 +12,9 @@
 import type { ModelInfo } from '../engine/types.js'
 import type { ValidAnnouncement } from './announcement.js'
 import { canonicalModelName, modelId } from '../models/index.js'
-import type { CatalogEntry, ProviderDirectory, ProviderEntry } from './types.js'
+import type { CatalogEntry, ProviderDirectory, ProviderEntry, SignedAnnouncement } from './types.js'
+
+export type { SignedAnnouncement }
 
 export interface ProviderChange {
   model: string
@@ -47,8 +49,19 @@ export interface ProviderTableOptions {
   now?: () => number
 }
 
+export interface ApplyOptions {
+  /** the signed original, for the sync exchange */
+  signed?: SignedAnnouncement
+  /**
+   * keep it at most this long (an announcement handed on by the sync exchange lives
+   * no longer than its giver would have kept it: ghosts cannot be passed around forever)
+   */
+  remainingMs?: number
+}
+
 interface GossipRecord {
   seq: number
+  signed?: SignedAnnouncement
   /** model id (src/models) → entry */
   entries: Map<string, ProviderEntry>
   expiresAt: number
@@ -106,7 +119,7 @@ export class ProviderTable extends EventTarget implements ProviderDirectory {
    * be higher than the last one accepted from it: replays and stale copies that took
    * a slower path change nothing.
    */
-  applyAnnouncement (peerId: string, ann: ValidAnnouncement): ApplyResult {
+  applyAnnouncement (peerId: string, ann: ValidAnnouncement, opts: ApplyOptions = {}): ApplyResult {
     if (peerId === this.selfId) return { ok: false, reason: 'self', detail: 'our own announcement' }
     const now = this.now()
     const previous = this.gossip.get(peerId)
@@ -118,7 +131,7 @@ export class ProviderTable extends EventTarget implements ProviderDirectory {
       if (this.gossip.size >= this.maxPeers) return { ok: false, reason: 'table-full', detail: `already tracking ${this.maxPeers} peers` }
     }
 
-    const expiresAt = now + ann.ttlMs
+    const expiresAt = now + Math.max(0, Math.min(ann.ttlMs, opts.remainingMs ?? Infinity))
     const entries = new Map<string, ProviderEntry>()
     for (const model of ann.models) {
       entries.set(modelId(model.name), {
@@ -135,6 +148,7 @@ export class ProviderTable extends EventTarget implements ProviderDirectory {
     const before = previous?.entries ?? new Map<string, ProviderEntry>()
     this.gossip.set(peerId, {
       seq: ann.seq,
+      signed: opts.signed,
       entries,
       expiresAt,
       withdrawn: ann.models.length === 0,
@@ -143,6 +157,21 @@ export class ProviderTable extends EventTarget implements ProviderDirectory {
     // signed gossip is authoritative about this peer: forget what the DHT said
     this.dht.delete(peerId)
     return { ok: true, ...this.diff(peerId, before, entries) }
+  }
+
+  /**
+   * The signed announcements of peers listed now (withdrawals and expired ones left
+   * out), longest-lived first, each with how much longer we keep it: what the sync
+   * exchange gives a newcomer.
+   */
+  signedAnnouncements (max: number): Array<SignedAnnouncement & { remainingMs: number }> {
+    const now = this.now()
+    const out: Array<SignedAnnouncement & { remainingMs: number }> = []
+    for (const record of this.gossip.values()) {
+      if (record.signed == null || record.expiresAt <= now || record.entries.size === 0) continue
+      out.push({ ...record.signed, remainingMs: record.expiresAt - now })
+    }
+    return out.sort((a, b) => b.remainingMs - a.remainingMs).slice(0, max)
   }
 
   /**

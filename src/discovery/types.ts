@@ -1,3 +1,4 @@
+import type { Message, TopicValidatorResult } from '@libp2p/gossipsub'
 import type { ModelInfo } from '../engine/types.js'
 
 /** A peer's announced load: what the router ranks providers by. */
@@ -38,4 +39,30 @@ export interface ProviderDirectory {
   catalog: () => CatalogEntry[]
   /** every fresh entry */
   all: () => ProviderEntry[]
+}
+
+/**
+ * An announcement exactly as its author signed it on gossipsub (the fields of
+ * RPC.Message; the topic is implied), kept so that the sync exchange can hand it
+ * on to newcomers, who check the signature themselves.
+ */
+export interface SignedAnnouncement {
+  /** author's peer id, multihash bytes */
+  from: Uint8Array
+  data: Uint8Array
+  /** 8 bytes, big-endian */
+  seqno: Uint8Array
+  signature: Uint8Array
+  /** author's public key (protobuf) when its peer id does not embed it */
+  key?: Uint8Array
+}
+
+/** What the sync exchange needs from discovery: what we hold, and the judge of what we get. */
+export interface SyncStore {
+  /** the signed announcements we list now, longest-lived first */
+  held: (max: number) => Array<SignedAnnouncement & { remainingMs: number }>
+  /** our own current announcement (the sync exchange signs it as gossipsub would) */
+  own: () => { data: Uint8Array, seq: number, remainingMs: number } | undefined
+  /** judges one handed-on announcement exactly like gossip (the signature is already checked) */
+  receive: (msg: Message, remainingMs: number) => TopicValidatorResult
 }

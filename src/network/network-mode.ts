@@ -20,8 +20,7 @@ export interface ModeDefaults {
 }
 
 const DEFAULTS: Record<NetworkMode, ModeDefaults> = {
-  // private UPnP is still on until the safe first run (issue 13 item 3) turns it off
-  private: { upnp: true, serve: true },
+  private: { upnp: false, serve: true },
   public: { upnp: true, serve: false }
 }
 

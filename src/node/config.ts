@@ -49,7 +49,10 @@ export interface KrillConfig {
   autonat: boolean
   /** open direct TCP connections to peers we reach only through a relay (tcp-punch.ts) */
   holePunch: boolean
+  /** a pnet swarm key file (--swarm-key); unset: the data dir's own key (src/network/membership.ts) */
   swarmKey?: string
+  /** an invite token to join (--join, KRILL_JOIN); remembered in the data dir */
+  join?: string
   /** 'private' (a pnet swarm) or 'public' (--public); decides defaults (src/network/network-mode.ts) */
   network: NetworkMode
   /**
@@ -216,6 +219,8 @@ export type FileConfig = z.infer<typeof fileSchema>
 export interface FlagConfig extends Omit<FileConfig, 'api'> {
   dataDir?: string
   api?: string
+  /** an invite token (--join / KRILL_JOIN); never read from krill.json */
+  join?: string
 }
 
 function list (value: string | undefined): string[] | undefined {
@@ -235,6 +240,7 @@ export function envConfig (env: NodeJS.ProcessEnv = process.env): FlagConfig {
   if (env.OLLAMA_HOST != null && env.OLLAMA_HOST !== '') out.ollama = env.OLLAMA_HOST
   if (env.KRILL_SWARM_KEY != null && env.KRILL_SWARM_KEY !== '') out.swarmKey = env.KRILL_SWARM_KEY
   if (list(env.KRILL_RENDEZVOUS) != null) out.rendezvous = list(env.KRILL_RENDEZVOUS)
+  if (env.KRILL_JOIN != null && env.KRILL_JOIN.trim() !== '') out.join = env.KRILL_JOIN.trim()
   return out
 }
 
@@ -335,6 +341,10 @@ export async function resolveConfig (flags: FlagConfig, env: NodeJS.ProcessEnv =
       throw new ConfigError(`--rendezvous "${addr}" has no /p2p/<peer id> part; give a public DHT peer's full address`)
     }
   }
+  const join = flags.join ?? fromEnv.join
+  if (network === 'public' && join != null) {
+    throw new ConfigError('--public and --join contradict each other: the public network has no swarm key; pass only one of them')
+  }
   if (network === 'public' && pick('swarmKey') != null) {
     throw new ConfigError('--public and --swarm-key contradict each other: the public network has no swarm key; pass only one of them')
   }
@@ -360,6 +370,7 @@ export async function resolveConfig (flags: FlagConfig, env: NodeJS.ProcessEnv =
     autonat: pick('autonat') ?? true,
     holePunch: pick('holePunch') ?? true,
     swarmKey: pick('swarmKey'),
+    join,
     network,
     rendezvous,
     slots: pick('slots') ?? 4,

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
+import { namesSwarm, testSwarmKey } from './test-swarm-key.js'
 
 export const KRILL_BIN = fileURLToPath(new URL('../../bin/krill', import.meta.url))
 
@@ -50,12 +51,15 @@ export interface SpawnDaemonOptions {
   keepEvent?: (event: Record<string, unknown>) => boolean
   /** keep only this many trailing characters of stderr (default: all) */
   maxStderr?: number
+  /** true: a node of its own fresh private swarm; otherwise the test process's shared swarm key unless args/env name one */
+  ownSwarm?: boolean
 }
 
 /** Spawns `krill daemon --json ...args` and waits for its ready line. */
 export async function spawnDaemon (args: string[], opts: SpawnDaemonOptions = {}): Promise<DaemonProcess> {
+  const swarm = opts.ownSwarm === true || namesSwarm(args, { ...process.env, ...opts.env }) ? {} : { KRILL_SWARM_KEY: testSwarmKey() }
   const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), opts.entry ?? KRILL_BIN, 'daemon', '--json', ...args], {
-    env: { ...process.env, KRILL_LOG: 'info', ...opts.env },
+    env: { ...process.env, KRILL_LOG: 'info', ...swarm, ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe']
   })
   opts.onSpawn?.(child)

@@ -34,6 +34,7 @@ import { tmpdir } from 'node:os'
 import { basename, dirname, join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
+import { namesSwarm, testSwarmKey } from './test-swarm-key.js'
 
 export const NETNS_PREFIX = 'krillnat'
 
@@ -366,9 +367,14 @@ table inet krill {
     })
   }
 
-  /** Starts `krill daemon --json --no-mdns …args` in `ns` and waits for its ready line. */
-  async startDaemon (ns: string, args: string[], opts: { env?: NodeJS.ProcessEnv, timeoutMs?: number } = {}): Promise<NsDaemon> {
-    const proc = this.spawn(ns, [process.execPath, KRILL_BIN, 'daemon', '--json', '--no-mdns', ...args], { KRILL_LOG: process.env.NS_KRILL_LOG ?? 'info', ...opts.env })
+  /**
+   * Starts `krill daemon --json --no-mdns …args` in `ns` and waits for its ready line.
+   * Every daemon of the lab is in one private swarm (the test process's shared key)
+   * unless args/env name another or `ownSwarm` asks for the product default.
+   */
+  async startDaemon (ns: string, args: string[], opts: { env?: NodeJS.ProcessEnv, timeoutMs?: number, ownSwarm?: boolean } = {}): Promise<NsDaemon> {
+    const swarm = opts.ownSwarm === true || namesSwarm(args, opts.env) ? {} : { KRILL_SWARM_KEY: testSwarmKey() }
+    const proc = this.spawn(ns, [process.execPath, KRILL_BIN, 'daemon', '--json', '--no-mdns', ...args], { KRILL_LOG: process.env.NS_KRILL_LOG ?? 'info', ...swarm, ...opts.env })
     const ready = await proc.waitForEvent(e => e.event === 'ready', `the krill daemon in ${ns} to be ready`, opts.timeoutMs ?? 30_000)
     const api = String(ready.api)
     const cliEnv = { KRILL_API: api.replace(/^https?:\/\//, ''), KRILL_LOG: 'warn' }

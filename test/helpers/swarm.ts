@@ -1,9 +1,10 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { startDaemon, type Daemon } from '../../src/daemon/daemon.js'
+import { startDaemon, type Daemon, type DaemonOptions } from '../../src/daemon/daemon.js'
 import type { DaemonEvent } from '../../src/events.js'
 import { resolveConfig, type FlagConfig, type KrillConfig } from '../../src/node/config.js'
+import { testSwarmKey } from './test-swarm-key.js'
 
 export interface TestDaemon {
   daemon: Daemon
@@ -15,11 +16,25 @@ export async function tempDir (prefix = 'krill-test-'): Promise<string> {
   return await mkdtemp(join(tmpdir(), prefix))
 }
 
+export type TestFlags = FlagConfig & Partial<KrillConfig> & {
+  /**
+   * true: the product default, a node of its own fresh private swarm. Otherwise a
+   * node without --swarm-key / --join joins the test process's one shared swarm
+   * (test/helpers/test-swarm-key.ts), so the nodes of a test can meet. A node
+   * with `network: 'public'` has no swarm key at all.
+   */
+  ownSwarm?: boolean
+}
+
 /**
  * Starts one in-process daemon on loopback with a free API port and mDNS off
  * (tests never send multicast). `flags` override, as on the command line.
  */
-export async function startTestDaemon (flags: FlagConfig & Partial<KrillConfig> = {}): Promise<TestDaemon> {
+export async function startTestDaemon (flagsIn: TestFlags = {}, opts: Pick<DaemonOptions, 'discovery'> = {}): Promise<TestDaemon> {
+  const { ownSwarm, ...rest } = flagsIn
+  const flags = (ownSwarm === true || rest.swarmKey != null || rest.join != null || rest.network === 'public' || (rest as { public?: boolean }).public === true
+    ? rest
+    : { ...rest, swarmKey: testSwarmKey() }) as FlagConfig & Partial<KrillConfig>
   const dataDir = flags.dataDir ?? await tempDir()
   const config: KrillConfig = {
     ...await resolveConfig({
@@ -34,7 +49,7 @@ export async function startTestDaemon (flags: FlagConfig & Partial<KrillConfig> 
     ...stripFlagOnly(flags)
   }
   const events: DaemonEvent[] = []
-  const daemon = await startDaemon(config, { onEvent: e => events.push(e), onProgress: () => {} })
+  const daemon = await startDaemon(config, { ...opts, onEvent: e => events.push(e), onProgress: () => {} })
   return { daemon, config, events }
 }
 
@@ -50,7 +65,7 @@ export interface Swarm {
 }
 
 /** Starts `n` daemons; every node after the first bootstraps from the first only. */
-export async function startSwarm (n: number, flags: (i: number) => FlagConfig & Partial<KrillConfig> = () => ({})): Promise<Swarm> {
+export async function startSwarm (n: number, flags: (i: number) => TestFlags = () => ({})): Promise<Swarm> {
   const nodes: TestDaemon[] = []
   const stop = async (): Promise<void> => {
     await Promise.allSettled(nodes.map(async n => { await n.daemon.stop() }))

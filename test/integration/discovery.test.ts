@@ -8,11 +8,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startDaemon, type Daemon } from '../../src/daemon/daemon.js'
 import { encodeAnnouncement, type ValidAnnouncement } from '../../src/discovery/announcement.js'
 import { ANNOUNCE_TOPIC } from '../../src/discovery/announcer.js'
+import { modelKey } from '../../src/discovery/keys.js'
 import type { ModelInfo } from '../../src/engine/types.js'
 import { resolveConfig } from '../../src/node/config.js'
 import { OllamaStandin } from '../fixtures/ollama-standin.js'
 import { spawnDaemon, type DaemonProcess } from '../helpers/cli.js'
-import { startSwarm, tempDir, type Swarm, type TestDaemon } from '../helpers/swarm.js'
+import { startSwarm, startTestDaemon, tempDir, type Swarm, type TestDaemon } from '../helpers/swarm.js'
+import { testSwarmKey } from '../helpers/test-swarm-key.js'
 import { waitFor } from '../helpers/wait.js'
 
 const TTL = 5_000
@@ -62,7 +64,10 @@ describe('model discovery in a 5-node swarm', () => {
     for (const node of others(0)) {
       await waitFor(() => servers(node, 'llama3.2:1b').includes(idOf(first)), `node to learn that the first node serves llama3.2:1b`)
     }
-    const entry = swarm.nodes[3].daemon.providers.providersFor('llama3.2:1b')[0]
+    // a gossip announcement lives its full TTL from receipt (a copy handed on by the
+    // sync exchange lives only what was left of it at the giver: wait for the next
+    // periodic announcement, due every TTL/3)
+    const entry = await waitFor(() => swarm.nodes[3].daemon.providers.providersFor('llama3.2:1b').find(e => e.expiresAt - e.receivedAt === TTL), 'a gossip announcement of llama3.2:1b at node 3', TTL)
     expect(entry).toMatchObject({
       peerId: idOf(first),
       source: 'gossip',
@@ -268,6 +273,8 @@ describe('model discovery in a 5-node swarm', () => {
         ollama: 'http://127.0.0.1:9',
         // not the provider: the lookup must go through the DHT
         bootstrap: [swarm.nodes[1].daemon.addrs()[0]],
+        // the swarm's key (startSwarm gives every node the test process's shared key)
+        swarmKey: testSwarmKey(),
         dataDir
       }, {}),
       serve: false,
@@ -278,7 +285,8 @@ describe('model discovery in a 5-node swarm', () => {
     const provider = idOf(swarm.nodes[0])
 
     const found = await waitFor(async () => {
-      const entries = await (late as Daemon).findProviders('llama3.2:1b', { timeoutMs: 3_000, dial: 0 })
+      // a DHT-found provider is listed once reached: the lookup dials it
+      const entries = await (late as Daemon).findProviders('llama3.2:1b', { timeoutMs: 3_000 })
       return entries.find(e => e.peerId === provider)
     }, 'the DHT to name the provider of llama3.2:1b')
     expect(found).toMatchObject({ source: 'dht', model: { name: 'llama3.2:1b' } })
@@ -288,5 +296,30 @@ describe('model discovery in a 5-node swarm', () => {
     const byDigest = await late.findProviders('llama3.2:1b', { digest: hex('llama3.2:1b'), timeoutMs: 3_000, dial: 0 })
     expect(byDigest.map(e => e.peerId)).toContain(provider)
     expect(late.announcementStats).toBeUndefined()
+  })
+
+  it('lists a DHT-found provider only once it was reached: a provider record of a node that is gone names nobody', async () => {
+    const standin = await OllamaStandin.start({ models: [{ name: 'ghost:1b' }] })
+    standins.push(standin)
+    const ghost = await startTestDaemon({ ollama: standin.url, modelRefreshMs: 200, bootstrap: [swarm.nodes[1].daemon.addrs()[0]] })
+    extraDirs.push(ghost.config.dataDir)
+    const ghostId = ghost.daemon.peerId
+    const inDht = async (): Promise<boolean> => {
+      for await (const p of (late as Daemon).libp2p.contentRouting.findProviders(modelKey('ghost:1b'), { signal: AbortSignal.timeout(3_000) })) {
+        if (p.id.equals(ghostId)) return true
+      }
+      return false
+    }
+    await waitFor(inDht, 'the ghost\'s provider record to be in the DHT')
+    // its provide reached other DHT servers (not only its own record store)
+    const provided = (): Array<{ peersAtProvide: number }> => [...((ghost.daemon.libp2p.services as any).discovery.dht.provided as Map<string, { peersAtProvide: number }>).values()]
+    await waitFor(() => provided().length === 2 && provided().every(p => p.peersAtProvide > 0), 'the ghost to provide its keys')
+    await ghost.daemon.stop()
+    await waitFor(() => (late as Daemon).libp2p.getConnections(ghostId).length === 0, 'the ghost to be gone')
+    // the record is still there, and still names the ghost
+    expect(await inDht()).toBe(true)
+    const entries = await (late as Daemon).findProviders('ghost:1b', { timeoutMs: 3_000 })
+    expect(entries).toEqual([])
+    expect((late as Daemon).providers.providersFor('ghost:1b')).toEqual([])
   })
 })

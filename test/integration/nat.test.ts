@@ -190,7 +190,7 @@ describe('NAT traversal through real NATs (network namespaces)', () => {
     await consumer.stop()
     // router r2 gets a UPnP gateway; the consumer comes back with UPnP on (same identity)
     const gateway = await lab.startUpnpGateway('r2')
-    consumer = await lab.startDaemon(r2.host, consumerArgs())
+    consumer = await lab.startDaemon(r2.host, [...consumerArgs(), '--upnp'])
     await waitForText(gateway, new RegExp(`redirecting port ${PORT} to ${r2.hostIp.replace(/\./g, '\\.')}:${PORT}`), 'miniupnpd to forward the consumer\'s port', 30_000)
     expect(lab.ruleset(r2.ns)).toMatch(new RegExp(`dnat ip to ${r2.hostIp.replace(/\./g, '\\.')}:${PORT}`))
     // the router-confirmed mapping is the consumer's public address

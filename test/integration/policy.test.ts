@@ -58,7 +58,8 @@ describe('peer policies', () => {
 
   it('is open until someone sets one', async () => {
     const got = await getPolicy(provider)
-    expect(got).toMatchObject({ policy: { serve: { deny: [] }, consume: { deny: [] } }, privateSwarm: false, lastError: null })
+    // every node is in a private swarm now (its own, or the test's shared key)
+    expect(got).toMatchObject({ policy: { serve: { deny: [] }, consume: { deny: [] } }, privateSwarm: true, lastError: null })
     expect(got.path).toBe(join(provider.config.dataDir, 'policy.json'))
     expect((await chat(c1)).content).toBe(DEFAULT_TOKENS.join(''))
   })

@@ -38,7 +38,7 @@ describe('private swarms', () => {
     nodes.push(a2)
     b = await startTestDaemon({ swarmKey: join(dir, 'b.key') })
     nodes.push(b)
-    open = await startTestDaemon({})
+    open = await startTestDaemon({ ownSwarm: true })
     nodes.push(open)
   })
 

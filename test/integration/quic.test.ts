@@ -1,5 +1,5 @@
 /**
- * QUIC next to TCP: two open-network nodes connect over QUIC (@chainsafe/libp2p-quic)
+ * QUIC next to TCP: two open-network nodes (network 'public': no swarm key) connect over QUIC (@chainsafe/libp2p-quic)
  * and chat on that connection; a TCP-only peer still reaches a QUIC node; a node of
  * a private swarm never listens on QUIC, because QUIC connections skip libp2p's
  * pnet protector and a peer without the key would get in.
@@ -24,7 +24,7 @@ describe('QUIC transport', () => {
   beforeAll(async () => {
     dir = await tempDir('krill-quic-')
     standin = await OllamaStandin.start({ models: [{ name: MODEL }] })
-    provider = await startTestDaemon({ listen: ['/ip4/127.0.0.1/udp/0/quic-v1', '/ip4/127.0.0.1/tcp/0'], ollama: standin.url, modelRefreshMs: 200 })
+    provider = await startTestDaemon({ network: 'public', listen: ['/ip4/127.0.0.1/udp/0/quic-v1', '/ip4/127.0.0.1/tcp/0'], ollama: standin.url, modelRefreshMs: 200 })
     nodes.push(provider)
   })
 
@@ -38,7 +38,7 @@ describe('QUIC transport', () => {
   it('connects over QUIC and chats on that connection', async () => {
     const quicAddr = provider.daemon.addrs().find(a => a.includes('/quic-v1/'))
     expect(quicAddr, provider.daemon.addrs().join(', ')).toBeDefined()
-    const consumer = await startTestDaemon({ listen: ['/ip4/127.0.0.1/udp/0/quic-v1'], bootstrap: [String(quicAddr)], serve: false })
+    const consumer = await startTestDaemon({ network: 'public', listen: ['/ip4/127.0.0.1/udp/0/quic-v1'], bootstrap: [String(quicAddr)], serve: false })
     nodes.push(consumer)
     await waitFor(() => consumer.daemon.providers.providersFor(MODEL).length === 1, 'the consumer to learn the provider over QUIC')
     const conns = consumer.daemon.libp2p.getConnections(provider.daemon.peerId)
@@ -58,7 +58,7 @@ describe('QUIC transport', () => {
 
   it('still lets a TCP-only peer in', async () => {
     const tcpAddr = provider.daemon.addrs().find(a => a.includes('/tcp/') && !a.includes('/ws'))
-    const tcpOnly = await startTestDaemon({ listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: [String(tcpAddr)], serve: false })
+    const tcpOnly = await startTestDaemon({ network: 'public', listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: [String(tcpAddr)], serve: false })
     nodes.push(tcpOnly)
     await waitFor(() => tcpOnly.daemon.providers.providersFor(MODEL).length === 1, 'the TCP-only peer to learn the provider')
     expect(tcpOnly.daemon.libp2p.getConnections(provider.daemon.peerId).every(c => c.remoteAddr.toString().includes('/tcp/'))).toBe(true)

@@ -30,6 +30,19 @@ describe('configuration precedence: flags > env > krill.json > defaults', () => 
     expect(c.dhtMode).toBe('auto')
   })
 
+  it('is private and leaves the home router alone unless asked (UPnP only with --upnp / "upnp": true)', async () => {
+    const c = await resolveConfig({ dataDir: await dir() }, {})
+    expect(c.network).toBe('private')
+    expect(c.upnp).toBe(false)
+    expect((await resolveConfig({ dataDir: await dir(), upnp: true }, {})).upnp).toBe(true)
+    expect((await resolveConfig({ dataDir: await dir({ upnp: true }) }, {})).upnp).toBe(true)
+    // --no-upnp over a file that asks for it
+    expect((await resolveConfig({ dataDir: await dir({ upnp: true }), upnp: false }, {})).upnp).toBe(false)
+    // an invite token comes from --join or KRILL_JOIN, never from krill.json
+    expect((await resolveConfig({ dataDir: await dir() }, { KRILL_JOIN: ' krill-invite-v1-abc ' })).join).toBe('krill-invite-v1-abc')
+    expect((await resolveConfig({ dataDir: await dir(), join: 'krill-invite-v1-x' }, { KRILL_JOIN: 'krill-invite-v1-y' })).join).toBe('krill-invite-v1-x')
+  })
+
   it('takes autonat and every dhtMode from krill.json, and a flag over the file', async () => {
     const d = await dir({ autonat: false, dhtMode: 'server' })
     expect(await resolveConfig({ dataDir: d }, {})).toMatchObject({ autonat: false, dhtMode: 'server' })

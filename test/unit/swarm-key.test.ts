@@ -5,7 +5,7 @@ import { generateKey } from '@libp2p/pnet'
 import { describe, expect, it } from 'vitest'
 import { exitCodeFor } from '../../src/cli/exit-codes.js'
 import { SwarmKeyError } from '../../src/errors.js'
-import { parseSwarmKey, readSwarmKey, SWARM_KEY_HEADER } from '../../src/node/swarm-key.js'
+import { parseSwarmKey, readSwarmKey, SWARM_KEY_HEADER } from '../../src/network/swarm-key.js'
 
 const HEX = 'a1'.repeat(32)
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s)

@@ -1,7 +1,9 @@
 import type { Command } from 'commander'
 import { startDaemon } from '../../daemon/daemon.js'
 import type { DaemonEvent } from '../../events.js'
-import { resolveConfig, type FlagConfig } from '../../node/config.js'
+import { DEFAULT_API, resolveConfig, type FlagConfig } from '../../node/config.js'
+import { decodeInvite } from '../../network/invite-token.js'
+import { whoCanUse } from '../../network/network-mode.js'
 import { logger } from '../../log.js'
 import { collect, cliOptions } from '../options.js'
 import { refuseHeldDataDir, runFileWriter } from '../daemon-run.js'
@@ -20,6 +22,20 @@ function describe (event: DaemonEvent): string | undefined {
   }
 }
 
+/** The start-up banner for people: who can use this node, and what to do next. */
+export function banner (api: string, network: 'private' | 'public', serving: boolean, ollama: string): string {
+  const hostPort = api.replace(/^https?:\/\//, '')
+  const apiFlag = hostPort === DEFAULT_API ? '' : ` --api ${hostPort}`
+  return [
+    `krill: ${whoCanUse(network, serving)}${serving ? ` (${ollama})` : ''}`,
+    'next steps:',
+    `  apps     point OpenAI clients at ${api}/v1, Ollama clients at ${api}`,
+    `  invite   krill invite${apiFlag}     prints a token; on another machine: krill daemon --join <token>`,
+    `  status   krill status${apiFlag}`,
+    ''
+  ].join('\n')
+}
+
 export function registerDaemon (program: Command): void {
   program.command('daemon')
     .description('run a node: serve local models, route requests, expose the HTTP API')
@@ -35,12 +51,14 @@ export function registerDaemon (program: Command): void {
     .option('--share <model>', 'share only this model (repeatable; a trailing * matches a prefix)', collect)
     .option('--relay', 'act as a circuit-relay server for peers behind NATs')
     .option('--no-auto-relay', 'never relay for others, not even once this node is publicly reachable')
-    .option('--no-upnp', 'do not ask the router to forward our port (UPnP; sends SSDP multicast on the LAN)')
+    .option('--upnp', 'ask the home router to forward our port (UPnP; sends SSDP multicast on the LAN); off in a private swarm unless given')
+    .option('--no-upnp', 'never ask the router to forward our port (UPnP)')
     .option('--no-autonat', 'do not have peers confirm our public addresses by dialing back (AutoNAT v2), nor do it for them')
     .option('--no-hole-punch', 'never open direct connections through NATs by TCP hole punching (relayed peers stay relayed)')
     .option('--swarm-key <file>', 'join the private swarm of this pre-shared key (env KRILL_SWARM_KEY)')
     .option('--public', 'join the public krill network (strangers connect; serves only with --serve) instead of a private swarm')
     .option('--rendezvous <multiaddr>', 'public IPFS DHT peer to meet the public network through, repeatable; replaces the standard bootstrap peers (env KRILL_RENDEZVOUS)', collect)
+    .option('--join <token>', 'join the private swarm of an invite token from `krill invite`; remembered in the data dir (env KRILL_JOIN)')
     .option('--json', 'print the ready line and events as JSON lines on stdout')
     .action(async (_opts, command: Command) => {
       const opts = cliOptions(command)
@@ -62,9 +80,12 @@ export function registerDaemon (program: Command): void {
         holePunch: opts.holePunch,
         swarmKey: opts.swarmKey,
         public: opts.public,
-        rendezvous: opts.rendezvous
+        rendezvous: opts.rendezvous,
+        join: opts.join
       }
       const config = await resolveConfig(flags)
+      // a bad token stops us (exit 2) before anything is written to the data dir
+      if (config.join != null) await decodeInvite(config.join)
       await refuseHeldDataDir(config.dataDir)
       const runFile = runFileWriter(config.dataDir)
       const onEvent = (event: DaemonEvent): void => {
@@ -73,6 +94,7 @@ export function registerDaemon (program: Command): void {
           process.stdout.write(JSON.stringify(event) + '\n')
         } else if (event.event === 'ready') {
           process.stdout.write(`krill daemon ready\n  peer id  ${event.peerId}\n  network  ${event.network}\n  api      ${event.api}\n${event.addrs.map(a => `  address  ${a}`).join('\n')}\n`)
+          process.stderr.write(banner(event.api, event.network, config.serve, config.ollama))
         } else {
           const line = describe(event)
           if (line != null) log.info(line)

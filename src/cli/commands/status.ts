@@ -25,6 +25,7 @@ export function renderStatus (s: StatusAnswer): string {
     ['uptime', formatDuration(s.uptimeMs)],
     ...s.addrs.map((a, i): [string, string] => [i === 0 ? 'addresses' : '', a]),
     ['connections', `${s.connections} (${s.peers} peer${s.peers === 1 ? '' : 's'})`],
+    ['network', s.network == null ? '' : s.network.mode === 'public' ? 'public' : `private (${s.network.swarm === 'own' ? 'this node\'s own swarm' : s.network.swarm === 'joined' ? 'joined by invite' : 'swarm key file'})`],
     ['reachable', reachability(s.nat)],
     ['dht', `${s.dht.mode}${s.dht.configured === 'auto' ? ' (auto)' : ''}`],
     ['ollama', `${s.ollama.url} (${ollamaState(s.ollama)})`],

@@ -54,3 +54,15 @@ export async function readSwarmKey (path: string): Promise<Uint8Array> {
   }
   return parseSwarmKey(bytes, path)
 }
+
+/** The 32 key bytes of a checked swarm key file (as parseSwarmKey returns it). */
+export function swarmKeyBytes (file: Uint8Array): Uint8Array {
+  const hex = new TextDecoder().decode(file).split('\n')[2]
+  return Uint8Array.from(Buffer.from(hex, 'hex'))
+}
+
+/** The swarm key file text (pnet PSK v1) for 32 key bytes. */
+export function swarmKeyFile (key: Uint8Array): Uint8Array {
+  if (key.byteLength !== 32) throw new Error(`a swarm key is 32 bytes, not ${key.byteLength}`)
+  return new TextEncoder().encode(`${SWARM_KEY_HEADER}\n${CODEC}\n${Buffer.from(key).toString('hex')}\n`)
+}
