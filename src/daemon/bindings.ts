@@ -81,7 +81,7 @@ export function bindRouter (parts: Parts, local: () => LocalSide | undefined, op
     findProviders: async (model, signal) => (await discovery.findProviders(model, { signal })).filter(allowed),
     // every answer from a peer ends with its receipt, checked and countersigned
     remoteChat: (peerId, request, signal) => requestChat(libp2p, peerIdFromString(peerId), request, { signal, receipts: parts.receipts }),
-    remoteEmbed: async (peerId, request, signal) => await requestEmbed(libp2p, peerIdFromString(peerId), request, { signal }),
+    remoteEmbed: async (peerId, request, signal) => await requestEmbed(libp2p, peerIdFromString(peerId), request, { signal, receipts: parts.receipts }),
     // a pinned peer we are connected to, or that announced anything, is known
     knowsPeer: peer => libp2p.getConnections().some(c => c.remotePeer.toString() === peer) || table.all().some(e => e.peerId === peer),
     latencyMs: peer => parts.rtt.get(peer),

@@ -263,6 +263,7 @@ export async function startDaemon (config: KrillConfig, opts: DaemonOptions = {}
               isServedModel: (name, digest) => served(name, digest) != null,
               resolveDigest: name => served(name)?.digest,
               acceptPeers: config.serve,
+              receipts: { issue: async facts => await servicesNow().receipts.issue(facts) },
               onEvent: event => { onEmbedServerEvent(event, servicesNow().discovery, emit) }
             }),
             show: showServer({

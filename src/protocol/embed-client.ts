@@ -10,6 +10,7 @@ import type { EmbedRequest, EmbedResult } from '../engine/types.js'
 import { openPreferDirect } from '../node/connections.js'
 import { FrameFormatError, FrameReader, FrameTooLargeError, TruncatedFrameError, writeFrame } from './frame-io.js'
 import { errorFromPb } from './frames.js'
+import { sendAck, type ConsumerReceiptPort } from './receipt-exchange.js'
 import { decodeEmbedFrame, encodeEmbedRequest, validateEmbedRequest, vectorsFromPb } from './embed-wire.js'
 import { EMBED_PROTOCOL } from './ids.js'
 import { DEFAULT_EMBED_LIMITS, resolveEmbedLimits, type EmbedLimits } from '../limits/index.js'
@@ -23,6 +24,8 @@ export interface RequestEmbedOptions {
   limits?: Partial<EmbedLimits>
   /** called when the provider accepted the request (before any vector) */
   onAccepted?: (info: { peer: string, digest: string, queuePosition: number }) => void
+  /** checks the provider's receipt, countersigns or disputes it, before the stream closes */
+  receipts?: ConsumerReceiptPort
 }
 
 export interface EmbedAnswer extends EmbedResult {
@@ -60,6 +63,7 @@ export async function requestEmbed (node: DialingNode, peerId: PeerId, request: 
       throw new KrillError('ENGINE_FAILED', `could not open an embedding stream to peer ${peer}: ${err instanceof Error ? err.message : String(err)}`, { peer, cause: err })
     }
     const reader = new FrameReader(stream, { maxFrameBytes: limits.maxFrameBytes })
+    const requestSentAtMs = Date.now()
     await writeFrame(stream, payload, ctl.signal).catch(err => {
       throw new KrillError('ENGINE_FAILED', `could not send the embedding request to peer ${peer}: ${err instanceof Error ? err.message : String(err)}`, { peer, cause: err })
     })
@@ -92,6 +96,28 @@ export async function requestEmbed (node: DialingNode, peerId: PeerId, request: 
           throw protocolError(peer, `ended after ${embeddings.length} vectors (said ${frame.done.count}) for ${request.input.length} inputs`)
         }
         completed = true
+        if (opts.receipts != null) {
+          // the vectors are complete whatever happens here: a failure costs the receipt only
+          try {
+            const ack = await opts.receipts.settle(frame.done.receipt, {
+              kind: 'embed',
+              provider: peer,
+              model: request.model,
+              modelDigest: digest,
+              requestSentAtMs,
+              doneAtMs: Date.now(),
+              deltaFrames: 0,
+              toolCallChars: 0,
+              requestBytes: payload.byteLength,
+              messages: request.input.length,
+              promptTokens: frame.done.promptEvalCount,
+              completionTokens: 0
+            })
+            if (ack != null) await sendAck(stream, ack, ctl.signal)
+          } catch {
+            // the port logs what it refused
+          }
+        }
         return { peer, digest, embeddings, promptTokens: frame.done.promptEvalCount, totalDurationNs: frame.done.totalDuration, loadDurationNs: frame.done.loadDuration }
       }
       throw protocolError(peer, 'sent an empty frame')

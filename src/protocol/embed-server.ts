@@ -15,6 +15,7 @@ import { EMBED_PROTOCOL } from './ids.js'
 import { DEFAULT_EMBED_LIMITS, resolveEmbedLimits, resolveLimits, type EmbedLimits, type Limits } from '../limits/index.js'
 import { PeerAdmission, endWith, isWritable, readRequestFrame, type Authorize } from './one-shot.js'
 import type { Release, SlotQueue } from './slot-queue.js'
+import { AckReader, type ProviderReceiptPort } from './receipt-exchange.js'
 
 export type EmbedServerEvent =
   | { type: 'done', peer: string, model: string, inputs: number, promptTokens: number, durationMs: number }
@@ -34,6 +35,8 @@ export interface EmbedServerInit {
   resolveDigest?: (name: string) => string | undefined | Promise<string | undefined>
   authorize?: Authorize
   onEvent?: (event: EmbedServerEvent) => void
+  /** signs a receipt (kind "embed") for every completed embedding, as the chat server does; none without it */
+  receipts?: ProviderReceiptPort
 }
 
 export interface EmbedServerComponents {
@@ -191,7 +194,26 @@ export class EmbedServer implements Startable {
       this.counters.completed++
       this.counters.inputs += request.input.length
       this.emit({ type: 'done', peer, model: request.model, inputs: request.input.length, promptTokens: result.promptTokens, durationMs: Date.now() - started })
-      await endWith(stream, encodeEmbedFrame(embedDoneFrame(result.embeddings.length, result.promptTokens, result.totalDurationNs, result.loadDurationNs)), this.limits.requestTimeoutMs)
+      // the ack reader listens before Done goes out; a receipt failure costs the receipt only
+      const acks = this.init.receipts != null ? new AckReader(stream) : undefined
+      let issued: Awaited<ReturnType<ProviderReceiptPort['issue']>>
+      try {
+        issued = await this.init.receipts?.issue({
+          kind: 'embed',
+          consumer: peer,
+          model: request.model,
+          modelDigest: digest,
+          promptTokens: result.promptTokens,
+          completionTokens: 0,
+          startedAtMs: started,
+          finishedAtMs: Date.now()
+        })
+      } catch (err) {
+        this.log.warn(`could not sign an embedding receipt for peer ${peer}: ${err instanceof Error ? err.message : String(err)}`)
+      }
+      if (issued == null) acks?.release()
+      await endWith(stream, encodeEmbedFrame(embedDoneFrame(result.embeddings.length, result.promptTokens, result.totalDurationNs, result.loadDurationNs, issued?.signedReceipt)), this.limits.requestTimeoutMs)
+      if (issued != null && acks != null) issued.settle(await acks.read(this.limits.requestTimeoutMs))
     } catch (err) {
       release?.()
       const cause = abort.signal.aborted ? abort.signal.reason : err

@@ -132,8 +132,8 @@ export function embedErrorFrame (code: ErrorCodeName, message: string): pb.Embed
   return { error: { code: ErrorCode[code], message: message.slice(0, MAX_ERROR_MESSAGE_CHARS) } }
 }
 
-export function embedDoneFrame (count: number, promptTokens: number, totalDurationNs: number, loadDurationNs: number): pb.EmbedFrame {
-  return { done: { count, promptEvalCount: Math.min(promptTokens, 0xffffffff), totalDuration: totalDurationNs, loadDuration: loadDurationNs } }
+export function embedDoneFrame (count: number, promptTokens: number, totalDurationNs: number, loadDurationNs: number, receipt?: Uint8Array): pb.EmbedFrame {
+  return { done: { count, promptEvalCount: Math.min(promptTokens, 0xffffffff), totalDuration: totalDurationNs, loadDuration: loadDurationNs, receipt: receipt != null ? Uint8Array.from(receipt) : new Uint8Array(0) } }
 }
 
 /** Room left in a frame for vector bytes (tags, lengths and the two numbers). */

@@ -139,6 +139,25 @@ describe('Ollama over the network: embeddings, capabilities, facts, who answers'
       expect(standins[2 - first].embedRequests.some(r => r.status === 200)).toBe(true)
     })
 
+    it('puts every embedding served by a peer in both ledgers, signed by both', async () => {
+      const before = (await (await fetch(`${api}/krill/v1/ledger`)).json()).entries.filter((e: any) => e.kind === 'embed').length
+      const res = await fetch(`${api}/api/embed`, { method: 'POST', body: JSON.stringify({ model: EMBED, input: ['a receipt', 'for two inputs'] }) })
+      const provider = res.headers.get('x-krill-provider')
+      const index = peerIds.indexOf(provider ?? '')
+      expect(index).toBeGreaterThan(0)
+      const mine = await waitFor(async () => {
+        const entries = (await (await fetch(`${api}/krill/v1/ledger`)).json()).entries.filter((e: any) => e.kind === 'embed')
+        return entries.length > before ? entries : undefined
+      }, 'the consumer to keep the embedding receipt')
+      expect(mine[0]).toMatchObject({ kind: 'embed', status: 'signed', role: 'consumer', model: EMBED, provider, consumer: peerIds[0], completionTokens: 0 })
+      expect(mine[0].promptTokens).toBeGreaterThan(0)
+      const theirs = await waitFor(async () => {
+        const entries = (await (await fetch(`${swarm.nodes[index].daemon.apiUrl}/krill/v1/ledger`)).json()).entries.filter((e: any) => e.kind === 'embed' && e.signedBytes === mine[0].signedBytes)
+        return entries.length > 0 ? entries : undefined
+      }, 'the provider to keep the countersigned receipt')
+      expect(theirs[0]).toMatchObject({ status: 'signed', role: 'provider' })
+    })
+
     it('refuses embeddings from a model no known copy can embed with, naming the capability', async () => {
       const err = await openai().embeddings.create({ model: CHAT, input: 'x' }).catch(e => e)
       expect(err).toBeInstanceOf(OpenAI.BadRequestError)

@@ -596,6 +596,7 @@ export namespace EmbedFrame {
     promptEvalCount: number
     totalDuration: number
     loadDuration: number
+    receipt: Uint8Array<ArrayBuffer>
   }
 
   export namespace Done {
@@ -628,6 +629,11 @@ export namespace EmbedFrame {
             w.uint64Number(obj.loadDuration)
           }
 
+          if ((obj.receipt != null && obj.receipt.byteLength > 0)) {
+            w.uint32(42)
+            w.bytes(obj.receipt)
+          }
+
           if (opts.lengthDelimited !== false) {
             w.ldelim()
           }
@@ -636,7 +642,8 @@ export namespace EmbedFrame {
             count: 0,
             promptEvalCount: 0,
             totalDuration: 0,
-            loadDuration: 0
+            loadDuration: 0,
+            receipt: uint8ArrayAlloc(0)
           }
 
           const end = length == null ? reader.len : reader.pos + length
@@ -659,6 +666,10 @@ export namespace EmbedFrame {
               }
               case 4: {
                 obj.loadDuration = reader.uint64Number()
+                break
+              }
+              case 5: {
+                obj.receipt = reader.bytes()
                 break
               }
               default: {
@@ -704,6 +715,13 @@ export namespace EmbedFrame {
                 }
                 break
               }
+              case 5: {
+                yield {
+                  field: `${prefix}.receipt`,
+                  value: reader.bytes()
+                }
+                break
+              }
               default: {
                 reader.skipType(tag & 7)
                 break
@@ -736,6 +754,11 @@ export namespace EmbedFrame {
       value: number
     }
 
+    export interface DoneReceiptFieldEvent {
+      field: '$.receipt'
+      value: Uint8Array<ArrayBuffer>
+    }
+
     export function encode (obj: Partial<Done>): Uint8Array<ArrayBuffer> {
       return encodeMessage(obj, Done.codec())
     }
@@ -744,7 +767,7 @@ export namespace EmbedFrame {
       return decodeMessage(buf, Done.codec(), opts)
     }
 
-    export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Done>): Generator<DoneCountFieldEvent | DonePromptEvalCountFieldEvent | DoneTotalDurationFieldEvent | DoneLoadDurationFieldEvent> {
+    export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Done>): Generator<DoneCountFieldEvent | DonePromptEvalCountFieldEvent | DoneTotalDurationFieldEvent | DoneLoadDurationFieldEvent | DoneReceiptFieldEvent> {
       return streamMessage(buf, Done.codec(), opts)
     }
   }
@@ -1076,6 +1099,11 @@ export namespace EmbedFrame {
     value: number
   }
 
+  export interface EmbedFrameDoneReceiptFieldEvent {
+    field: '$.done.receipt'
+    value: Uint8Array<ArrayBuffer>
+  }
+
   export interface EmbedFrameErrorCodeFieldEvent {
     field: '$.error.code'
     value: number
@@ -1094,7 +1122,7 @@ export namespace EmbedFrame {
     return decodeMessage(buf, EmbedFrame.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<EmbedFrame>): Generator<EmbedFrameAcceptedQueuePositionFieldEvent | EmbedFrameAcceptedModelDigestFieldEvent | EmbedFrameVectorsFirstIndexFieldEvent | EmbedFrameVectorsDimensionsFieldEvent | EmbedFrameVectorsDataFieldEvent | EmbedFrameDoneCountFieldEvent | EmbedFrameDonePromptEvalCountFieldEvent | EmbedFrameDoneTotalDurationFieldEvent | EmbedFrameDoneLoadDurationFieldEvent | EmbedFrameErrorCodeFieldEvent | EmbedFrameErrorMessageFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<EmbedFrame>): Generator<EmbedFrameAcceptedQueuePositionFieldEvent | EmbedFrameAcceptedModelDigestFieldEvent | EmbedFrameVectorsFirstIndexFieldEvent | EmbedFrameVectorsDimensionsFieldEvent | EmbedFrameVectorsDataFieldEvent | EmbedFrameDoneCountFieldEvent | EmbedFrameDonePromptEvalCountFieldEvent | EmbedFrameDoneTotalDurationFieldEvent | EmbedFrameDoneLoadDurationFieldEvent | EmbedFrameDoneReceiptFieldEvent | EmbedFrameErrorCodeFieldEvent | EmbedFrameErrorMessageFieldEvent> {
     return streamMessage(buf, EmbedFrame.codec(), opts)
   }
 }
