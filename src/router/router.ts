@@ -365,7 +365,15 @@ export class Router {
     this.embedStats.requests++
     try {
       const pieces = splitEmbedBatch(request)
-      const { candidates, dhtAsked } = await this.gather(request.model, request.digest, EMBED_NEEDS, opts.peer, signal)
+      const found = await this.gather(request.model, request.digest, EMBED_NEEDS, opts.peer, signal)
+      let { candidates, dhtAsked } = found
+      // past the daily budget only the local engine may answer, as for chats
+      const overBudget = this.deps.budget?.refusal()
+      if (overBudget != null) {
+        candidates = candidates.filter(c => c.local)
+        dhtAsked = true
+        if (candidates.length === 0) throw overBudget
+      }
       let digest = request.digest
       const out: EmbedOutcome = { embeddings: [], promptTokens: 0, totalDurationNs: 0, loadDurationNs: 0, providers: [], digest: digest ?? '' }
       for (const piece of pieces) {

@@ -35,7 +35,7 @@ interface Fake {
   embeds: Array<{ peer: string, inputs: number, digest?: string }>
 }
 
-function fake (entries: ProviderEntry[], opts: { failEmbed?: Set<string>, unreachable?: Set<string>, known?: Set<string> } = {}): Fake {
+function fake (entries: ProviderEntry[], opts: { failEmbed?: Set<string>, unreachable?: Set<string>, known?: Set<string>, overBudget?: boolean } = {}): Fake {
   const chats: string[] = []
   const embeds: Fake['embeds'] = []
   const remoteChat = async function * (peerId: string, request: ChatRequest): AsyncGenerator<ChatEvent> {
@@ -58,7 +58,8 @@ function fake (entries: ProviderEntry[], opts: { failEmbed?: Set<string>, unreac
     providers: directory(entries),
     remoteChat,
     remoteEmbed,
-    knowsPeer: p => opts.known?.has(p) === true || entries.some(e => e.peerId === p)
+    knowsPeer: p => opts.known?.has(p) === true || entries.some(e => e.peerId === p),
+    budget: { refusal: () => opts.overBudget === true ? new KrillError('RATE_LIMITED', 'daily budget of 1000 tokens reached') : undefined }
   }, { backoff: { baseMs: 10, maxMs: 10 } })
   return { router, chats, embeds }
 }
@@ -153,6 +154,12 @@ describe('router: embeddings', () => {
     const f = fake([entry('e1', info(EMBED, 'e'.repeat(64), ['embedding'])), entry('e2', info(EMBED, 'f'.repeat(64), ['embedding']))])
     const out = await f.router.embed({ model: EMBED, input: Array.from({ length: 300 }, (_, i) => `t${i}`) })
     expect(out.providers).toHaveLength(1)
+  })
+
+  it('sends no embedding to peers past the daily budget', async () => {
+    const f = fake([entry('e1', info(EMBED, 'e'.repeat(64), ['embedding']))], { overBudget: true })
+    expect(await f.router.embed({ model: EMBED, input: ['x'] }).catch(e => e)).toMatchObject({ code: 'RATE_LIMITED', message: expect.stringContaining('budget') })
+    expect(f.embeds).toEqual([])
   })
 
   it('splits by bytes too', () => {
