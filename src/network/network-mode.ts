@@ -35,6 +35,7 @@ export function networkMode (opts: { public?: boolean } = {}): NetworkMode {
 
 /** Who can use this node's Ollama, in one sentence for the start-up banner. */
 export function whoCanUse (mode: NetworkMode, serving: boolean): string {
+  if (!serving && mode === 'public') return 'this node serves nobody on the public network (add --serve to share): its Ollama answers only its own API, and providers read your prompts in clear'
   if (!serving) return 'this node serves nobody (--no-serve): it only uses and relays for the network'
   return mode === 'private'
     ? 'only members of this private swarm (nodes you invite with `krill invite`) can use this node\'s Ollama'

@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { UsageError } from '../../src/errors.js'
 import { parseHostPort, resolveConfig, normalizeOllamaUrl, defaultDataDir } from '../../src/node/config.js'
 import { tempDir } from '../helpers/swarm.js'
+import { whoCanUse } from '../../src/network/network-mode.js'
 
 const dirs: string[] = []
 afterEach(async () => { await Promise.all(dirs.splice(0).map(async d => { await rm(d, { recursive: true, force: true }) })) })
@@ -127,5 +128,11 @@ describe('the public network (--public, --rendezvous)', () => {
     await expect(resolveConfig({ dataDir: d, rendezvous: [peer] }, {})).rejects.toThrow(/--rendezvous only means something on the public network/)
     await expect(resolveConfig({ dataDir: d, public: true, rendezvous: ['/ip4/127.0.0.1/tcp/4001'] }, {})).rejects.toThrow(UsageError)
     await expect(resolveConfig({ dataDir: d, public: true, rendezvous: ['not a multiaddr'] }, {})).rejects.toThrow(UsageError)
+  })
+
+  it('says in the banner who can use the Ollama of a public node, serving or not', () => {
+    expect(whoCanUse('public', true)).toMatch(/anyone on the public krill network.*prompts in clear/)
+    expect(whoCanUse('public', false)).toMatch(/serves nobody on the public network.*--serve/)
+    expect(whoCanUse('private', false)).toMatch(/--no-serve/)
   })
 })
