@@ -53,6 +53,8 @@ describe('the web console in headless Chromium', () => {
     await page.waitForSelector('body[data-ready="true"]', { timeout: 30_000 })
     const self = swarm.nodes[0].daemon.peerId.toString()
     expect(await page.textContent('#self-id')).toBe(self)
+    // test swarms are private, as every swarm is by default
+    expect(await page.textContent('#network')).toMatch(/^private swarm/)
     const peerIds = swarm.nodes.slice(1).map(n => n.daemon.peerId.toString()).sort()
     // the feed's snapshots bring both peers; the graph draws one node per peer plus this node
     await page.waitForFunction(ids => ids.every(id => document.querySelector(`#peers-table tr[data-peer="${id}"]`) != null), peerIds, { timeout: 30_000 })

@@ -77,10 +77,12 @@ function renderTiles (s) {
   const st = s.status
   $('self-id').textContent = st.peerId
   $('self-id').title = st.addrs.join('\n')
-  const network = st.network ?? null
+  // { mode: 'private' | 'public', swarm: 'own' | 'joined' | 'file' | 'public' }
+  const mode = typeof st.network === 'object' ? st.network?.mode : st.network
+  const how = { own: 'this node\'s own', joined: 'joined by invite', file: 'swarm key file' }[st.network?.swarm]
   const pill = $('network')
-  pill.textContent = network != null ? `${network} swarm` : `krill ${st.version}`
-  pill.className = `pill ${network ?? ''}`
+  pill.textContent = mode === 'public' ? 'public network' : mode === 'private' ? `private swarm${how != null ? ` · ${how}` : ''}` : `krill ${st.version}`
+  pill.className = `pill ${mode ?? ''}`
   $('version').textContent = `krill ${st.version}`
   $('t-peers').textContent = String(st.peers)
   $('t-conns').textContent = `${st.connections} connection${st.connections === 1 ? '' : 's'}`
