@@ -122,6 +122,12 @@ export function registerKrillMetrics (registry: Registry, port: MetricsPort): vo
     registers,
     collect () { setTotals(this, [[{}, router.stats.reconnects]]) }
   })
+  new Counter({
+    name: 'krill_hedges_total',
+    help: 'second providers asked because the first had not accepted a chat in time (1.5 s or a few round trips); the slower one is cancelled',
+    registers,
+    collect () { setTotals(this, [[{}, router.stats.hedges]]) }
+  })
   const ttft = new Histogram({
     name: 'krill_time_to_first_token_seconds',
     help: 'time from a chat request to its first token, by where it ran',

@@ -105,6 +105,13 @@ export interface RouterOptions {
   maxAttempts?: number
   /** how long a DHT lookup may take (default 10 s) */
   dhtTimeoutMs?: number
+  /**
+   * a provider that has not accepted a chat within this long (or `hedgeRtts` round
+   * trips to it, if that is longer) gets the next candidate asked too (default 1.5 s)
+   */
+  hedgeMs?: number
+  /** round trips a provider gets before it is hedged (default 4) */
+  hedgeRtts?: number
   /** slots assumed for the local engine when the daemon reports no capacity (default 1) */
   localSlots?: number
   backoff?: BackoffOptions
@@ -140,6 +147,8 @@ export class Router {
   private readonly stallTimeoutMs: number
   private readonly maxAttempts: number
   private readonly dhtTimeoutMs: number
+  private readonly hedgeMs: number
+  private readonly hedgeRtts: number
   private readonly localSlots: number
   private readonly random: () => number
   private readonly now: () => number
@@ -157,6 +166,8 @@ export class Router {
     this.stallTimeoutMs = opts.stallTimeoutMs ?? 60_000
     this.maxAttempts = opts.maxAttempts ?? 6
     this.dhtTimeoutMs = opts.dhtTimeoutMs ?? 10_000
+    this.hedgeMs = opts.hedgeMs ?? 1_500
+    this.hedgeRtts = opts.hedgeRtts ?? 4
     this.localSlots = opts.localSlots ?? 1
     this.random = opts.random ?? Math.random
     this.now = opts.now ?? Date.now
@@ -230,8 +241,44 @@ export class Router {
       let acceptedSent = false
       let attempts = 0
 
-      while (true) {
-        if (signal.aborted) throw this.stopped(opts.signal)
+      /** one provider asked: its own abort, timers and event iterator */
+      interface Attempt {
+        cand: Candidate
+        ac: AbortController
+        timer: AttemptTimer
+        it: AsyncIterator<ChatEvent>
+        startedAt: number
+        deltasBefore: number
+        onAbort: () => void
+        /** the first event (or the failure before it), settled once */
+        first: Promise<{ attempt: Attempt, result?: IteratorResult<ChatEvent>, err?: unknown }>
+      }
+      const start = (cand: Candidate): Attempt => {
+        attempts++
+        tried.add(cand.peerId)
+        const ac = new AbortController()
+        const timer = new AttemptTimer(ac, this.firstTokenTimeoutMs, this.stallTimeoutMs)
+        const onAbort = (): void => { ac.abort(signal.reason) }
+        signal.addEventListener('abort', onAbort, { once: true })
+        const startedAt = this.now()
+        this.inflight.set(cand.peerId, [...(this.inflight.get(cand.peerId) ?? []), startedAt])
+        const it = this.provider(cand).chat(this.withBudget(continuationRequest(request, partial, cand.model), cand.local), ac.signal)[Symbol.asyncIterator]()
+        const attempt: Attempt = { cand, ac, timer, it, startedAt, deltasBefore: partial.deltas, onAbort, first: undefined as any }
+        attempt.first = it.next().then(result => ({ attempt, result }), err => ({ attempt, err }))
+        return attempt
+      }
+      const finish = (a: Attempt): void => {
+        a.timer.clear()
+        signal.removeEventListener('abort', a.onAbort)
+        a.ac.abort()
+        // never awaited: a generator stuck in a read (a frozen peer) returns only once the abort lands
+        void a.it.return?.().catch(() => {})
+        const running = this.inflight.get(a.cand.peerId) ?? []
+        running.splice(running.indexOf(a.startedAt), 1)
+        if (running.length === 0) this.inflight.delete(a.cand.peerId)
+      }
+      /** the next candidate to ask, or undefined when nobody is left */
+      const pick = async (): Promise<Candidate | undefined> => {
         let next = again ?? this.rank(candidates.filter(c => !tried.has(c.peerId)), request.digest, preferDigest)[0]
         again = undefined
         if (next == null && !dhtAsked) {
@@ -240,22 +287,98 @@ export class Router {
           candidates = [...candidates, ...(await this.lookupDht(request.model, signal)).filter(c => missingCapability(c.capabilities, needs) == null)]
           next = this.rank(candidates.filter(c => !tried.has(c.peerId)), request.digest, preferDigest)[0]
         }
-        if (next == null || attempts >= this.maxAttempts) throw this.exhausted(request.model, failures, opts.peer, anyAccepted)
-        attempts++
-        tried.add(next.peerId)
-        const provider = this.provider(next)
-        const deltasBefore = partial.deltas
-        const ac = new AbortController()
-        const timer = new AttemptTimer(ac, this.firstTokenTimeoutMs, this.stallTimeoutMs)
-        const onAbort = (): void => { ac.abort(signal.reason) }
-        signal.addEventListener('abort', onAbort, { once: true })
-        const attemptStarted = this.now()
-        this.inflight.set(next.peerId, [...(this.inflight.get(next.peerId) ?? []), attemptStarted])
+        if (next == null || attempts >= this.maxAttempts) return undefined
+        return next
+      }
+      /**
+       * A failed attempt: rethrows what every provider would say; otherwise books the
+       * failure (backoff, counters) or, when only the connection under it was
+       * replaced, queues the same provider again.
+       */
+      const failed = (a: Attempt, err: unknown): void => {
+        if (signal.aborted) throw this.stopped(opts.signal, err)
+        const peer = a.cand.peerId
+        const failure = a.timer.error(peer) ?? toKrillError(err, peer)
+        if (FINAL_CODES.has(failure.code)) throw failure
+        if (failure.connectionReplaced && !reasked.has(peer)) {
+          // not the provider's failure: no backoff, not counted as a failover;
+          // the same request (or, after tokens, the continuation) goes out on
+          // the connection that replaced the old one
+          reasked.add(peer)
+          again = a.cand
+          this.stats.reconnects++
+          log.info(`peer ${peer}: the connection under the ${request.model} chat was replaced after ${partial.deltas - a.deltasBefore} token(s) (${failure.message}); asking it again`)
+        } else {
+          this.backoff.fail(peer)
+          failures.push(failure)
+          failovers++
+          this.stats.failovers++
+          if (!partial.empty) this.stats.continuations++
+          log.warn(`${a.cand.local ? 'local engine' : `peer ${peer}`} failed on ${request.model} after ${partial.deltas - a.deltasBefore} token(s): ${failure.code} ${failure.message}; trying the next provider`)
+        }
+      }
+
+      while (true) {
+        if (signal.aborted) throw this.stopped(opts.signal)
+        // Acquire: ask the best candidate; one that has not answered (Accepted)
+        // within the hedge delay gets the next candidate asked too. The first to
+        // answer wins and the others are cancelled (their engines stop at once).
+        const pending: Attempt[] = []
+        let won: { attempt: Attempt, first: ChatEvent } | undefined
+        let hedgeDue = true
+        let exhausted = false
+        try {
+          while (won == null) {
+            if (hedgeDue && !exhausted) {
+              hedgeDue = false
+              const next = await pick()
+              if (next == null) exhausted = true
+              else {
+                if (pending.length > 0) {
+                  this.stats.hedges++
+                  log.info(`peer ${pending.at(-1)?.cand.peerId ?? '?'} has not accepted the ${request.model} chat within ${this.hedgeDelay(pending.at(-1) as Attempt)} ms; asking ${next.local ? 'the local engine' : `peer ${next.peerId}`} too`)
+                }
+                pending.push(start(next))
+              }
+            }
+            if (pending.length === 0) throw this.exhausted(request.model, failures, opts.peer, anyAccepted)
+            let hedgeTimer: NodeJS.Timeout | undefined
+            const delay = this.hedgeDelay(pending.at(-1) as Attempt)
+            const hedge = exhausted || !Number.isFinite(delay)
+              ? undefined
+              : new Promise<'hedge'>(resolve => { hedgeTimer = setTimeout(() => { resolve('hedge') }, delay) })
+            const raced = await Promise.race([...pending.map(async a => await a.first), ...(hedge != null ? [hedge] : [])])
+            clearTimeout(hedgeTimer)
+            if (raced === 'hedge') {
+              hedgeDue = true
+              continue
+            }
+            const { attempt, result, err } = raced
+            pending.splice(pending.indexOf(attempt), 1)
+            if (err == null && result != null && result.done !== true) {
+              won = { attempt, first: result.value }
+              break
+            }
+            finish(attempt)
+            failed(attempt, err ?? new KrillError('ENGINE_FAILED', `provider ${attempt.cand.peerId} ended the answer without finishing it`, { peer: attempt.cand.peerId }))
+            // a failure moves on at once (no hedge wait)
+            hedgeDue = true
+          }
+        } finally {
+          // losers (or everyone, when we leave by an error) are cancelled
+          for (const a of pending.splice(0)) finish(a)
+        }
+
+        const a = won.attempt
+        const next = a.cand
+        const { timer, deltasBefore } = a
         run.peerId = next.peerId
         run.local = next.local
         run.digest = next.digest
         try {
-          for await (const event of provider.chat(this.withBudget(continuationRequest(request, partial, next.model), next.local), ac.signal)) {
+          let step: IteratorResult<ChatEvent> = { done: false, value: won.first }
+          while (step.done !== true) {
+            const event = step.value
             if (event.type === 'accepted') {
               anyAccepted = true
               if (event.digest !== '') run.digest = event.digest
@@ -264,6 +387,7 @@ export class Router {
                 acceptedSent = true
                 yield event
               }
+              step = await a.it.next()
               continue
             }
             timer.progress()
@@ -277,6 +401,7 @@ export class Router {
               run.tokens++
               this.stats.tokens++
               yield event
+              step = await a.it.next()
               continue
             }
             this.backoff.succeed(next.peerId)
@@ -290,25 +415,7 @@ export class Router {
           }
           throw new KrillError('ENGINE_FAILED', `provider ${next.peerId} ended the answer without finishing it`, { peer: next.peerId })
         } catch (err) {
-          if (signal.aborted) throw this.stopped(opts.signal, err)
-          const failure = timer.error(next.peerId) ?? toKrillError(err, next.peerId)
-          if (FINAL_CODES.has(failure.code)) throw failure
-          if (failure.connectionReplaced && !reasked.has(next.peerId)) {
-            // not the provider's failure: no backoff, not counted as a failover;
-            // the same request (or, after tokens, the continuation) goes out on
-            // the connection that replaced the old one
-            reasked.add(next.peerId)
-            again = next
-            this.stats.reconnects++
-            log.info(`peer ${next.peerId}: the connection under the ${request.model} chat was replaced after ${partial.deltas - deltasBefore} token(s) (${failure.message}); asking it again`)
-          } else {
-            this.backoff.fail(next.peerId)
-            failures.push(failure)
-            failovers++
-            this.stats.failovers++
-            if (!partial.empty) this.stats.continuations++
-            log.warn(`${next.local ? 'local engine' : `peer ${next.peerId}`} failed on ${request.model} after ${partial.deltas - deltasBefore} token(s): ${failure.code} ${failure.message}; trying the next provider`)
-          }
+          failed(a, err)
           if (partial.toolCalls.length > 0) {
             // tool calls close an answer: what the client has is complete
             outcome = 'done'
@@ -317,12 +424,12 @@ export class Router {
             return
           }
         } finally {
-          timer.clear()
-          signal.removeEventListener('abort', onAbort)
-          ac.abort()
-          const running = this.inflight.get(next.peerId) ?? []
-          running.splice(running.indexOf(attemptStarted), 1)
-          if (running.length === 0) this.inflight.delete(next.peerId)
+          // the winner is at a yield (or done): let it finish its own cleanup (the
+          // chat server's slot, a clean stream close) before we go on, as for-await would
+          try {
+            await a.it.return?.()
+          } catch {}
+          finish(a)
         }
       }
     } catch (err) {
@@ -339,6 +446,15 @@ export class Router {
       this.active.delete(run.id)
       this.deps.onServed?.({ model: request.model, peerId: run.peerId, tokens: run.tokens, durationMs: this.now() - startedAt, outcome, failovers, firstTokenMs })
     }
+  }
+
+  /** How long `attempt` may go without Accepted before the next candidate is asked too. */
+  private hedgeDelay (attempt: { cand: Candidate }): number {
+    // the local engine is not hedged: it waits for one of our own slots, in a
+    // queue we know about (peers' chats and ours share it), and is never frozen
+    if (attempt.cand.local) return Infinity
+    const rtt = this.deps.latencyMs?.(attempt.cand.peerId)
+    return Math.max(this.hedgeMs, rtt != null ? rtt * this.hedgeRtts : 0)
   }
 
   /** A request to a peer that sets no num_predict gets the budget's default. */

@@ -29,6 +29,11 @@ export class RouterStats {
    * replaced (DCUtR): not failures, so not counted as failovers
    */
   reconnects = 0
+  /**
+   * second providers asked because the first had not accepted in time (hedging);
+   * the slower of the two is cancelled
+   */
+  hedges = 0
   /** chats served by the local engine / by peers */
   local = 0
   remote = 0

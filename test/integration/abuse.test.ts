@@ -9,6 +9,7 @@
  * (and BUSY or stream resets) and its gossipsub score on the provider falls below zero
  * to the graylist; the provider's heap stays within a stated bound.
  */
+import { readFile } from 'node:fs/promises'
 import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
 import { identify } from '@libp2p/identify'
 import { noise } from '@chainsafe/libp2p-noise'
@@ -16,6 +17,7 @@ import { tcp } from '@libp2p/tcp'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import type { Libp2p } from '@libp2p/interface'
 import { multiaddr } from '@multiformats/multiaddr'
+import { preSharedKey } from '@libp2p/pnet'
 import { createLibp2p } from 'libp2p'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { encodeAnnouncement } from '../../src/discovery/announcement.js'
@@ -26,6 +28,7 @@ import { requestChat } from '../../src/protocol/chat-client.js'
 import { OllamaStandin } from '../fixtures/ollama-standin.js'
 import { heapUsedMiB } from '../fuzz/fuzz.js'
 import { startSwarm, type Swarm, type TestDaemon } from '../helpers/swarm.js'
+import { testSwarmKey } from '../helpers/test-swarm-key.js'
 import { waitFor } from '../helpers/wait.js'
 
 const MODEL = 'llama3.2:1b'
@@ -49,6 +52,8 @@ interface Flooder {
 
 async function startFlooder (): Promise<Flooder> {
   const node = await createLibp2p({
+    // an abuser inside the swarm: it holds the swarm key, as any invited member does
+    connectionProtector: preSharedKey({ psk: await readFile(testSwarmKey()) }),
     addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
     transports: [tcp()],
     connectionEncrypters: [noise()],

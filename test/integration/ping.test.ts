@@ -4,11 +4,12 @@
  * a ping cannot be sent: a responder that leaves ping streams half-open costs that
  * peer its connection to us, and every chat on it (src/node/ping.ts says why ours did).
  */
-import { rm } from 'node:fs/promises'
+import { readFile, rm } from 'node:fs/promises'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { identify } from '@libp2p/identify'
 import { ping } from '@libp2p/ping'
+import { preSharedKey } from '@libp2p/pnet'
 import { tcp } from '@libp2p/tcp'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p, type Libp2p } from 'libp2p'
@@ -16,6 +17,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { requestChat } from '../../src/protocol/chat-client.js'
 import { OllamaStandin } from '../fixtures/ollama-standin.js'
 import { startTestDaemon, type TestDaemon } from '../helpers/swarm.js'
+import { testSwarmKey } from '../helpers/test-swarm-key.js'
 import { waitFor } from '../helpers/wait.js'
 import type { ChatEvent } from '../../src/engine/types.js'
 import type { Ping } from '@libp2p/ping'
@@ -37,9 +39,14 @@ async function daemon (flags: Parameters<typeof startTestDaemon>[0] = {}): Promi
   return node
 }
 
-/** js-libp2p as anyone would set it up: default ping service, default connection monitor. */
+/**
+ * js-libp2p as anyone would set it up: default ping service, default connection
+ * monitor — a member of the test's swarm (krill is private by default: the swarm key
+ * is the only thing it has that a stranger would not).
+ */
 async function plainPeer (): Promise<Libp2p<{ identify: unknown, ping: Ping }>> {
   const node = await createLibp2p({
+    connectionProtector: preSharedKey({ psk: await readFile(testSwarmKey()) }),
     transports: [tcp()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],

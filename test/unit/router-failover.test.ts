@@ -397,3 +397,81 @@ describe('Router candidates', () => {
     expect(denied.standin.requests).toHaveLength(0)
   })
 })
+
+describe('Router hedging (a provider that has not accepted in time)', () => {
+  /** the remote side of a peer whose Accepted is held back `holdMs` (Infinity: a frozen peer); records when it is cancelled */
+  function slowAccepting (holdMs: Record<string, number>, cancelled: Record<string, number>, startEngineFirst = false): RemoteChat {
+    return async function * (peerId, req, signal) {
+      const peer = peers.find(p => p.id === peerId) as Peer
+      const hold = holdMs[peerId] ?? 0
+      // a provider that already runs its engine while its Accepted is slow to arrive
+      const engine = startEngineFirst && hold > 0 ? peer.engine.chat(req, signal)[Symbol.asyncIterator]() : undefined
+      const first = engine?.next()
+      first?.catch(() => {})
+      signal.addEventListener('abort', () => { cancelled[peerId] = Date.now() }, { once: true })
+      if (hold > 0) {
+        await new Promise<void>((resolve, reject) => {
+          const t = hold === Infinity ? undefined : setTimeout(resolve, hold)
+          signal.addEventListener('abort', () => { clearTimeout(t); reject(new KrillError('CANCELLED', 'cancelled')) }, { once: true })
+        })
+      }
+      yield { type: 'accepted', peer: peerId, digest: peer.info.digest, queuePosition: 0 }
+      if (engine != null && first != null) {
+        let step = await first
+        while (step.done !== true) {
+          yield step.value
+          step = await engine.next()
+        }
+        return
+      }
+      yield * peer.engine.chat(req, signal)
+    }
+  }
+
+  it('asks the next provider when the best one has not accepted within the hedge delay, and cancels the frozen one', async () => {
+    const cancelled: Record<string, number> = {}
+    const r = new Router({ selfId: 'self', providers: directory(() => peers, { 'peer-a': 4, 'peer-b': 1 }), remoteChat: slowAccepting({ 'peer-a': Infinity }, cancelled) },
+      { random: () => 0.5, firstTokenTimeoutMs: 30_000, stallTimeoutMs: 30_000, hedgeMs: 300 })
+    const started = Date.now()
+    const { content, events } = await collect(r.chat(request()))
+    expect(content).toBe(SCRIPT)
+    expect(events.filter(e => e.type === 'accepted')).toEqual([expect.objectContaining({ peer: 'peer-b' })])
+    // well before the 30 s first-token timeout: the hedge, not a timeout, moved it on
+    expect(Date.now() - started).toBeLessThan(10_000)
+    expect(cancelled['peer-a']).toBeDefined()
+    expect(r.stats).toMatchObject({ hedges: 1, failovers: 0, completed: 1 })
+    // a hedge is no failure: the slow peer is not backed off
+    expect(r.backoff.until('peer-a')).toBeLessThanOrEqual(Date.now())
+    expect(peers[1].standin.requests).toHaveLength(1)
+  })
+
+  it('lets the first Accepted win: the hedged provider accepting later is cancelled, and its Ollama sees the abort', async () => {
+    const cancelled: Record<string, number> = {}
+    for (const p of peers) p.standin.knobs.firstTokenDelayMs = 1_500
+    // peer-a accepts after 400 ms (hedged at 200 ms); peer-b, asked at 200 ms, would accept after 3 s
+    const r = new Router({ selfId: 'self', providers: directory(() => peers, { 'peer-a': 4, 'peer-b': 1 }), remoteChat: slowAccepting({ 'peer-a': 400, 'peer-b': 3_000 }, cancelled, true) },
+      { random: () => 0.5, firstTokenTimeoutMs: 30_000, stallTimeoutMs: 30_000, hedgeMs: 200 })
+    const { content, events } = await collect(r.chat(request()))
+    const doneAt = Date.now()
+    expect(content).toBe(SCRIPT)
+    expect(events.filter(e => e.type === 'accepted')).toEqual([expect.objectContaining({ peer: 'peer-a' })])
+    expect(r.stats.hedges).toBe(1)
+    // the loser is cancelled as soon as the winner accepted, long before the answer ends
+    expect(cancelled['peer-b']).toBeLessThan(doneAt - 1_000)
+    // peer-b had started its engine: the stand-in saw the request aborted
+    const aborted = await peers[1].standin.waitForAbort()
+    expect(aborted.path).toBe('/api/chat')
+    expect(peers[0].standin.requests.filter(q => q.completed)).toHaveLength(1)
+  })
+
+  it('waits at least a few round trips for a far provider before hedging', async () => {
+    const cancelled: Record<string, number> = {}
+    // peer-a is 300 ms away: 4 round trips (1.2 s) beat the 200 ms hedge delay; it accepts after 700 ms
+    const r = new Router({ selfId: 'self', providers: directory(() => peers, { 'peer-a': 4, 'peer-b': 1 }), remoteChat: slowAccepting({ 'peer-a': 700 }, cancelled), latencyMs: peer => peer === 'peer-a' ? 300 : 1 },
+      { random: () => 0.5, firstTokenTimeoutMs: 30_000, stallTimeoutMs: 30_000, hedgeMs: 200 })
+    const { events } = await collect(r.chat(request()))
+    expect(events.filter(e => e.type === 'accepted')).toEqual([expect.objectContaining({ peer: 'peer-a' })])
+    expect(r.stats.hedges).toBe(0)
+    expect(peers[1].standin.requests).toHaveLength(0)
+  })
+})
