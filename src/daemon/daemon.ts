@@ -32,7 +32,7 @@ import type { KrillConfig } from '../node/config.js'
 import { createKrillNode, type KrillLibp2p, type KrillNode } from '../node/create-node.js'
 import { loadOrCreateIdentity } from '../node/identity.js'
 import type { NatStatus } from '../node/nat.js'
-import { peerDialer, type PeerDialer } from '../node/peer-dialer.js'
+import { dialTarget, peerDialer, type PeerDialer } from '../node/peer-dialer.js'
 import { inviteService, type CreatedInvite, type InviteService } from '../network/invite-service.js'
 import { decodeInvite } from '../network/invite-token.js'
 import { resolveMembership, type Membership } from '../network/membership.js'
@@ -45,6 +45,7 @@ import { rendezvous, speaksKrill, type Rendezvous } from '../discovery/rendezvou
 import { chatServer, type ChatServer, type ChatServerEvent } from '../protocol/chat-server.js'
 import { embedServer, type EmbedServer, type EmbedServerEvent } from '../protocol/embed-server.js'
 import { showServer, type ShowServer } from '../protocol/show-exchange.js'
+import { CHAT_PROTOCOL } from '../protocol/ids.js'
 import { sameModel } from '../models/index.js'
 import { RoundTripTimes } from '../peers/rtt.js'
 import type { Router } from '../router/router.js'
@@ -193,6 +194,8 @@ export async function startDaemon (config: KrillConfig, opts: DaemonOptions = {}
       mdns: config.mdns,
       dhtMode: config.dhtMode,
       maxConnections: config.maxConnections,
+      // a connection with a chat on it is kept, and pinged less
+      busyProtocols: [CHAT_PROTOCOL],
       maxPendingConnections: config.maxPendingConnections,
       inboundConnectionsPerSecond: config.inboundConnectionsPerSecond,
       relay: config.relay,
@@ -211,7 +214,7 @@ export async function startDaemon (config: KrillConfig, opts: DaemonOptions = {}
         halfLifeMs: config.fairShare.halfLifeMs
       }),
       peerDialer: peerDialer({
-        targetConnections: Math.min(64, config.maxConnections),
+        targetConnections: dialTarget(config.maxConnections),
         // on the public network the peer store also holds public-DHT peers met by
         // the rendezvous walk: a restart redials only the krill peers among them
         ...(config.network === 'public' ? { redial: (protocols: string[]) => speaksKrill(protocols) } : {})

@@ -5,9 +5,14 @@
  *
  * When we publish: at start, on every change of the model list or capacity (at most one
  * message per `minIntervalMs`), every ttl/3 so receivers never let us expire, and
- * shortly after a peer subscribes to the topic (it has missed everything so far —
- * gossipsub keeps no history). A node with nothing to share stays silent; one that
- * stops sharing sends a single empty announcement (a withdrawal).
+ * after a peer subscribes to the topic (it has missed everything so far — gossipsub
+ * keeps no history), but for subscribers at most once per `subscriberMinIntervalMs`:
+ * every such message goes to the whole network, and in a churning swarm (peers
+ * trimmed and reconnecting all the time) re-announcing for each new subscriber was
+ * 92 % of all announcement bytes. A newcomer that should not wait for it gets the
+ * current catalog from its first peers directly (a sync exchange). A node with
+ * nothing to share stays silent; one that stops sharing sends a single empty
+ * announcement (a withdrawal).
  *
  * seq is max(last + 1, now in ms): strictly increasing, also across restarts, as long
  * as the clock does not go back by more than the downtime.
@@ -38,6 +43,8 @@ export interface AnnouncerOptions {
   minIntervalMs?: number
   /** wait this long after a new subscriber, so a burst of joins costs one message (default 200 ms) */
   subscriberDebounceMs?: number
+  /** least time between our last announcement and one sent because peers subscribed (default 10 s) */
+  subscriberMinIntervalMs?: number
   limits?: AnnouncementLimits
   rateLimit?: AnnouncementValidatorOptions['rateLimit']
 }
@@ -61,7 +68,10 @@ export class Announcer {
   private own?: { data: Uint8Array, seq: number, expiresAt: number }
   private readonly onSubscriptionChange = (evt: CustomEvent<SubscriptionChangeData>): void => {
     if (evt.detail.subscriptions.some(s => s.subscribe && s.topic === ANNOUNCE_TOPIC)) {
-      this.schedule(this.opts.subscriberDebounceMs ?? 200)
+      // one message for all the subscribers of a while, not one each
+      const sinceLast = Date.now() - this.lastPublishAt
+      const wait = Math.max(this.opts.subscriberDebounceMs ?? 200, (this.opts.subscriberMinIntervalMs ?? 10_000) - sinceLast)
+      this.schedule(wait)
     }
   }
 

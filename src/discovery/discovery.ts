@@ -4,7 +4,7 @@
  * started and stops it before libp2p stops (so the withdrawal still goes out).
  */
 import type { GossipSub } from '@libp2p/gossipsub'
-import type { PeerId, Startable } from '@libp2p/interface'
+import type { Startable } from '@libp2p/interface'
 import type { KadDHT } from '@libp2p/kad-dht'
 import type { EventSink } from '../events.js'
 import type { ModelWatcher } from '../engine/model-watcher.js'
@@ -104,15 +104,16 @@ export class Discovery implements Startable {
     if (this.started) return
     this.started = true
     this.stopped = false
-    const { libp2p, emit, watcher } = this.opts
+    const { emit, watcher } = this.opts
     this.providers.start()
     this.cleanups.push(
       this.providers.on('model:appeared', e => { emit({ event: 'model:appeared', ...e.detail }) }),
       this.providers.on('model:vanished', e => { emit({ event: 'model:vanished', ...e.detail }) })
     )
-    const onDisconnect = (evt: CustomEvent<PeerId>): void => { this.providers.removePeer(evt.detail.toString()) }
-    libp2p.addEventListener('peer:disconnect', onDisconnect)
-    this.cleanups.push(() => { libp2p.removeEventListener('peer:disconnect', onDisconnect) })
+    // a closed connection does not take a provider out of the catalog: its
+    // announcements reach us through other peers, and it stays listed for as long as
+    // they say (TTL); a chat to it dials it again. Dropping it on every disconnect made
+    // models blink whenever a connection was trimmed to make room.
 
     this.dht.start()
     this.announcer?.start()

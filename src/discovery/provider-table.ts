@@ -4,10 +4,11 @@
  * (name only, a fallback). Entries expire at the TTL their author chose, so a peer that
  * stops announcing is gone without anyone saying so.
  *
- * Disconnects: when a peer's connection to us closes we drop its entries at once
- * instead of waiting for the TTL. In a large mesh a peer can still reach us through
- * relaying peers after our direct connection is pruned; it then reappears with its next
- * periodic announcement (≤ ttl/3). A short gap beats routing to a dead peer for a TTL.
+ * Connections do not decide membership: a provider whose direct connection to us
+ * closed (trimmed to make room, or lost) keeps its entries while its announcements,
+ * relayed by other peers, keep arriving; one that is gone expires at its TTL, and
+ * one that says goodbye (an empty announcement) goes at once. `removePeer` is there
+ * for callers that know a peer is gone for good.
  */
 import type { ModelInfo } from '../engine/types.js'
 import type { ValidAnnouncement } from './announcement.js'

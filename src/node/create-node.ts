@@ -1,7 +1,7 @@
 import { quic } from '@chainsafe/libp2p-quic'
 import { autoNATv2 } from '@libp2p/autonat-v2'
 import { bootstrap } from '@libp2p/bootstrap'
-import { circuitRelayServer, circuitRelayTransport, type CircuitRelayService } from '@libp2p/circuit-relay-v2'
+import { circuitRelayServer, circuitRelayTransport, RELAY_V2_HOP_CODEC, RELAY_V2_STOP_CODEC, type CircuitRelayService } from '@libp2p/circuit-relay-v2'
 import { dcutr } from '@libp2p/dcutr'
 import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
 import { identify, identifyPush, type Identify, type IdentifyPush } from '@libp2p/identify'
@@ -28,9 +28,11 @@ import { readSwarmKey } from '../network/swarm-key.js'
 import { DEFAULT_RELAY_LIMITS, type DhtMode, type RelayLimits } from './config.js'
 import { autoDhtMode, type AutoDhtMode } from './dht-mode.js'
 import { RelayPolicy, relayReserver, type RelayReserver } from './nat.js'
-import { isLoopbackAddr } from '../peers/index.js'
+import { isLoopbackAddr, isRelayedAddr, relayOf } from '../peers/index.js'
 import { tcpPunch, type TcpPunch } from './tcp-punch.js'
 import { ping } from './ping.js'
+import { connectionTrimmer, hardConnectionLimit, type ConnectionTrimmer } from './connection-trimmer.js'
+import { liveness, type Liveness } from './liveness.js'
 
 export const DHT_PROTOCOL = '/krill/kad/1.0.0'
 
@@ -57,6 +59,10 @@ export type KrillServices = {
   dhtMode?: AutoDhtMode
   /** direct TCP connections between peers behind NATs (tcp-punch.ts); present unless turned off */
   punch?: TcpPunch
+  /** closes the least useful connections above the cap (connection-trimmer.ts) */
+  trimmer: ConnectionTrimmer
+  /** pings connections, patiently (liveness.ts) */
+  liveness: Liveness
 }
 
 /** a krill node; `S` are the services the composition root adds (chat server, discovery, …) */
@@ -71,7 +77,10 @@ export interface NodeOptions {
   mdns: boolean
   /** 'auto' switches between server and client by reachability (dht-mode.ts) */
   dhtMode: DhtMode
+  /** the connection cap: above it the least useful connections are closed (connection-trimmer.ts) */
   maxConnections: number
+  /** protocols whose open streams make a connection worth keeping and show it is alive (the chat protocol) */
+  busyProtocols?: string[]
   /** inbound connections in their handshake at once (default 16) */
   maxPendingConnections?: number
   /** new inbound connections one IP address may open per second (default 10) */
@@ -125,6 +134,17 @@ function listensBeyondLoopback (listen: string[]): boolean {
   })
 }
 
+/** Peers whose connections the trimmer keeps: our gossip mesh and the relays we are reachable through. */
+function keptPeers (node: Libp2p<KrillServices> | undefined): string[] {
+  if (node == null) return []
+  const pubsub = node.services.pubsub
+  // the GossipSub interface leaves out the implementation's getMeshPeers
+  const meshOf = (pubsub as unknown as { getMeshPeers?: (topic: string) => string[] }).getMeshPeers?.bind(pubsub)
+  const mesh = meshOf == null ? [] : pubsub.getTopics().flatMap(topic => meshOf(topic))
+  const relays = node.getMultiaddrs().filter(isRelayedAddr).map(ma => relayOf(ma).relay).filter((id): id is string => id != null)
+  return [...mesh, ...relays]
+}
+
 /**
  * Builds (but does not start) a krill libp2p node: TCP + WebSockets (+ circuit
  * relay v2), noise, yamux, identify, ping, a private Kademlia DHT, gossipsub
@@ -162,6 +182,8 @@ export async function createKrillNode<S extends Record<string, unknown> = Record
   if (opts.bootstrap.length > 0) peerDiscovery.push(bootstrap({ list: opts.bootstrap, timeout: 100 }))
   if (opts.mdns) peerDiscovery.push(mdns({ serviceTag: 'krill.local' }))
 
+  const busy = opts.busyProtocols ?? []
+  let node: Libp2p<KrillServices> | undefined
   try {
     const libp2p = await createLibp2p<KrillServices & S>({
       privateKey: opts.privateKey,
@@ -181,12 +203,15 @@ export async function createKrillNode<S extends Record<string, unknown> = Record
       connectionGater: policy.gater(),
       peerDiscovery,
       connectionManager: {
-        maxConnections: opts.maxConnections,
+        // above the cap: a newcomer always gets in, and the trimmer makes room
+        maxConnections: hardConnectionLimit(opts.maxConnections),
         // handshakes are the expensive part of a connection flood; loopback gets no
         // exemption, since a local tunnel (ssh, Tor, a proxy) makes strangers look local
         maxIncomingPendingConnections: opts.maxPendingConnections ?? 16,
         inboundConnectionThreshold: opts.inboundConnectionsPerSecond ?? 10
       },
+      // replaced by the liveness service: patient with a busy event loop
+      connectionMonitor: { enabled: false },
       metrics: opts.metrics,
       logger: opts.logger,
       nodeInfo: { name: 'krill', version: AGENT_VERSION.split('/')[1], userAgent: AGENT_VERSION },
@@ -270,12 +295,19 @@ export async function createKrillNode<S extends Record<string, unknown> = Record
           runOnLimitedConnection: true
         }),
         relayPolicy: policy.service(),
+        trimmer: connectionTrimmer({
+          maxConnections: opts.maxConnections,
+          keepProtocols: [...busy, RELAY_V2_HOP_CODEC, RELAY_V2_STOP_CODEC],
+          keepPeers: () => keptPeers(node)
+        }),
+        liveness: liveness({ busyProtocols: busy }),
         // 'auto': after the DHT, whose mode it sets
         ...(opts.dhtMode === 'auto' ? { dhtMode: autoDhtMode() } : {}),
         // krill's own network services, after the ones they use (libp2p creates them in this order)
         ...services
       } as ServiceFactoryMap<KrillServices & S>
     })
+    node = libp2p
     return {
       libp2p,
       nat: policy,

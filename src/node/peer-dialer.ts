@@ -25,6 +25,20 @@ export function peerDialer (opts: Partial<PeerDialerOptions> = {}): (components:
 
 /** the first look after a connection change: by then identify has told the DHT what the peer speaks */
 const FIRST_LOOKUP_DELAY_MS = 1_000
+/** after a failed dial or a closed connection a peer is not dialed again for this long, doubling up to REDIAL_MAX_MS */
+const REDIAL_FIRST_MS = 10_000
+const REDIAL_MAX_MS = 10 * 60_000
+
+/**
+ * How many connections a node dials for itself under a connection cap: 40 % of the
+ * cap (at most 64), so that most of it stays free for peers that dial us. Dialing up
+ * to the cap (or half of it) left every node at its cap: each newcomer then made
+ * someone close a connection, whose peer dialed someone else, who had to close one
+ * in turn.
+ */
+export function dialTarget (maxConnections: number): number {
+  return Math.max(1, Math.min(64, Math.floor(maxConnections * 0.4)))
+}
 
 /**
  * libp2p v3 only records discovered peers (bootstrap, mDNS, DHT walks); it does
@@ -53,6 +67,8 @@ export class PeerDialer implements Startable {
   private lookupDelayMs = FIRST_LOOKUP_DELAY_MS
   /** ends a look in progress when we stop */
   private lookupAbort = new AbortController()
+  /** peer → when it may be dialed again, and the wait after the next failure */
+  private readonly backoff = new Map<string, { until: number, nextMs: number }>()
 
   constructor (node: PeerDialer['node'], opts: Partial<PeerDialerOptions> = {}, components?: Pick<KrillComponents, 'logger'>) {
     this.node = node
@@ -80,7 +96,7 @@ export class PeerDialer implements Startable {
     this.lookupAbort = new AbortController()
     this.node.addEventListener('peer:discovery', this.onDiscovery)
     this.node.addEventListener('peer:connect', this.onConnectionsChanged)
-    this.node.addEventListener('peer:disconnect', this.onConnectionsChanged)
+    this.node.addEventListener('peer:disconnect', this.onDisconnect)
     // the bootstrap connection may be up before we listen for connections
     this.scheduleLookup()
   }
@@ -101,7 +117,8 @@ export class PeerDialer implements Startable {
     this.pending.length = 0
     this.node.removeEventListener('peer:discovery', this.onDiscovery)
     this.node.removeEventListener('peer:connect', this.onConnectionsChanged)
-    this.node.removeEventListener('peer:disconnect', this.onConnectionsChanged)
+    this.node.removeEventListener('peer:disconnect', this.onDisconnect)
+    this.backoff.clear()
     clearTimeout(this.lookupTimer)
     this.lookupTimer = undefined
     this.lookupAbort.abort()
@@ -128,7 +145,8 @@ export class PeerDialer implements Startable {
     const connections = this.node.getConnections().length
     if (!this.running || this.looking || connections >= this.opts.minConnections) return
     if (connections === 0) {
-      // nobody to ask yet
+      // nobody to ask: try the peers we know (the bootstrap peers among them) again
+      void this.redialKnownPeers().catch(() => {})
       this.lookupDelayMs = Math.min(this.lookupDelayMs * 2, this.opts.lookupIntervalMs)
       this.scheduleLookup()
       return
@@ -153,6 +171,25 @@ export class PeerDialer implements Startable {
       })
   }
 
+  /**
+   * A peer that went away (it closed the connection, trimmed it to make room, or
+   * died) is not dialed again at once: redialing it at once made a full node close
+   * another connection, and a dying one cost a failed dial every second.
+   */
+  private readonly onDisconnect = (evt: CustomEvent<PeerId>): void => {
+    this.deferRedial(evt.detail.toString())
+    this.onConnectionsChanged()
+  }
+
+  private deferRedial (key: string): void {
+    const now = Date.now()
+    const previous = this.backoff.get(key)
+    const waitMs = previous != null && previous.until > now - REDIAL_MAX_MS ? previous.nextMs : REDIAL_FIRST_MS
+    // forget peers long gone rather than grow without bound
+    if (this.backoff.size >= 4096 && previous == null) this.backoff.clear()
+    this.backoff.set(key, { until: now + waitMs, nextMs: Math.min(waitMs * 2, REDIAL_MAX_MS) })
+  }
+
   private readonly onDiscovery = (evt: CustomEvent<{ id: PeerId }>): void => {
     const id = evt.detail.id
     if (id.equals(this.node.peerId)) return
@@ -165,13 +202,18 @@ export class PeerDialer implements Startable {
       const peer = this.pending.shift() as PeerId
       const key = peer.toString()
       if (this.inFlight.has(key) || this.node.getConnections(peer).length > 0) continue
+      // a node with no connection at all has nothing to lose by trying again
+      if ((this.backoff.get(key)?.until ?? 0) > Date.now() && this.node.getConnections().length > 0) continue
       if (this.node.getConnections().length >= this.opts.targetConnections) {
         this.pending.length = 0
         return
       }
       this.inFlight.add(key)
       this.node.dial(peer, { signal: AbortSignal.timeout(10_000) })
-        .catch(() => { /* unreachable peers are common; the peer store keeps trying others */ })
+        .catch(() => {
+          // unreachable peers are common; the peer store keeps trying others
+          this.deferRedial(key)
+        })
         .finally(() => {
           this.inFlight.delete(key)
           this.drain()

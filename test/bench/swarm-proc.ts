@@ -14,6 +14,10 @@
  *   20 nodes.
  * - memory: RSS and heap growth of this process from before the first node to the
  *   settled swarm (after a forced GC), per node.
+ * - churn: over a quiet minute (QUIET_MS; no model changes), connections opened per
+ *   minute (all nodes together) and catalog changes per minute (models appearing in
+ *   or vanishing from some node's provider table): in a steady swarm both stay low —
+ *   trimmed connections, late pings and re-announcements show up here.
  * - baseline: a libp2p ping round trip between nodes of the swarm.
  */
 import { performance } from 'node:perf_hooks'
@@ -27,6 +31,8 @@ import { Cleanup } from './cleanup.js'
 import { MODEL, startKrillInProcess, until } from './procs.js'
 
 export const TRIAL_TIMEOUT_MS = 30_000
+/** the quiet window over which churn is counted */
+export const QUIET_MS = Number(process.env.SWARM_QUIET_MS ?? 60_000)
 
 export interface SwarmResult {
   size: number
@@ -45,6 +51,12 @@ export interface SwarmResult {
   heapPerNode: number
   /** nodes started and all knowing the first model */
   startSeconds: number
+  /** connections opened per minute by all nodes together, in the quiet window */
+  connectionsPerMinute: number
+  /** models appearing in or vanishing from some node's catalog per minute, in the quiet window */
+  catalogChangesPerMinute: number
+  /** the quiet window, in seconds */
+  quietSeconds: number
 }
 
 function memoryNow (): { rss: number, heap: number } {
@@ -92,7 +104,30 @@ export async function measureSwarm (cleanup: Cleanup, size: number, trials: numb
     return await publish(topic, data)
   }
 
-  const result: SwarmResult = { size, allNodes: [], perNode: [], missedTrials: 0, toPublish: [], dht: [], dhtMisses: 0, ping: [], rssPerNode: 0, heapPerNode: 0, startSeconds }
+  // churn in a quiet swarm: nothing changes, so every new connection and every
+  // catalog change is the network's own doing
+  let opened = 0
+  let catalogChanges = 0
+  const countOpen = (): void => { opened++ }
+  const countChange = (): void => { catalogChanges++ }
+  const offs: Array<() => void> = []
+  for (const n of nodes) {
+    n.daemon.libp2p.addEventListener('connection:open', countOpen)
+    offs.push(() => { n.daemon.libp2p.removeEventListener('connection:open', countOpen) })
+    offs.push(n.daemon.providers.on('model:appeared', countChange), n.daemon.providers.on('model:vanished', countChange))
+  }
+  log(`counting churn for ${QUIET_MS / 1000} s`)
+  const quietStart = performance.now()
+  await sleep(QUIET_MS)
+  const quietMinutes = (performance.now() - quietStart) / 60_000
+  for (const off of offs) off()
+
+  const result: SwarmResult = {
+    size, allNodes: [], perNode: [], missedTrials: 0, toPublish: [], dht: [], dhtMisses: 0, ping: [], rssPerNode: 0, heapPerNode: 0, startSeconds,
+    connectionsPerMinute: opened / quietMinutes,
+    catalogChangesPerMinute: catalogChanges / quietMinutes,
+    quietSeconds: quietMinutes * 60
+  }
   for (let t = 0; t < trials; t++) {
     const model = `bench-${size}-${t}:1b`
     const seen = new Map<TestDaemon, number>()

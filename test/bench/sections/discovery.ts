@@ -15,7 +15,7 @@ const SWARM_PROC = fileURLToPath(new URL('../swarm-proc.js', import.meta.url))
 async function measureSwarm (ctx: BenchContext, size: number, trials: number): Promise<SwarmResult> {
   const child = fork(SWARM_PROC, [], {
     execArgv: ['--expose-gc'],
-    env: { ...process.env, SWARM_SIZE: String(size), SWARM_TRIALS: String(trials) },
+    env: { ...process.env, SWARM_SIZE: String(size), SWARM_TRIALS: String(trials), SWARM_QUIET_MS: String(ctx.quick ? 20_000 : 60_000) },
     stdio: ['ignore', 'ignore', 'inherit', 'ipc']
   })
   trackChild(child)
@@ -65,8 +65,11 @@ export const discoverySection: Section = {
         krill: r.dht,
         note: r.dhtMisses > 0 ? `${r.dhtMisses} lookups found no provider within 10 s` : undefined
       }))
+      figures.push({ id: `discovery.${size}.connections`, label: `${size} nodes: connections opened per minute (all nodes, quiet swarm)`, unit: '/min', krill: summarize([r.connectionsPerMinute]) })
+      figures.push({ id: `discovery.${size}.catalog`, label: `${size} nodes: catalog changes per minute (all nodes, quiet swarm)`, unit: '/min', krill: summarize([r.catalogChangesPerMinute]) })
       figures.push({ id: `discovery.${size}.rss`, label: `${size} nodes: RSS per node`, unit: 'MB', krill: summarize([r.rssPerNode]) })
       figures.push({ id: `discovery.${size}.heap`, label: `${size} nodes: JS heap per node`, unit: 'MB', krill: summarize([r.heapPerNode]) })
+      notes.push(`${size} nodes: churn counted over ${r.quietSeconds.toFixed(0)} s with no model changes: ${r.connectionsPerMinute.toFixed(0)} connections opened and ${r.catalogChangesPerMinute.toFixed(1)} catalog changes per minute, all nodes together`)
       notes.push(`${size} nodes: started and all knowing the first model in ${r.startSeconds.toFixed(1)} s; Ollama listing a model → its announcement leaving the provider: median ${summarize(r.toPublish).median.toFixed(0)} ms (model poll every 100 ms, at most one announcement a second)`)
     }
     return { figures, notes }
