@@ -174,6 +174,8 @@ class Trimmer implements ConnectionTrimmer, Startable {
     this.log('%d connections (cap %d): closing %d', connections.length, this.maxConnections, victims.length)
     await Promise.all(victims.map(async c => {
       await this.dropKeepAlive(c.remotePeer)
+      // the peer store write took a moment: a chat may have started on it meanwhile
+      if (kept(c) || c.status !== 'open') return
       try {
         await c.close({ signal: AbortSignal.timeout(2_000) })
       } catch (err: any) {

@@ -47,9 +47,10 @@ describe(`a swarm of ${NODES} nodes whose connection cap is ${CAP}, all joining 
     for (const [i, node] of swarm.nodes.entries()) {
       await waitFor(() => node.daemon.libp2p.getConnections().length > 0, `node ${i} to have a connection`, 120_000)
     }
-    // every node was connected to the bootstrap node once (it joined through it)
+    // the bootstrap node let in far more peers than its cap (a wall stops at the cap;
+    // a node may also have joined through peers that found it in the DHT)
     const joined = new Set(bootstrap.events.filter(e => e.event === 'peer:joined').map(e => (e as { peerId: string }).peerId))
-    for (const node of swarm.nodes.slice(1)) expect(joined.has(node.daemon.peerId.toString())).toBe(true)
+    expect(joined.size).toBeGreaterThan(CAP + 8)
     // and it kept within its cap (plus the room it keeps for the next newcomer)
     await waitFor(() => bootstrap.daemon.libp2p.getConnections().length <= CAP, 'the bootstrap node to be back at its cap', 60_000)
     expect(bootstrap.daemon.libp2p.services.trimmer.trimmed).toBeGreaterThan(0)
@@ -61,10 +62,25 @@ describe(`a swarm of ${NODES} nodes whose connection cap is ${CAP}, all joining 
       if (i === 1) continue
       await waitFor(() => node.daemon.providers.providersFor(MODEL).some(e => e.peerId === provider), `node ${i} to learn the provider's model`, 120_000)
     }
+    // 40 daemons share one process on a loaded 2-core machine: a stream may time out
+    // while the provider's event loop is busy; a node that can chat gets its answer
+    // within three tries (how many needed more than one is printed)
+    const retried: number[] = []
     for (const [i, node] of swarm.nodes.entries()) {
       if (i === 1) continue
-      expect(await answer(node), `node ${i}'s answer`).toBe(DEFAULT_TOKENS.join(''))
+      let text: string | undefined
+      for (let attempt = 0; attempt < 3 && text == null; attempt++) {
+        try {
+          text = await answer(node)
+        } catch (err) {
+          if (attempt === 2) throw err
+          retried.push(i)
+        }
+      }
+      expect(text, `node ${i}'s answer`).toBe(DEFAULT_TOKENS.join(''))
     }
+    console.log(`nodes that needed more than one try to chat: ${retried.length === 0 ? 'none' : retried.join(', ')}`)
+    expect(retried.length).toBeLessThan(NODES / 4)
   }, 300_000)
 })
 
