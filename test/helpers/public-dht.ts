@@ -28,6 +28,10 @@ export async function dhtNode (): Promise<DhtNode> {
     transports: [tcp()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
+    // the public DHT's nodes see peers from many addresses; here every peer dials
+    // from 127.0.0.1, and libp2p's default of 5 new inbound connections per second
+    // and address reset the test's strangers when ten of them arrive at once
+    connectionManager: { inboundConnectionThreshold: 1_000 },
     services: {
       identify: identify(),
       ping: ping(),

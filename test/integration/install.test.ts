@@ -71,7 +71,9 @@ describe.skipIf(process.env.KRILL_SKIP_INSTALL_TEST === '1')('the packed package
     expect(PKG.name).toBe('krill-p2p')
     const list = spawnSync('tar', ['-tzf', tarball], { encoding: 'utf8' }).stdout.split('\n')
     for (const f of ['package/bin/krill', 'package/dist/cli/main.js', 'package/dist/daemon/daemon.js', 'package/docs/cli.md', 'package/docs/http-api.md', 'package/README.md']) expect(list).toContain(f)
-    expect(list.some(f => f.startsWith('package/test/') || f.startsWith('package/dist-test/') || f.startsWith('package/src/'))).toBe(false)
+    // no tests and no TypeScript sources; the web console's static files are the one part of src/ that ships
+    expect(list.filter(f => f.startsWith('package/test/') || f.startsWith('package/dist-test/') || (f.startsWith('package/src/') && !f.startsWith('package/src/ui/assets/')))).toEqual([])
+    expect(list).toContain('package/src/ui/assets/index.html')
   })
 
   it('npm install -g gives a working `krill` (also with an older system Node) that runs a daemon', async () => {
