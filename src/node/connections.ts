@@ -104,7 +104,16 @@ export async function openPreferDirect (node: Node, peer: PeerId, protocols: str
     waitedOn.add(conn)
     conn = await directWithin(node, peer, UPGRADE_GRACE_MS, options.signal) ?? pickConnection(node.getConnections(peer)) ?? conn
   }
-  return { stream: await conn.newStream(protocols, { ...options, runOnLimitedConnection: true }), connection: conn }
+  try {
+    return { stream: await conn.newStream(protocols, { ...options, runOnLimitedConnection: true }), connection: conn }
+  } catch (err: any) {
+    // a connection still listed as open whose muxer has closed: it was being closed
+    // (trimmed by either side, or lost) as we picked it. Let it go and dial afresh, once.
+    if (err?.name !== 'ConnectionClosedError' || options.signal?.aborted === true) throw err
+    conn.abort(err)
+    const fresh = await node.dial(peer, options)
+    return { stream: await fresh.newStream(protocols, { ...options, runOnLimitedConnection: true }), connection: fresh }
+  }
 }
 
 /**
