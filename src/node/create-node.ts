@@ -9,7 +9,6 @@ import { kadDHT, passthroughMapper, type KadDHT } from '@libp2p/kad-dht'
 import { mdns } from '@libp2p/mdns'
 import { noise } from '@chainsafe/libp2p-noise'
 import type { Ping } from '@libp2p/ping'
-import { preSharedKey } from '@libp2p/pnet'
 import { tcp } from '@libp2p/tcp'
 import { uPnPNAT } from '@libp2p/upnp-nat'
 import { getNetConfig } from '@libp2p/utils'
@@ -24,7 +23,8 @@ import { createLibp2p, type ServiceFactoryMap } from 'libp2p'
 import type { GossipsubOpts } from '@libp2p/gossipsub'
 import { DatastoreError, DatastoreLockedError } from '../errors.js'
 import { AGENT_VERSION } from '../version.js'
-import { readSwarmKey } from '../network/swarm-key.js'
+import { readSwarmKey, swarmKeyBytes } from '../network/swarm-key.js'
+import { swarmKeyProtector } from '../network/swarm-protector.js'
 import { DEFAULT_RELAY_LIMITS, type DhtMode, type RelayLimits } from './config.js'
 import { autoDhtMode, type AutoDhtMode } from './dht-mode.js'
 import { RelayPolicy, relayReserver, type RelayReserver } from './nat.js'
@@ -198,7 +198,7 @@ export async function createKrillNode<S extends Record<string, unknown> = Record
       ],
       connectionEncrypters: [noise()],
       streamMuxers: [yamux()],
-      connectionProtector: opts.swarmKey != null ? preSharedKey({ psk: await readSwarmKey(opts.swarmKey) }) : undefined,
+      connectionProtector: opts.swarmKey != null ? swarmKeyProtector(swarmKeyBytes(await readSwarmKey(opts.swarmKey))) : undefined,
       // who we relay for, and how much (see nat.ts)
       connectionGater: policy.gater(),
       peerDiscovery,

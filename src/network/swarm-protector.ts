@@ -1,0 +1,137 @@
+/**
+ * The private swarm's connection protector: libp2p's pnet (PSK v1) on the wire, so
+ * any libp2p peer holding the swarm key connects, but with a cipher that does not
+ * leak.
+ *
+ * Why not @libp2p/pnet itself: it XORs through the `xsalsa20` package, whose
+ * WebAssembly instances take 64 bytes each from one shared, size-capped memory and
+ * give them back only on `finalize()`, which pnet never calls. Two per connection,
+ * never freed: a daemon runs out after roughly 130 000 connections in its lifetime
+ * (every later connection fails with "WebAssembly.Memory.grow(): Maximum memory size
+ * exceeded"), and a test process with 40 nodes ran out in minutes.
+ *
+ * The wire format is pnet's: each side sends a random 24-byte nonce, then every byte
+ * in each direction is XORed with the XSalsa20 keystream of (swarm key, the sender's
+ * nonce). The keystream comes from @noble/ciphers, plain JavaScript, nothing to free.
+ */
+import type { AbortOptions, MultiaddrConnection } from '@libp2p/interface'
+import { AbstractMultiaddrConnection, byteStream, type SendResult } from '@libp2p/utils'
+import { xsalsa20 } from '@noble/ciphers/salsa.js'
+import type { Uint8ArrayList } from 'uint8arraylist'
+
+export const NONCE_BYTES = 24
+const BLOCK_BYTES = 64
+/** how long the nonce exchange may take (pnet's default) */
+const HANDSHAKE_TIMEOUT_MS = 1_000
+
+/** One direction's keystream, applied to a byte stream in chunks of any size. */
+export class KeystreamXor {
+  private readonly key: Uint8Array
+  private readonly nonce: Uint8Array
+  /** keystream of the current block, and how much of it is used */
+  private block = new Uint8Array(BLOCK_BYTES)
+  private used = BLOCK_BYTES
+  /** the next block's number */
+  private counter = 0
+
+  constructor (key: Uint8Array, nonce: Uint8Array) {
+    this.key = key
+    this.nonce = nonce
+  }
+
+  update (data: Uint8Array): Uint8Array {
+    const out = new Uint8Array(data.byteLength)
+    let i = 0
+    while (i < data.byteLength && this.used < BLOCK_BYTES) out[i] = data[i++] ^ this.block[this.used++]
+    const whole = (data.byteLength - i) - ((data.byteLength - i) % BLOCK_BYTES)
+    if (whole > 0) {
+      out.set(xsalsa20(this.key, this.nonce, data.slice(i, i + whole), undefined, this.counter), i)
+      this.counter += whole / BLOCK_BYTES
+      i += whole
+    }
+    if (i < data.byteLength) {
+      this.block = xsalsa20(this.key, this.nonce, new Uint8Array(BLOCK_BYTES), undefined, this.counter++)
+      this.used = 0
+      while (i < data.byteLength) out[i] = data[i++] ^ this.block[this.used++]
+    }
+    return out
+  }
+}
+
+interface ProtectedInit {
+  maConn: MultiaddrConnection
+  key: Uint8Array
+  localNonce: Uint8Array
+  remoteNonce: Uint8Array
+}
+
+/** The connection as the upgrader sees it after the nonce exchange: plain bytes in, XORed bytes out. */
+class ProtectedConnection extends AbstractMultiaddrConnection {
+  private readonly maConn: MultiaddrConnection
+  private readonly inbound: KeystreamXor
+  private readonly outbound: KeystreamXor
+
+  constructor (init: ProtectedInit) {
+    super({ remoteAddr: init.maConn.remoteAddr, direction: init.maConn.direction, log: init.maConn.log.newScope('swarm-key') })
+    this.maConn = init.maConn
+    this.inbound = new KeystreamXor(init.key, init.remoteNonce)
+    this.outbound = new KeystreamXor(init.key, init.localNonce)
+    this.maConn.addEventListener('message', (evt) => {
+      const data = evt.data
+      if (data instanceof Uint8Array) {
+        this.onData(this.inbound.update(data))
+      } else {
+        for (const buf of data) this.onData(this.inbound.update(buf))
+      }
+    })
+    this.maConn.addEventListener('drain', () => { this.safeDispatchEvent('drain') })
+    this.maConn.addEventListener('close', (evt) => {
+      if (evt.error == null) this.onTransportClosed()
+      else if (evt.local === true) this.abort(evt.error)
+      else this.onRemoteReset()
+    })
+  }
+
+  sendData (data: Uint8ArrayList): SendResult {
+    return { sentBytes: data.byteLength, canSendMore: this.maConn.send(this.outbound.update(data.subarray())) }
+  }
+
+  async sendClose (options?: AbortOptions): Promise<void> {
+    await this.maConn.close(options)
+  }
+
+  sendReset (err: Error): void {
+    this.maConn.abort(err)
+  }
+
+  sendPause (): void {
+    this.maConn.pause()
+  }
+
+  sendResume (): void {
+    this.maConn.resume()
+  }
+}
+
+class SwarmKeyProtector {
+  readonly [Symbol.toStringTag] = 'krill/swarm-key'
+  private readonly key: Uint8Array
+
+  constructor (key: Uint8Array) {
+    this.key = key
+  }
+
+  async protect (connection: MultiaddrConnection, options?: AbortOptions): Promise<MultiaddrConnection> {
+    const localNonce = crypto.getRandomValues(new Uint8Array(NONCE_BYTES))
+    const opts = options?.signal != null ? options : { signal: AbortSignal.timeout(HANDSHAKE_TIMEOUT_MS) }
+    const bytes = byteStream(connection)
+    const [remote] = await Promise.all([bytes.read({ bytes: NONCE_BYTES, ...opts }), bytes.write(localNonce, opts)])
+    return new ProtectedConnection({ maConn: bytes.unwrap(), key: this.key, localNonce, remoteNonce: remote.subarray() })
+  }
+}
+
+/** libp2p's `connectionProtector` for a swarm key (the 32 key bytes of a PSK v1 file). */
+export function swarmKeyProtector (key: Uint8Array): () => SwarmKeyProtector {
+  if (key.byteLength !== 32) throw new Error(`a swarm key has 32 bytes, not ${key.byteLength}`)
+  return () => new SwarmKeyProtector(key)
+}

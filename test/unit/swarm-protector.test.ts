@@ -1,0 +1,73 @@
+/**
+ * krill's swarm-key protector speaks libp2p pnet (PSK v1): the same keystream as the
+ * `xsalsa20` package @libp2p/pnet uses, whatever the chunking, and a plain js-libp2p
+ * peer with @libp2p/pnet connects to a node using it (and one without the key does not).
+ */
+import { randomBytes } from 'node:crypto'
+import { createRequire } from 'node:module'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { identify } from '@libp2p/identify'
+import { ping } from '@libp2p/ping'
+import { generateKey, preSharedKey } from '@libp2p/pnet'
+import { tcp } from '@libp2p/tcp'
+import { createLibp2p } from 'libp2p'
+import { afterAll, describe, expect, it } from 'vitest'
+import { swarmKeyBytes } from '../../src/network/swarm-key.js'
+import { KeystreamXor, swarmKeyProtector } from '../../src/network/swarm-protector.js'
+
+// the cipher @libp2p/pnet uses (a dependency of it), as the reference
+const xsalsa20 = createRequire(import.meta.url)(createRequire(import.meta.url).resolve('xsalsa20', { paths: [createRequire(import.meta.url).resolve('@libp2p/pnet')] })) as (nonce: Uint8Array, key: Uint8Array) => { update: (d: Uint8Array) => Uint8Array, finalize: () => void }
+
+describe('swarm-key protector', () => {
+  it('produces the XSalsa20 keystream of pnet for any chunking', () => {
+    const key = randomBytes(32)
+    const nonce = randomBytes(24)
+    const data = randomBytes(70_000)
+    const reference = xsalsa20(nonce, key)
+    const expected = reference.update(data)
+    reference.finalize()
+    for (const sizes of [[1], [63, 1, 64, 65], [7, 200, 3], [4096], [70_000]]) {
+      const ours = new KeystreamXor(key, nonce)
+      const out: Uint8Array[] = []
+      let at = 0
+      let i = 0
+      while (at < data.length) {
+        const n = Math.min(sizes[i++ % sizes.length], data.length - at)
+        out.push(ours.update(data.subarray(at, at + n)))
+        at += n
+      }
+      expect(Buffer.concat(out).equals(Buffer.from(expected)), `chunks of ${sizes.join(', ')}`).toBe(true)
+    }
+  })
+
+  const nodes: Array<{ stop: () => Promise<void> }> = []
+  afterAll(async () => { await Promise.allSettled(nodes.map(async n => { await n.stop() })) })
+
+  it('interoperates with @libp2p/pnet, and shuts out a peer with another key', async () => {
+    const file = new Uint8Array(95)
+    generateKey(file)
+    const other = new Uint8Array(95)
+    generateKey(other)
+    const node = (protector: any): any => createLibp2p({
+      addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
+      transports: [tcp()],
+      connectionEncrypters: [noise()],
+      streamMuxers: [yamux()],
+      connectionProtector: protector,
+      services: { identify: identify(), ping: ping() }
+    })
+    const ours = await node(swarmKeyProtector(swarmKeyBytes(file)))
+    const theirs = await node(preSharedKey({ psk: file }))
+    const stranger = await node(preSharedKey({ psk: other }))
+    nodes.push(ours, theirs, stranger)
+    const conn = await theirs.dial(ours.getMultiaddrs()[0])
+    expect(conn.remotePeer.equals(ours.peerId)).toBe(true)
+    // streams flow both ways through the two implementations
+    // bytes flow both ways through the two implementations: pings in each direction
+    expect(await theirs.services.ping.ping(ours.peerId)).toBeGreaterThanOrEqual(0)
+    expect(await ours.services.ping.ping(theirs.peerId)).toBeGreaterThanOrEqual(0)
+    await expect(stranger.dial(ours.getMultiaddrs()[0], { signal: AbortSignal.timeout(2_000) })).rejects.toThrow()
+    await expect(ours.dial(stranger.getMultiaddrs()[0], { signal: AbortSignal.timeout(2_000) })).rejects.toThrow()
+  })
+})
