@@ -42,6 +42,7 @@ export class PeerRecordCache {
   private readonly cache = new Map<string, Uint8Array>()
   private pending = new Map<string, Pair>()
   private timer: ReturnType<typeof setTimeout> | undefined
+  private closed = false
   private flushing: Promise<void> = Promise.resolve()
 
   constructor (inner: LevelDatastore, opts: PeerRecordCacheOptions = {}) {
@@ -57,17 +58,21 @@ export class PeerRecordCache {
 
   async open (): Promise<void> {
     await this.inner.open()
+    this.closed = false
   }
 
   /** Writes what is pending, then closes the LevelDB. */
   async close (): Promise<void> {
     await this.flush()
+    // from now on writes reach the closed LevelDB and fail there, as without the
+    // cache: a write held back now could never be written, and its timer would retry forever
+    this.closed = true
     await this.inner.close()
   }
 
   put (key: Key, value: Uint8Array, options?: Options): Key | Promise<Key> {
     const k = key.toString()
-    if (!k.startsWith(PREFIX)) return this.inner.put(key, value, options)
+    if (!k.startsWith(PREFIX) || this.closed) return this.inner.put(key, value, options)
     this.remember(k, value)
     this.pending.set(k, { key, value })
     if (this.timer == null) {

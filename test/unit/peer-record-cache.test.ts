@@ -31,6 +31,17 @@ describe('PeerRecordCache', () => {
     await rm(dir, { recursive: true, force: true })
   })
 
+  it('after close, a peer record write fails as it would on the closed LevelDB, and nothing is held back to retry', async () => {
+    const errors: Error[] = []
+    const watched = new PeerRecordCache(new LevelDatastore(join(dir, 'closed')), { flushMs: 10, onError: err => { errors.push(err) } })
+    await watched.open()
+    await watched.close()
+    await expect(Promise.resolve().then(async () => await watched.put(new Key('/peers/late'), bytes('v')))).rejects.toThrow()
+    expect(watched.pendingWrites).toBe(0)
+    await new Promise(resolve => setTimeout(resolve, 50))
+    expect(errors).toEqual([])
+  })
+
   it('answers a peer record from memory at once and writes it to disk behind', async () => {
     const key = new Key('/peers/abc')
     // synchronous: no LevelDB round trip on the way
