@@ -204,7 +204,10 @@ describe('a flooding peer next to honest ones', () => {
     expect(chatOutcomes.done ?? 0).toBeLessThanOrEqual(LIMITS.requestBurst + refilled + 2 + 2 * (FLOOD_CHATS / FLOOD_WAVE))
     expect(chatOutcomes.RATE_LIMITED).toBeGreaterThan(20)
     expect((chatOutcomes.RATE_LIMITED ?? 0) + (chatOutcomes['stream reset by libp2p'] ?? 0) + (chatOutcomes.BUSY ?? 0)).toBe(FLOOD_CHATS - (chatOutcomes.done ?? 0))
-    expect(counters.refused['requests-per-minute']).toBeGreaterThan(20)
+    // both per-peer limits bite; how the refusals split between them depends on how
+    // fast the flood arrives (under load more of it meets the stream limit first)
+    expect(counters.refused['requests-per-minute']).toBeGreaterThan(0)
+    expect(counters.refused['requests-per-minute'] + counters.refused['streams-per-peer']).toBeGreaterThan(20)
     expect(counters.refused['streams-per-peer']).toBeGreaterThan(0)
     // announcements: valid ones rate-limited, garbage rejected, and the sender graylisted
     expect(ann.ignoredByReason['rate-limited']).toBeGreaterThan(0)
