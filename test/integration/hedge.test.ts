@@ -111,7 +111,11 @@ describe('a frozen provider under load (SIGSTOP)', () => {
     expect(listed.providers.map(p => p.peerId)).not.toContain(frozen.ready.peerId)
     const metrics = await (await fetch(`${consumer.ready.api}/metrics`)).text()
     const hedges = Number(/^krill_hedges_total (\d+)/m.exec(metrics)?.[1] ?? 0)
-    console.log(`hedges: ${hedges}`)
-    expect(hedges).toBeGreaterThan(0)
+    // the router only hedges a request it sent to the frozen provider: when the ranking
+    // sent every request to the other one (a quiet machine, where it answers first),
+    // there was nothing to hedge, and the bounds above are what this run shows
+    const servedByFrozen = before.filter(s => s.provider === frozen.ready.peerId).length
+    console.log(`hedges: ${hedges}; the frozen provider served ${servedByFrozen} of ${before.length} requests before the freeze`)
+    if (servedByFrozen > 0) expect(hedges).toBeGreaterThan(0)
   }, 90_000)
 })
