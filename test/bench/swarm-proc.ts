@@ -17,7 +17,11 @@
  * - churn: over a quiet minute (QUIET_MS; no model changes), connections opened per
  *   minute (all nodes together) and catalog changes per minute (models appearing in
  *   or vanishing from some node's provider table): in a steady swarm both stay low —
- *   trimmed connections, late pings and re-announcements show up here.
+ *   trimmed connections, late pings and re-announcements show up here. With
+ *   SWARM_LOADED=1 the same window is counted again while another process keeps
+ *   every core busy (stress-ng --cpu N): CPU starvation delays pings, and a swarm
+ *   that turns late pings into reconnections shows it here, with the open
+ *   connections sampled every second to show whether their number stays steady.
  * - baseline: a libp2p ping round trip between nodes of the swarm.
  */
 import { performance } from 'node:perf_hooks'
@@ -28,6 +32,7 @@ import { setLogLevel } from '../../src/log.js'
 import { OllamaStandin } from '../fixtures/ollama-standin.js'
 import type { TestDaemon } from '../helpers/swarm.js'
 import { Cleanup } from './cleanup.js'
+import { startCpuLoad } from './cpu-load.js'
 import { MODEL, startKrillInProcess, until } from './procs.js'
 
 export const TRIAL_TIMEOUT_MS = 30_000
@@ -57,6 +62,44 @@ export interface SwarmResult {
   catalogChangesPerMinute: number
   /** the quiet window, in seconds */
   quietSeconds: number
+  /** the same window under a CPU load from another process (SWARM_LOADED=1) */
+  loaded?: LoadedChurn
+}
+
+export interface LoadedChurn {
+  /** what made the load, e.g. "stress-ng --cpu 2" */
+  load: string
+  connectionsPerMinute: number
+  catalogChangesPerMinute: number
+  seconds: number
+  /** open connections, all nodes together, sampled every second */
+  openConnections: number[]
+}
+
+interface Churn { opened: number, catalogChanges: number, minutes: number, openConnections: number[] }
+
+/** Counts new connections and catalog changes on every node for `ms`. */
+async function countChurn (nodes: TestDaemon[], ms: number): Promise<Churn> {
+  let opened = 0
+  let catalogChanges = 0
+  const countOpen = (): void => { opened++ }
+  const countChange = (): void => { catalogChanges++ }
+  const offs: Array<() => void> = []
+  for (const n of nodes) {
+    n.daemon.libp2p.addEventListener('connection:open', countOpen)
+    offs.push(() => { n.daemon.libp2p.removeEventListener('connection:open', countOpen) })
+    offs.push(n.daemon.providers.on('model:appeared', countChange), n.daemon.providers.on('model:vanished', countChange))
+  }
+  const openConnections: number[] = []
+  const sampler = setInterval(() => { openConnections.push(nodes.reduce((sum, n) => sum + n.daemon.libp2p.getConnections().length, 0)) }, 1_000)
+  const start = performance.now()
+  try {
+    await sleep(ms)
+  } finally {
+    clearInterval(sampler)
+    for (const off of offs) off()
+  }
+  return { opened, catalogChanges, minutes: (performance.now() - start) / 60_000, openConnections }
 }
 
 function memoryNow (): { rss: number, heap: number } {
@@ -106,27 +149,28 @@ export async function measureSwarm (cleanup: Cleanup, size: number, trials: numb
 
   // churn in a quiet swarm: nothing changes, so every new connection and every
   // catalog change is the network's own doing
-  let opened = 0
-  let catalogChanges = 0
-  const countOpen = (): void => { opened++ }
-  const countChange = (): void => { catalogChanges++ }
-  const offs: Array<() => void> = []
-  for (const n of nodes) {
-    n.daemon.libp2p.addEventListener('connection:open', countOpen)
-    offs.push(() => { n.daemon.libp2p.removeEventListener('connection:open', countOpen) })
-    offs.push(n.daemon.providers.on('model:appeared', countChange), n.daemon.providers.on('model:vanished', countChange))
-  }
   log(`counting churn for ${QUIET_MS / 1000} s`)
-  const quietStart = performance.now()
-  await sleep(QUIET_MS)
-  const quietMinutes = (performance.now() - quietStart) / 60_000
-  for (const off of offs) off()
+  const quiet = await countChurn(nodes, QUIET_MS)
+  let loaded: LoadedChurn | undefined
+  if (process.env.SWARM_LOADED === '1') {
+    const load = startCpuLoad(cleanup)
+    log(`counting churn for ${QUIET_MS / 1000} s under ${load.label}`)
+    try {
+      const c = await countChurn(nodes, QUIET_MS)
+      loaded = { load: load.label, connectionsPerMinute: c.opened / c.minutes, catalogChangesPerMinute: c.catalogChanges / c.minutes, seconds: c.minutes * 60, openConnections: c.openConnections }
+    } finally {
+      await load.stop()
+    }
+    // the swarm catches up before the timed trials
+    await sleep(3_000)
+  }
 
   const result: SwarmResult = {
     size, allNodes: [], perNode: [], missedTrials: 0, toPublish: [], dht: [], dhtMisses: 0, ping: [], rssPerNode: 0, heapPerNode: 0, startSeconds,
-    connectionsPerMinute: opened / quietMinutes,
-    catalogChangesPerMinute: catalogChanges / quietMinutes,
-    quietSeconds: quietMinutes * 60
+    connectionsPerMinute: quiet.opened / quiet.minutes,
+    catalogChangesPerMinute: quiet.catalogChanges / quiet.minutes,
+    quietSeconds: quiet.minutes * 60,
+    loaded
   }
   for (let t = 0; t < trials; t++) {
     const model = `bench-${size}-${t}:1b`

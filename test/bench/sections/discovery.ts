@@ -15,7 +15,14 @@ const SWARM_PROC = fileURLToPath(new URL('../swarm-proc.js', import.meta.url))
 async function measureSwarm (ctx: BenchContext, size: number, trials: number): Promise<SwarmResult> {
   const child = fork(SWARM_PROC, [], {
     execArgv: ['--expose-gc'],
-    env: { ...process.env, SWARM_SIZE: String(size), SWARM_TRIALS: String(trials), SWARM_QUIET_MS: String(ctx.quick ? 20_000 : 60_000) },
+    env: {
+      ...process.env,
+      SWARM_SIZE: String(size),
+      SWARM_TRIALS: String(trials),
+      SWARM_QUIET_MS: String(ctx.quick ? 20_000 : 60_000),
+      // the full run also counts churn while another process keeps every core busy
+      SWARM_LOADED: ctx.quick ? '0' : '1'
+    },
     stdio: ['ignore', 'ignore', 'inherit', 'ipc']
   })
   trackChild(child)
@@ -67,6 +74,19 @@ export const discoverySection: Section = {
       }))
       figures.push({ id: `discovery.${size}.connections`, label: `${size} nodes: connections opened per minute (all nodes, quiet swarm)`, unit: '/min', krill: summarize([r.connectionsPerMinute]) })
       figures.push({ id: `discovery.${size}.catalog`, label: `${size} nodes: catalog changes per minute (all nodes, quiet swarm)`, unit: '/min', krill: summarize([r.catalogChangesPerMinute]) })
+      if (r.loaded != null) {
+        const l = r.loaded
+        figures.push({
+          id: `discovery.${size}.connections.loaded`,
+          label: `${size} nodes: connections opened per minute (all nodes, under ${l.load})`,
+          unit: '/min',
+          krill: summarize([l.connectionsPerMinute]),
+          target: { text: `≤ ${size} (one per node a minute)`, met: l.connectionsPerMinute <= size }
+        })
+        figures.push({ id: `discovery.${size}.catalog.loaded`, label: `${size} nodes: catalog changes per minute (all nodes, under ${l.load})`, unit: '/min', krill: summarize([l.catalogChangesPerMinute]) })
+        const open = summarize(l.openConnections)
+        notes.push(`${size} nodes under ${l.load} for ${l.seconds.toFixed(0)} s: ${l.connectionsPerMinute.toFixed(0)} connections opened and ${l.catalogChangesPerMinute.toFixed(1)} catalog changes per minute; open connections (all nodes, sampled each second) min ${Math.min(...l.openConnections)}, median ${open.median.toFixed(0)}, max ${Math.max(...l.openConnections)}`)
+      }
       figures.push({ id: `discovery.${size}.rss`, label: `${size} nodes: RSS per node`, unit: 'MB', krill: summarize([r.rssPerNode]) })
       figures.push({ id: `discovery.${size}.heap`, label: `${size} nodes: JS heap per node`, unit: 'MB', krill: summarize([r.heapPerNode]) })
       notes.push(`${size} nodes: churn counted over ${r.quietSeconds.toFixed(0)} s with no model changes: ${r.connectionsPerMinute.toFixed(0)} connections opened and ${r.catalogChangesPerMinute.toFixed(1)} catalog changes per minute, all nodes together`)
