@@ -4,20 +4,18 @@
  * validator).
  *
  * When we publish: at start, on every change of the model list or capacity (at most one
- * message per `minIntervalMs`), every ttl/3 so receivers never let us expire, and
- * after a peer subscribes to the topic (it has missed everything so far — gossipsub
- * keeps no history), but for subscribers at most once per `subscriberMinIntervalMs`:
- * every such message goes to the whole network, and in a churning swarm (peers
- * trimmed and reconnecting all the time) re-announcing for each new subscriber was
- * 92 % of all announcement bytes. A newcomer that should not wait for it gets the
- * current catalog from its first peers directly (a sync exchange). A node with
- * nothing to share stays silent; one that stops sharing sends a single empty
- * announcement (a withdrawal).
+ * message per `minIntervalMs`), and every ttl/3 so receivers never let us expire.
+ * Never because a peer subscribed: every message goes to the whole network, and in a
+ * churning swarm (peers trimmed and reconnecting all the time) re-announcing for each
+ * new subscriber was 92 % of all announcement bytes. A newcomer gets the current
+ * catalog from its first peers instead, and from us alone when it connects to us
+ * (the sync exchange). A node with nothing to share stays silent; one that stops
+ * sharing sends a single empty announcement (a withdrawal).
  *
  * seq is max(last + 1, now in ms): strictly increasing, also across restarts, as long
  * as the clock does not go back by more than the downtime.
  */
-import type { GossipSub, SubscriptionChangeData } from '@libp2p/gossipsub'
+import type { GossipSub } from '@libp2p/gossipsub'
 import type { ModelInfo } from '../engine/types.js'
 import { logger } from '../log.js'
 import { DEFAULT_ANNOUNCEMENT_LIMITS, encodeAnnouncement, type AnnouncementLimits, type ValidAnnouncement } from './announcement.js'
@@ -41,10 +39,6 @@ export interface AnnouncerOptions {
   capacity: () => Capacity
   /** least time between two of our announcements (default 1 s) */
   minIntervalMs?: number
-  /** wait this long after a new subscriber, so a burst of joins costs one message (default 200 ms) */
-  subscriberDebounceMs?: number
-  /** least time between our last announcement and one sent because peers subscribed (default 10 s) */
-  subscriberMinIntervalMs?: number
   limits?: AnnouncementLimits
   rateLimit?: AnnouncementValidatorOptions['rateLimit']
 }
@@ -66,15 +60,6 @@ export class Announcer {
   private lastSkipped = ''
   /** our last announcement while it lists models: the sync exchange hands it to newcomers */
   private own?: { data: Uint8Array, seq: number, expiresAt: number }
-  private readonly onSubscriptionChange = (evt: CustomEvent<SubscriptionChangeData>): void => {
-    if (evt.detail.subscriptions.some(s => s.subscribe && s.topic === ANNOUNCE_TOPIC)) {
-      // one message for all the subscribers of a while, not one each
-      const sinceLast = Date.now() - this.lastPublishAt
-      const wait = Math.max(this.opts.subscriberDebounceMs ?? 200, (this.opts.subscriberMinIntervalMs ?? 10_000) - sinceLast)
-      this.schedule(wait)
-    }
-  }
-
   constructor (opts: AnnouncerOptions) {
     this.opts = opts
     this.pubsub = opts.pubsub
@@ -107,7 +92,6 @@ export class Announcer {
     if (this.running) return
     this.running = true
     this.pubsub.topicValidators.set(ANNOUNCE_TOPIC, this.validator.validate)
-    this.pubsub.addEventListener('subscription-change', this.onSubscriptionChange)
     this.pubsub.subscribe(ANNOUNCE_TOPIC)
     this.schedule(0)
   }
@@ -127,7 +111,6 @@ export class Announcer {
     clearTimeout(this.timer)
     this.timer = undefined
     if (opts.withdraw === true && this.listed) await this.publish([])
-    this.pubsub.removeEventListener('subscription-change', this.onSubscriptionChange)
     if (this.pubsub.topicValidators.get(ANNOUNCE_TOPIC) === this.validator.validate) this.pubsub.topicValidators.delete(ANNOUNCE_TOPIC)
     try {
       this.pubsub.unsubscribe(ANNOUNCE_TOPIC)

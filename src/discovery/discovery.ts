@@ -51,7 +51,7 @@ export interface DiscoveryOptions {
   /** take part in gossip (default true); false: find providers through the DHT only */
   gossip?: boolean
   /** announcer tuning (rate limit, min interval, limits) */
-  announcer?: Partial<Pick<AnnouncerOptions, 'minIntervalMs' | 'subscriberDebounceMs' | 'limits' | 'rateLimit'>>
+  announcer?: Partial<Pick<AnnouncerOptions, 'minIntervalMs' | 'limits' | 'rateLimit'>>
 }
 
 export class Discovery implements Startable {
