@@ -53,7 +53,14 @@ export const discoverySection: Section = {
       `propagation is timed from the provider publishing the announcement to each node's provider table listing the model, ${trials} new models per swarm`
     ]
     for (const size of sizes) {
-      const r = await measureSwarm(ctx, size, trials)
+      let r: SwarmResult
+      try {
+        r = await measureSwarm(ctx, size, trials)
+      } catch (err) {
+        // one swarm that could not be measured leaves the others' figures standing
+        notes.push(`${size} nodes: not measured: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`)
+        continue
+      }
       figures.push(latencyFigure({
         id: `discovery.${size}.all`,
         label: `${size} nodes: new model known by every node`,
