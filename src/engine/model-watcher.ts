@@ -1,7 +1,13 @@
 /**
  * Polls the engine's model list and says when the set of shared models changes, and
  * when Ollama goes away or comes back. Announcements are driven by these events.
+ *
+ * Ollama that refuses or fails is gone at once; one that only answers too late is
+ * given one more poll first: on a machine starved of CPU a single slow /api/tags is
+ * no reason to withdraw every model from the whole network and announce them again
+ * a moment later (every peer's catalog would blink).
  */
+import { KrillError } from '../errors.js'
 import { sameModel } from '../models/index.js'
 import type { Engine, ModelInfo } from './types.js'
 
@@ -54,6 +60,8 @@ export class ModelWatcher extends EventTarget {
   /** polls run one after the other */
   private queue: Promise<unknown> = Promise.resolve()
   private readonly inFlight = new Set<AbortController>()
+  /** late answers in a row; the second one counts as Ollama gone */
+  private lateInARow = 0
 
   constructor (engine: Pick<Engine, 'listModels'>, opts: ModelWatcherOptions = {}) {
     super()
@@ -124,6 +132,9 @@ export class ModelWatcher extends EventTarget {
     }
     // stopped while asking: the answer says nothing about Ollama
     if (ac.signal.aborted) return this.current
+
+    if (listed === undefined && error instanceof KrillError && error.code === 'TIMEOUT' && this.state === 'up' && ++this.lateInARow < 2) return this.current
+    if (listed !== undefined) this.lateInARow = 0
 
     const previous = setKey(this.models)
     if (listed !== undefined) {

@@ -324,6 +324,32 @@ describe('ModelWatcher', () => {
     expect(log.changes).toHaveLength(2)
   })
 
+  it('keeps its models through one late /api/tags answer, and withdraws them after two in a row', async () => {
+    // the engine waits 1 s for /api/tags; the stand-in holds its next answers 1.5 s
+    watcher = new ModelWatcher(engine, { intervalMs: 100 })
+    const log = record(watcher)
+    await watcher.refresh()
+    expect(log.changes).toHaveLength(1)
+
+    standin.slowTags = { count: 1, delayMs: 1_500 }
+    await watcher.refresh()
+    expect(watcher.reachable).toBe(true)
+    expect(names(watcher.current)).toEqual(['llama3.2:1b', 'qwen3:8b'])
+    expect(log).toMatchObject({ unreachable: 0 })
+    expect(log.changes).toHaveLength(1)
+
+    // a good answer in between starts the count again
+    await watcher.refresh()
+    standin.slowTags = { count: 2, delayMs: 1_500 }
+    await watcher.refresh()
+    expect(watcher.reachable).toBe(true)
+    await watcher.refresh()
+    expect(watcher.reachable).toBe(false)
+    expect(watcher.current).toEqual([])
+    expect(log.unreachable).toBe(1)
+    expect(log.changes).toHaveLength(2)
+  }, 15_000)
+
   it('goes empty and unreachable (once) when Ollama goes down, and comes back', async () => {
     watcher = new ModelWatcher(engine, { intervalMs: 100 })
     const log = record(watcher)
