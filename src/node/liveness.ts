@@ -10,15 +10,36 @@
  * - a connection is pinged every `intervalMs`, but one that carries a chat (or other
  *   busy protocol) only every `busyIntervalMs`: its streams show it is alive;
  * - a ping may take `timeoutMs` (at least; 4 × the last round trip if that is longer);
- * - only `failuresToAbort` failed pings in a row abort the connection.
+ * - only `failuresToAbort` failed pings in a row abort the connection;
+ * - a ping that failed while our own event loop was starved says nothing about the
+ *   peer and is not counted: its timeout fires only after the I/O that waited through
+ *   the stall was read (libuv runs expired timers before polling sockets, so an echo
+ *   sitting in the socket lost to its own timer), and a ping that took far longer than
+ *   its timeout (the loop did not get to it) is let go. A node starved of CPU thus
+ *   keeps its connections instead of dropping them all at once and reconnecting.
  *
  * Round-trip times go to `connection.rtt`, as libp2p's monitor does.
  */
+import { performance } from 'node:perf_hooks'
 import type { ComponentLogger, Connection, Logger, Startable } from '@libp2p/interface'
 import { byteStream } from '@libp2p/utils'
 
 const PING_PROTOCOL = '/ipfs/ping/1.0.0'
 const PING_LENGTH = 32
+/** a failed ping that took this many times its timeout was late on our side */
+const STARVED_FACTOR = 1.5
+
+/**
+ * Aborts `ms` from now, but only after the sockets were polled: a timer that expired
+ * during a stall of the event loop runs before the I/O that waited through it, and
+ * setImmediate runs after that I/O has been read.
+ */
+function timeoutAfterIo (ms: number): AbortSignal {
+  const ac = new AbortController()
+  const timer = setTimeout(() => { setImmediate(() => { ac.abort(new DOMException(`no answer within ${ms} ms`, 'TimeoutError')) }) }, ms)
+  timer.unref?.()
+  return ac.signal
+}
 
 export interface LivenessInit {
   /** between two pings of an idle connection (default 15 s) */
@@ -40,6 +61,8 @@ export interface LivenessComponents {
 export interface Liveness {
   /** connections aborted because they stopped answering */
   readonly aborted: number
+  /** failed pings not counted against their peer: our own event loop was starved */
+  readonly excused: number
 }
 
 interface State { lastPingAt: number, failures: number, inFlight: boolean }
@@ -47,6 +70,7 @@ interface State { lastPingAt: number, failures: number, inFlight: boolean }
 class ConnectionLiveness implements Liveness, Startable {
   readonly [Symbol.toStringTag] = 'krill:liveness'
   aborted = 0
+  excused = 0
   private readonly components: LivenessComponents
   private readonly log: Logger
   private readonly intervalMs: number
@@ -97,13 +121,21 @@ class ConnectionLiveness implements Liveness, Startable {
       if (now - state.lastPingAt < (busy ? this.busyIntervalMs : this.intervalMs)) continue
       state.inFlight = true
       state.lastPingAt = now
-      void this.ping(conn).then(rtt => {
+      const startedAt = performance.now()
+      const timeoutMs = this.pingTimeout(conn)
+      void this.ping(conn, timeoutMs).then(rtt => {
         conn.rtt = rtt
         state.failures = 0
       }, err => {
         if (this.abort.signal.aborted || conn.status !== 'open') return
         if (err?.name === 'UnsupportedProtocolError') {
           state.failures = 0
+          return
+        }
+        const tookMs = performance.now() - startedAt
+        if (tookMs > STARVED_FACTOR * timeoutMs) {
+          this.excused++
+          this.log('ping to %p failed after %d ms (timeout %d ms): our event loop was starved, not counted', conn.remotePeer, Math.round(tookMs), timeoutMs)
           return
         }
         state.failures++
@@ -117,9 +149,13 @@ class ConnectionLiveness implements Liveness, Startable {
     }
   }
 
-  private async ping (conn: Connection): Promise<number> {
+  private pingTimeout (conn: Connection): number {
     const rtt = Number.isFinite(conn.rtt) ? conn.rtt ?? 0 : 0
-    const signal = AbortSignal.any([this.abort.signal, AbortSignal.timeout(Math.max(this.timeoutMs, 4 * rtt))])
+    return Math.max(this.timeoutMs, 4 * rtt)
+  }
+
+  private async ping (conn: Connection, timeoutMs: number): Promise<number> {
+    const signal = AbortSignal.any([this.abort.signal, timeoutAfterIo(timeoutMs)])
     const stream = await conn.newStream(PING_PROTOCOL, { signal, runOnLimitedConnection: true })
     try {
       const bytes = byteStream(stream)

@@ -72,24 +72,33 @@ export interface LoadedChurn {
   connectionsPerMinute: number
   catalogChangesPerMinute: number
   seconds: number
+  /** of the catalog changes, how many were a model vanishing */
+  vanished: number
+  /** connections the liveness service aborted (pings unanswered), and failed pings it excused (our loop was starved) */
+  pingAborts: number
+  pingsExcused: number
   /** open connections, all nodes together, sampled every second */
   openConnections: number[]
 }
 
-interface Churn { opened: number, catalogChanges: number, minutes: number, openConnections: number[] }
+interface Churn { opened: number, catalogChanges: number, vanished: number, minutes: number, openConnections: number[], pingAborts: number, pingsExcused: number }
 
 /** Counts new connections and catalog changes on every node for `ms`. */
 async function countChurn (nodes: TestDaemon[], ms: number): Promise<Churn> {
   let opened = 0
   let catalogChanges = 0
+  let vanished = 0
   const countOpen = (): void => { opened++ }
   const countChange = (): void => { catalogChanges++ }
+  const countVanished = (): void => { catalogChanges++; vanished++ }
   const offs: Array<() => void> = []
   for (const n of nodes) {
     n.daemon.libp2p.addEventListener('connection:open', countOpen)
     offs.push(() => { n.daemon.libp2p.removeEventListener('connection:open', countOpen) })
-    offs.push(n.daemon.providers.on('model:appeared', countChange), n.daemon.providers.on('model:vanished', countChange))
+    offs.push(n.daemon.providers.on('model:appeared', countChange), n.daemon.providers.on('model:vanished', countVanished))
   }
+  const liveness = (): { aborted: number, excused: number } => nodes.reduce((sum, n) => ({ aborted: sum.aborted + n.daemon.libp2p.services.liveness.aborted, excused: sum.excused + n.daemon.libp2p.services.liveness.excused }), { aborted: 0, excused: 0 })
+  const livenessBefore = liveness()
   const openConnections: number[] = []
   const sampler = setInterval(() => { openConnections.push(nodes.reduce((sum, n) => sum + n.daemon.libp2p.getConnections().length, 0)) }, 1_000)
   const start = performance.now()
@@ -99,7 +108,8 @@ async function countChurn (nodes: TestDaemon[], ms: number): Promise<Churn> {
     clearInterval(sampler)
     for (const off of offs) off()
   }
-  return { opened, catalogChanges, minutes: (performance.now() - start) / 60_000, openConnections }
+  const livenessAfter = liveness()
+  return { opened, catalogChanges, vanished, minutes: (performance.now() - start) / 60_000, openConnections, pingAborts: livenessAfter.aborted - livenessBefore.aborted, pingsExcused: livenessAfter.excused - livenessBefore.excused }
 }
 
 function memoryNow (): { rss: number, heap: number } {
@@ -157,7 +167,7 @@ export async function measureSwarm (cleanup: Cleanup, size: number, trials: numb
     log(`counting churn for ${QUIET_MS / 1000} s under ${load.label}`)
     try {
       const c = await countChurn(nodes, QUIET_MS)
-      loaded = { load: load.label, connectionsPerMinute: c.opened / c.minutes, catalogChangesPerMinute: c.catalogChanges / c.minutes, seconds: c.minutes * 60, openConnections: c.openConnections }
+      loaded = { load: load.label, connectionsPerMinute: c.opened / c.minutes, catalogChangesPerMinute: c.catalogChanges / c.minutes, vanished: c.vanished, pingAborts: c.pingAborts, pingsExcused: c.pingsExcused, seconds: c.minutes * 60, openConnections: c.openConnections }
     } finally {
       await load.stop()
     }

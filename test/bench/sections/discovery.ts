@@ -92,7 +92,7 @@ export const discoverySection: Section = {
         })
         figures.push({ id: `discovery.${size}.catalog.loaded`, label: `${size} nodes: catalog changes per minute (all nodes, under ${l.load})`, unit: '/min', krill: summarize([l.catalogChangesPerMinute]) })
         const open = summarize(l.openConnections)
-        notes.push(`${size} nodes under ${l.load} for ${l.seconds.toFixed(0)} s: ${l.connectionsPerMinute.toFixed(0)} connections opened and ${l.catalogChangesPerMinute.toFixed(1)} catalog changes per minute; open connections (all nodes, sampled each second) min ${Math.min(...l.openConnections)}, median ${open.median.toFixed(0)}, max ${Math.max(...l.openConnections)}`)
+        notes.push(`${size} nodes under ${l.load} for ${l.seconds.toFixed(0)} s: ${l.connectionsPerMinute.toFixed(0)} connections opened and ${l.catalogChangesPerMinute.toFixed(1)} catalog changes per minute (${l.vanished} of them a model vanishing); ${l.pingAborts} connections aborted for unanswered pings, ${l.pingsExcused} failed pings excused as our own starved loop; open connections (all nodes, sampled each second) min ${Math.min(...l.openConnections)}, median ${open.median.toFixed(0)}, max ${Math.max(...l.openConnections)}`)
       }
       figures.push({ id: `discovery.${size}.rss`, label: `${size} nodes: RSS per node`, unit: 'MB', krill: summarize([r.rssPerNode]) })
       figures.push({ id: `discovery.${size}.heap`, label: `${size} nodes: JS heap per node`, unit: 'MB', krill: summarize([r.heapPerNode]) })
