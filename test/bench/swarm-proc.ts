@@ -29,6 +29,7 @@ import { OllamaStandin } from '../fixtures/ollama-standin.js'
 import type { TestDaemon } from '../helpers/swarm.js'
 import { Cleanup } from './cleanup.js'
 import { MODEL, startKrillInProcess, until } from './procs.js'
+import { measureTraffic } from './traffic-swarm.js'
 
 export const TRIAL_TIMEOUT_MS = 30_000
 /** the quiet window over which churn is counted */
@@ -215,7 +216,10 @@ async function main (): Promise<void> {
   process.on('SIGINT', abandon)
   let message: Record<string, unknown>
   try {
-    const result = await measureSwarm(cleanup, size, trials, log)
+    // SWARM_MODE=traffic: discovery bytes per node (traffic-swarm.ts) instead of propagation
+    const result = process.env.SWARM_MODE === 'traffic'
+      ? await measureTraffic(cleanup, size, trials, Number(process.env.SWARM_WINDOW_MS ?? 30_000), log)
+      : await measureSwarm(cleanup, size, trials, log)
     log(`stopping ${size} nodes`)
     message = { type: 'result', result }
   } catch (err) {

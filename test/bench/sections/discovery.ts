@@ -9,22 +9,31 @@ import { stopChild, trackChild } from '../cleanup.js'
 import { latencyFigure, type Figure } from '../report.js'
 import { summarize } from '../stats.js'
 import { TRIAL_TIMEOUT_MS, type SwarmResult } from '../swarm-proc.js'
+import type { TrafficResult, TrafficWindow } from '../traffic-swarm.js'
 
 const SWARM_PROC = fileURLToPath(new URL('../swarm-proc.js', import.meta.url))
 
 async function measureSwarm (ctx: BenchContext, size: number, trials: number): Promise<SwarmResult> {
+  return await inChild<SwarmResult>(ctx, size, { SWARM_TRIALS: String(trials), SWARM_QUIET_MS: String(ctx.quick ? 20_000 : 60_000) })
+}
+
+async function measureTrafficIn (ctx: BenchContext, size: number, trials: number): Promise<TrafficResult> {
+  return await inChild<TrafficResult>(ctx, size, { SWARM_MODE: 'traffic', SWARM_TRIALS: String(trials), SWARM_WINDOW_MS: String(ctx.quick ? 20_000 : 60_000) })
+}
+
+async function inChild<T> (ctx: BenchContext, size: number, env: Record<string, string>): Promise<T> {
   const child = fork(SWARM_PROC, [], {
     execArgv: ['--expose-gc'],
-    env: { ...process.env, SWARM_SIZE: String(size), SWARM_TRIALS: String(trials), SWARM_QUIET_MS: String(ctx.quick ? 20_000 : 60_000) },
+    env: { ...process.env, SWARM_SIZE: String(size), ...env },
     stdio: ['ignore', 'ignore', 'inherit', 'ipc']
   })
   trackChild(child)
   const release = ctx.cleanup.add(`swarm process of ${size}`, async () => { await stopChild(child, 'SIGTERM', 15_000) })
   try {
-    return await new Promise<SwarmResult>((resolve, reject) => {
+    return await new Promise<T>((resolve, reject) => {
       child.on('message', (msg: any) => {
         if (msg?.type === 'log') ctx.log(`discovery: ${String(msg.msg)}`)
-        else if (msg?.type === 'result') resolve(msg.result as SwarmResult)
+        else if (msg?.type === 'result') resolve(msg.result as T)
         else if (msg?.type === 'error') reject(new Error(String(msg.message)))
       })
       child.once('exit', code => { reject(new Error(`the swarm process of ${size} exited (${String(code)}) without a result`)) })
@@ -34,6 +43,30 @@ async function measureSwarm (ctx: BenchContext, size: number, trials: number): P
   }
 }
 
+function fmt (w: TrafficWindow): string {
+  return `${w.gossipBytesPerNode.toFixed(0)} B/s gossip + ${w.syncBytesPerNode.toFixed(0)} B/s sync per node (${w.newMessagesPerNode.toFixed(2)} new announcements/s + ${w.duplicatesPerNode.toFixed(2)} duplicates/s, control ${w.controlBytesPerNode.toFixed(0)} B/s)`
+}
+
+/** per-node discovery bytes/s (gossip + sync) idle and under load, and the newcomer's wait */
+function trafficFigures (t: TrafficResult): Figure[] {
+  const bound = { text: '≤ 1 KB/s per node', met: false }
+  const rate = (id: string, label: string, w: TrafficWindow): Figure => {
+    const perNode = w.gossipBytesPerNode + w.syncBytesPerNode
+    return { id, label, unit: 'B/s', krill: summarize([perNode]), target: { ...bound, met: perNode <= 1024 } }
+  }
+  return [
+    rate(`discovery.${t.size}.bytes.idle`, `${t.size} nodes: discovery bytes received per node, idle`, t.idle),
+    rate(`discovery.${t.size}.bytes.load`, `${t.size} nodes: discovery bytes received per node, under chat load`, t.load),
+    latencyFigure({
+      id: `discovery.${t.size}.newcomer`,
+      label: `${t.size} nodes: a newcomer lists a far provider's model (from ready)`,
+      krill: t.newcomer,
+      target: (_added, k) => ({ text: 'p99 ≤ 2 s', met: k.p99 <= 2_000 && t.newcomerMisses === 0 }),
+      note: t.newcomerMisses > 0 ? `${t.newcomerMisses} newcomers had not listed it after 10 s` : undefined
+    })
+  ]
+}
+
 export const discoverySection: Section = {
   name: 'discovery',
   title: 'Discovery',
@@ -41,6 +74,7 @@ export const discoverySection: Section = {
     const sizes = ctx.quick ? [10] : [10, 25, 50]
     const trials = ctx.quick ? 3 : 10
     const figures: Figure[] = []
+    const traffic: TrafficResult[] = []
     const notes: string[] = [
       'each swarm runs in a process of its own: full daemons on 127.0.0.1, node 0 bootstraps the rest, the middle node is the provider; memory per node is that process\'s growth / nodes',
       `propagation is timed from the provider publishing the announcement to each node's provider table listing the model, ${trials} new models per swarm`
@@ -70,6 +104,10 @@ export const discoverySection: Section = {
       figures.push({ id: `discovery.${size}.rss`, label: `${size} nodes: RSS per node`, unit: 'MB', krill: summarize([r.rssPerNode]) })
       figures.push({ id: `discovery.${size}.heap`, label: `${size} nodes: JS heap per node`, unit: 'MB', krill: summarize([r.heapPerNode]) })
       notes.push(`${size} nodes: churn counted over ${r.quietSeconds.toFixed(0)} s with no model changes: ${r.connectionsPerMinute.toFixed(0)} connections opened and ${r.catalogChangesPerMinute.toFixed(1)} catalog changes per minute, all nodes together`)
+      const t = await measureTrafficIn(ctx, size, ctx.quick ? 5 : 10)
+      traffic.push(t)
+      figures.push(...trafficFigures(t))
+      notes.push(`${size} nodes, every one a provider of 3 models: idle ${fmt(t.idle)}; under chat load (${t.load.chats ?? 0} chats in ${t.load.seconds.toFixed(0)} s, each pinned to a random other node) ${fmt(t.load)}`)
       notes.push(`${size} nodes: started and all knowing the first model in ${r.startSeconds.toFixed(1)} s; Ollama listing a model → its announcement leaving the provider: median ${summarize(r.toPublish).median.toFixed(0)} ms (model poll every 100 ms, at most one announcement a second)`)
     }
     return { figures, notes }
