@@ -228,6 +228,7 @@ export async function startDaemon (config: KrillConfig, opts: DaemonOptions = {}
       ...(membership.swarmKey != null ? { invite: inviteService({ swarmKey: membership.swarmKey }) } : {}),
       discovery: discovery({
         ...opts.discovery,
+        announcer: { largeSwarmProviders: config.largeSwarmProviders, ...opts.discovery?.announcer },
         ttlMs: config.announceTtlMs,
         // nothing is announced or provided unless this node serves
         watcher: config.serve ? watcher : undefined,

@@ -51,7 +51,7 @@ export interface DiscoveryOptions {
   /** take part in gossip (default true); false: find providers through the DHT only */
   gossip?: boolean
   /** announcer tuning (rate limit, min interval, limits) */
-  announcer?: Partial<Pick<AnnouncerOptions, 'minIntervalMs' | 'subscriberDebounceMs' | 'limits' | 'rateLimit'>>
+  announcer?: Partial<Pick<AnnouncerOptions, 'minIntervalMs' | 'subscriberDebounceMs' | 'limits' | 'rateLimit' | 'largeSwarmProviders' | 'largeTtlMs' | 'quota'>>
 }
 
 export class Discovery implements Startable {
@@ -81,6 +81,7 @@ export class Discovery implements Startable {
     if (opts.gossip !== false) {
       this.announcer = new Announcer({
         ...opts.announcer,
+        selfId: libp2p.peerId.toString(),
         pubsub: libp2p.services.pubsub,
         table: this.providers,
         ttlMs: opts.ttlMs,
@@ -133,7 +134,7 @@ export class Discovery implements Startable {
 
   /** Our capacity changed: tell the network soon (announcements are throttled). */
   capacityChanged (): void {
-    if (this.localModels().length > 0) this.announcer?.changed()
+    if (this.localModels().length > 0) this.announcer?.capacityChanged()
   }
 
   /**
@@ -141,6 +142,8 @@ export class Discovery implements Startable {
    * a DHT lookup (those entries have no details; dialing them brings their announcement).
    */
   async findProviders (model: string, opts: FindProvidersOptions = {}): Promise<ProviderEntry[]> {
+    // at scale: from now on we listen to this model's shard
+    this.announcer?.interest(model)
     const known = this.providers.providersFor(model, opts.digest)
     if (known.some(e => e.source === 'gossip')) return known
     await this.dht.findProviders(model, opts)
