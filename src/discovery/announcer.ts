@@ -36,7 +36,7 @@ import { DEFAULT_ANNOUNCEMENT_LIMITS, encodeAnnouncement, type AnnouncementLimit
 import { ANNOUNCE_TOPIC, AnnouncementValidator, type AnnouncementValidatorOptions, type ValidationStats } from './announcement-validator.js'
 import { GossipQuota } from './gossip-quota.js'
 import type { ProviderTable } from './provider-table.js'
-import { ALL_SHARD_TOPICS, modelShard, shardTopic } from './shards.js'
+import { modelShard, shardTopic } from './shards.js'
 import type { Capacity, SyncStore } from './types.js'
 
 const log = logger('discovery')
@@ -74,6 +74,8 @@ export interface AnnouncerOptions {
   largeTtlMs?: number
   /** providers per model that gossip it at scale (default 8) */
   quota?: number
+  /** we now listen to `shard`: discovery connects us to some of its peers (a sparse topic has no mesh otherwise) */
+  onShard?: (shard: number, model: string) => void
 }
 
 /** what we last published on one shard */
@@ -173,7 +175,6 @@ export class Announcer {
     if (this.running) return
     this.running = true
     this.pubsub.topicValidators.set(ANNOUNCE_TOPIC, this.validator.validate)
-    for (const topic of ALL_SHARD_TOPICS) this.pubsub.topicValidators.set(topic, this.validator.validate)
     this.pubsub.addEventListener('subscription-change', this.onSubscriptionChange)
     this.pubsub.subscribe(ANNOUNCE_TOPIC)
     if ((this.opts.largeSwarmProviders ?? DEFAULT_LARGE_SWARM_PROVIDERS) <= 0) this.goSharded()
@@ -196,7 +197,7 @@ export class Announcer {
 
   /** We were asked for `model`: at scale, listen to its shard from now on. */
   interest (model: string): void {
-    if (this.sharded && this.running) this.subscribeShard(modelShard(model))
+    if (this.sharded && this.running) this.subscribeShard(modelShard(model), model)
   }
 
   private checkMode (): void {
@@ -217,14 +218,16 @@ export class Announcer {
     // (our shards say what we serve, and small-swarm peers drop us at our TTL)
     this.listed = false
     this.own = undefined
-    for (const m of this.opts.models()) this.subscribeShard(modelShard(m.name))
+    for (const m of this.opts.models()) this.subscribeShard(modelShard(m.name), m.name)
   }
 
-  private subscribeShard (shard: number): void {
+  private subscribeShard (shard: number, model: string): void {
     if (this.subscribedShards.has(shard)) return
     this.subscribedShards.add(shard)
     try {
+      this.pubsub.topicValidators.set(shardTopic(shard), this.validator.validate)
       this.pubsub.subscribe(shardTopic(shard))
+      this.opts.onShard?.(shard, model)
     } catch (err: any) {
       log.debug(`subscribing to shard ${shard} failed: ${err.message}`)
     }
@@ -246,7 +249,7 @@ export class Announcer {
       for (const [shard, st] of this.shards) if (st.key !== '') await this.publishShard(shard, [])
     }
     this.pubsub.removeEventListener('subscription-change', this.onSubscriptionChange)
-    for (const topic of [ANNOUNCE_TOPIC, ...ALL_SHARD_TOPICS]) {
+    for (const topic of [ANNOUNCE_TOPIC, ...[...this.subscribedShards].map(shardTopic)]) {
       if (this.pubsub.topicValidators.get(topic) === this.validator.validate) this.pubsub.topicValidators.delete(topic)
     }
     for (const topic of [ANNOUNCE_TOPIC, ...[...this.subscribedShards].map(shardTopic)]) {
@@ -300,7 +303,7 @@ export class Announcer {
     let next = Infinity
     for (const m of this.opts.models()) {
       const shard = modelShard(m.name)
-      this.subscribeShard(shard)
+      this.subscribeShard(shard, m.name)
       const announcers = this.opts.table.providersFor(m.name).filter(e => e.source === 'gossip').map(e => e.peerId)
       const id = modelId(m.name)
       const d = this.quota.decide(m.name, announcers, this.quotaHeld.has(id), now)

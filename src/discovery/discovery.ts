@@ -87,7 +87,10 @@ export class Discovery implements Startable {
         ttlMs: opts.ttlMs,
         version: AGENT_VERSION,
         models: () => this.localModels(),
-        capacity: opts.capacity
+        capacity: opts.capacity,
+        // a shard topic is sparse: without a connection to some of its peers we have
+        // no mesh in it. Its model's providers are in the DHT; reaching a few joins us.
+        onShard: (_shard, model) => { void this.dht.findProviders(model, { dial: 6 }).catch(() => {}) }
       })
     }
   }

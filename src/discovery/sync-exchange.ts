@@ -46,6 +46,13 @@ export interface SyncExchangeInit {
   resyncMs?: number
   /** one exchange's limit (default 5 s) */
   timeoutMs?: number
+  /**
+   * false: ask only during our first `youngMs` (a large swarm: answers are big and
+   * connections come and go all the time, so only a newcomer asks); default true
+   */
+  everyPeer?: () => boolean
+  /** default 2 min */
+  youngMs?: number
 }
 
 export interface SyncExchangeComponents {
@@ -145,6 +152,7 @@ export class SyncExchange implements Startable {
   private readonly answerRate = new PeerRateLimiter({ burst: 4, perMinute: 6 })
   private readonly stopping = new AbortController()
   private running = false
+  private startedAt = 0
   /** our own announcements, each signed once per version (key: shard, or -1 for krill/models/1) */
   private readonly ownSigned = new Map<number, { seq: number, signed: SignedAnnouncement }>()
 
@@ -169,6 +177,7 @@ export class SyncExchange implements Startable {
     }, { maxInboundStreams: 2, maxOutboundStreams: 2, runOnLimitedConnection: true })
     this.components.events.addEventListener('peer:identify', this.onIdentify)
     this.running = true
+    this.startedAt = Date.now()
   }
 
   async stop (): Promise<void> {
@@ -184,6 +193,7 @@ export class SyncExchange implements Startable {
     if (!this.running || store == null) return
     const id = peer.toString()
     const now = Date.now()
+    if (this.init.everyPeer?.() === false && now - this.startedAt > (this.init.youngMs ?? 120_000)) return
     if ((this.askedAt.get(id) ?? -Infinity) > now - (this.init.resyncMs ?? 30_000)) return
     if (this.askedAt.size >= 10_000) this.askedAt.clear()
     this.askedAt.set(id, now)

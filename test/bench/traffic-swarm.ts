@@ -23,6 +23,9 @@ import { Cleanup } from './cleanup.js'
 import { addCounts, emptyCounts, GossipMeter, type GossipCounts } from './gossip-meter.js'
 import { startKrillInProcess, until } from './procs.js'
 
+/** the sharded swarm's TTL in the bench; the default is 1 h (DEFAULT_LARGE_TTL_MS) */
+export const COMPRESSED_TTL_MS = 60_000
+
 export const TRAFFIC_MODELS = ['llama3.2:1b', 'qwen3:8b', 'gemma3:4b']
 
 export interface TrafficWindow {
@@ -42,6 +45,7 @@ export interface TrafficWindow {
 
 export interface TrafficResult {
   size: number
+  sharded: boolean
   idle: TrafficWindow
   load: TrafficWindow
   /** ms from a newcomer being ready to its table listing the far provider's model */
@@ -98,15 +102,23 @@ async function chatLoop (node: TestDaemon, peers: TestDaemon[], stop: AbortSigna
   }
 }
 
-export async function measureTraffic (cleanup: Cleanup, size: number, trials: number, windowMs: number, log: (msg: string) => void): Promise<TrafficResult> {
+/**
+ * `sharded`: every node announces per shard from the start (largeSwarmProviders 0),
+ * as nodes of a large swarm do; otherwise the swarm runs as a small one does (one
+ * topic, krill/models/1: the design before shards).
+ */
+export async function measureTraffic (cleanup: Cleanup, size: number, trials: number, windowMs: number, log: (msg: string) => void, sharded = false): Promise<TrafficResult> {
+  // sharded: TTL compressed to the one-topic design's 60 s, so a window of seconds
+  // sees the refreshes a real hour would (the report scales the figure back to 1 h)
+  const shardFlags = sharded ? { largeSwarmProviders: 0, announceLargeTtlMs: COMPRESSED_TTL_MS } : {}
   // a little work per chat, so capacity changes while it runs (as a real model's would)
   const standin = await OllamaStandin.start({ models: TRAFFIC_MODELS.map(name => ({ name })), knobs: { tokensPerSecond: 50, tokens: Array.from({ length: 10 }, (_, i) => `t${i} `) } })
   cleanup.add('traffic stand-in', async () => { await standin.stop() })
   const nodes: TestDaemon[] = []
-  log(`starting ${size} providers of ${TRAFFIC_MODELS.length} models`)
+  log(`starting ${size} providers of ${TRAFFIC_MODELS.length} models (${sharded ? 'sharded' : 'one topic'})`)
   for (let i = 0; i < size; i++) {
     const bootstrap = i === 0 ? [] : [nodes[0].daemon.addrs()[0]]
-    nodes.push(await startKrillInProcess(cleanup, { bootstrap, ollama: standin.url, modelRefreshMs: 1_000 }))
+    nodes.push(await startKrillInProcess(cleanup, { bootstrap, ollama: standin.url, modelRefreshMs: 1_000, ...shardFlags }))
   }
   const ids = nodes.map(n => n.daemon.peerId.toString())
   await until(() => nodes.every((n, i) => ids.every((id, j) => i === j || n.daemon.providers.providersFor(TRAFFIC_MODELS[0]).some(p => p.peerId === id))), `every node to list all ${size} providers`, 180_000, 250)
@@ -134,7 +146,7 @@ export async function measureTraffic (cleanup: Cleanup, size: number, trials: nu
   const far = nodes[nodes.length - 1]
   const farId = far.daemon.peerId.toString()
   for (let t = 0; t < trials; t++) {
-    const node = await startKrillInProcess(cleanup, { bootstrap: [nodes[0].daemon.addrs()[0]] })
+    const node = await startKrillInProcess(cleanup, { bootstrap: [nodes[0].daemon.addrs()[0]], ...shardFlags })
     // from ready (the daemon's ready line): that is when it has "just joined"
     const startedAt = performance.now()
     const listed = await until(() => node.daemon.providers.providersFor(TRAFFIC_MODELS[0]).some(p => p.peerId === farId), 'the newcomer to list the far provider', 10_000, 5).then(() => true, () => false)
@@ -142,5 +154,5 @@ export async function measureTraffic (cleanup: Cleanup, size: number, trials: nu
     else newcomerMisses++
     await node.daemon.stop()
   }
-  return { size, idle, load, newcomer, newcomerMisses, announcementMessageBytes }
+  return { size, sharded, idle, load, newcomer, newcomerMisses, announcementMessageBytes }
 }
