@@ -17,7 +17,7 @@
  *   heartbeats to max(D_LAZY, 25 % of its non-mesh topic peers) of them (never more
  *   than it has), so a node receives that many ids per message; IDONTWANT (gossipsub
  *   v1.2): one id from every mesh peer for data ≥ 512 bytes. Ids are from + seqno
- *   (46 bytes) + 2 bytes of framing. GRAFT/PRUNE/IWANT are rare in a steady mesh
+ *   (44 bytes) + 2 bytes of framing. GRAFT/PRUNE/IWANT are rare in a steady mesh
  *   and left out.
  */
 import { RPC } from '@libp2p/gossipsub/message'
@@ -30,8 +30,8 @@ export const MESH_DEGREE = 8
 export const D_LAZY = 6
 export const HISTORY_GOSSIP = 3
 export const IDONTWANT_MIN_DATA = 512
-/** from (38-byte Ed25519 peer id) + seqno (8) + framing */
-export const MESSAGE_ID_BYTES = 46 + 2
+/** StrictSign message id: the author's protobuf public key (36 bytes for Ed25519) + seqno (8), + framing */
+export const MESSAGE_ID_BYTES = 44 + 2
 
 export type Popularity = 'zipf' | 'uniform' | 'same' | 'longtail'
 

@@ -107,7 +107,7 @@ async function chatLoop (node: TestDaemon, peers: TestDaemon[], stop: AbortSigna
  * as nodes of a large swarm do; otherwise the swarm runs as a small one does (one
  * topic, krill/models/1: the design before shards).
  */
-export async function measureTraffic (cleanup: Cleanup, size: number, trials: number, windowMs: number, log: (msg: string) => void, sharded = false): Promise<TrafficResult> {
+export async function measureTraffic (cleanup: Cleanup, size: number, trials: number, windowMs: number, log: (msg: string) => void, sharded = false, withLoad = true): Promise<TrafficResult> {
   // sharded: TTL compressed to the one-topic design's 60 s, so a window of seconds
   // sees the refreshes a real hour would (the report scales the figure back to 1 h)
   const shardFlags = sharded ? { largeSwarmProviders: 0, announceLargeTtlMs: COMPRESSED_TTL_MS } : {}
@@ -131,15 +131,18 @@ export async function measureTraffic (cleanup: Cleanup, size: number, trials: nu
   const idle = await window(nodes, meters, windowMs)
   const announcementMessageBytes = idle.totals.messages > 0 ? Math.round(idle.totals.messageBytes / idle.totals.messages) : 0
 
-  log(`chat-load window of ${windowMs / 1000} s`)
-  const stop = new AbortController()
-  let chats = 0
-  const loops = nodes.map(n => chatLoop(n, nodes.filter(o => o !== n), stop.signal, () => { chats++ }))
-  await sleep(2_000)
-  const load = await window(nodes, meters, windowMs)
-  stop.abort()
-  await Promise.allSettled(loops)
-  load.chats = chats
+  let load = idle
+  if (withLoad) {
+    log(`chat-load window of ${windowMs / 1000} s`)
+    const stop = new AbortController()
+    let chats = 0
+    const loops = nodes.map(n => chatLoop(n, nodes.filter(o => o !== n), stop.signal, () => { chats++ }))
+    await sleep(2_000)
+    load = await window(nodes, meters, windowMs)
+    stop.abort()
+    await Promise.allSettled(loops)
+    load.chats = chats
+  }
 
   const newcomer: number[] = []
   let newcomerMisses = 0
