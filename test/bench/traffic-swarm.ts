@@ -22,6 +22,7 @@ import type { TestDaemon } from '../helpers/swarm.js'
 import { Cleanup } from './cleanup.js'
 import { addCounts, emptyCounts, GossipMeter, type GossipCounts } from './gossip-meter.js'
 import { startKrillInProcess, until } from './procs.js'
+import { DEFAULT_QUOTA } from '../../src/discovery/gossip-quota.js'
 
 /** the sharded swarm's TTL in the bench; the default is 1 h (DEFAULT_LARGE_TTL_MS) */
 export const COMPRESSED_TTL_MS = 60_000
@@ -121,7 +122,10 @@ export async function measureTraffic (cleanup: Cleanup, size: number, trials: nu
     nodes.push(await startKrillInProcess(cleanup, { bootstrap, ollama: standin.url, modelRefreshMs: 1_000, ...shardFlags }))
   }
   const ids = nodes.map(n => n.daemon.peerId.toString())
-  await until(() => nodes.every((n, i) => ids.every((id, j) => i === j || n.daemon.providers.providersFor(TRAFFIC_MODELS[0]).some(p => p.peerId === id))), `every node to list all ${size} providers`, 180_000, 250)
+  // sharded: only DEFAULT_QUOTA providers per model gossip it (gossip-quota.ts), so
+  // a node lists at least quota − 1 others (it may be one of them)
+  const want = sharded ? Math.min(size - 1, DEFAULT_QUOTA - 1) : size - 1
+  await until(() => nodes.every((n, i) => TRAFFIC_MODELS.every(m => n.daemon.providers.providersFor(m).filter(p => p.source === 'gossip').length >= want)), `every node to list ${want} providers of each model`, 180_000, 250)
   // the mesh and the DHT settle, as in a swarm that has been up a while
   await sleep(5_000)
   const meters = nodes.map(n => new GossipMeter(n.daemon.libp2p.services.pubsub))
@@ -146,8 +150,9 @@ export async function measureTraffic (cleanup: Cleanup, size: number, trials: nu
 
   const newcomer: number[] = []
   let newcomerMisses = 0
-  const far = nodes[nodes.length - 1]
-  const farId = far.daemon.peerId.toString()
+  // the provider furthest down the list that node 0 (the newcomer's only first peer) lists
+  const listed0 = new Set(nodes[0].daemon.providers.providersFor(TRAFFIC_MODELS[0]).filter(p => p.source === 'gossip').map(p => p.peerId))
+  const farId = [...ids].reverse().find(id => listed0.has(id)) ?? ids[ids.length - 1]
   for (let t = 0; t < trials; t++) {
     const node = await startKrillInProcess(cleanup, { bootstrap: [nodes[0].daemon.addrs()[0]], ...shardFlags })
     // from ready (the daemon's ready line): that is when it has "just joined"
