@@ -17,6 +17,9 @@ import { DhtProvider, type FindProvidersOptions } from './dht-provider.js'
 import { ProviderTable } from './provider-table.js'
 import type { Capacity, ProviderEntry } from './types.js'
 
+/** how often a large-swarm node looks a model it uses up in the DHT besides gossip */
+const DHT_REFRESH_MS = 10 * 60_000
+
 /** the libp2p node discovery runs on: gossipsub for announcements, the DHT for lookups */
 export type DiscoveryLibp2p = Libp2pView & { services: { pubsub: GossipSub, dht: KadDHT } }
 
@@ -61,6 +64,7 @@ export class Discovery implements Startable {
   readonly dht: DhtProvider
   private readonly opts: DiscoveryOptions
   private readonly cleanups: Array<() => void> = []
+  private readonly dhtLookedAt = new Map<string, number>()
   private everReachable = false
   private stopped = false
   private started = false
@@ -148,9 +152,26 @@ export class Discovery implements Startable {
     // at scale: from now on we listen to this model's shard
     this.announcer?.interest(model)
     const known = this.providers.providersFor(model, opts.digest)
-    if (known.some(e => e.source === 'gossip')) return known
+    if (known.some(e => e.source === 'gossip')) {
+      // at scale only a quota of a model's providers gossip it; the quiet ones are in
+      // the DHT, so a large swarm also looks there now and then, off the chat's path
+      // (the next chats spread past the quota)
+      if (this.dueForDhtLookup(model)) void this.dht.findProviders(model, opts).catch(() => {})
+      return known
+    }
     await this.dht.findProviders(model, opts)
     return this.providers.providersFor(model, opts.digest)
+  }
+
+  /** large swarms: one DHT lookup per model every DHT_REFRESH_MS besides gossip */
+  private dueForDhtLookup (model: string): boolean {
+    if (this.announcer?.isSharded !== true) return false
+    const key = model.toLowerCase()
+    const now = Date.now()
+    if ((this.dhtLookedAt.get(key) ?? -Infinity) > now - DHT_REFRESH_MS) return false
+    if (this.dhtLookedAt.size >= 1_000) this.dhtLookedAt.clear()
+    this.dhtLookedAt.set(key, now)
+    return true
   }
 
   /** libp2p is about to stop: withdraw our announcement while gossipsub can still say so. */

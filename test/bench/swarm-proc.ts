@@ -225,9 +225,10 @@ async function main (): Promise<void> {
   } catch (err) {
     message = { type: 'error', message: err instanceof Error ? err.stack ?? err.message : String(err) }
   }
-  await cleanup.closeAll()
-  process.off('disconnect', abandon)
+  // the figures first: stopping dozens of daemons on a loaded machine can take minutes
   await new Promise(resolve => process.send?.(message, resolve))
+  process.off('disconnect', abandon)
+  await cleanup.closeAll()
   // libp2p may leave timers and closing sockets behind; everything of ours is stopped
   process.exit(0)
 }
