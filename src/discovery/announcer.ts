@@ -111,6 +111,13 @@ export class Announcer {
   /** model ids we announce on their shard now (the quota's "announcing") */
   private readonly quotaHeld = new Set<string>()
   private modeTimer?: NodeJS.Timeout
+  private offVanished?: () => void
+  /** sharded: another provider of one of our models went: the quota may let us fill its place */
+  private readonly onVanished = (evt: CustomEvent<{ model: string }>): void => {
+    if (!this.sharded || !this.running) return
+    const id = modelId(evt.detail.model)
+    if (this.opts.models().some(m => modelId(m.name) === id) && !this.quotaHeld.has(id)) this.schedule(1_000)
+  }
   private readonly onSubscriptionChange = (evt: CustomEvent<SubscriptionChangeData>): void => {
     // sharded: newcomers sync, nobody re-sends for them
     if (this.sharded) return
@@ -177,6 +184,7 @@ export class Announcer {
     this.pubsub.topicValidators.set(ANNOUNCE_TOPIC, this.validator.validate)
     this.pubsub.addEventListener('subscription-change', this.onSubscriptionChange)
     this.pubsub.subscribe(ANNOUNCE_TOPIC)
+    this.offVanished = this.opts.table.on('model:vanished', this.onVanished)
     if ((this.opts.largeSwarmProviders ?? DEFAULT_LARGE_SWARM_PROVIDERS) <= 0) this.goSharded()
     else {
       this.modeTimer = setInterval(() => { this.checkMode() }, 2_000)
@@ -244,6 +252,8 @@ export class Announcer {
     this.timer = undefined
     clearInterval(this.modeTimer)
     this.modeTimer = undefined
+    this.offVanished?.()
+    this.offVanished = undefined
     if (opts.withdraw === true && this.listed) await this.publish([])
     if (opts.withdraw === true) {
       for (const [shard, st] of this.shards) if (st.key !== '') await this.publishShard(shard, [])
@@ -330,6 +340,8 @@ export class Announcer {
       const at = this.shards.get(shard)?.at ?? now
       if (models.length > 0) next = Math.min(next, at + Math.floor(ttl / 3))
     }
+    // quiet for a model is no reason to stop looking: a vacancy may open any time
+    if (this.opts.models().length > 0) next = Math.min(next, now + Math.floor(ttl / 3))
     if (next < Infinity) this.schedule(Math.max(0, next - Date.now()))
   }
 
