@@ -139,6 +139,11 @@ export class Discovery implements Startable {
     }
   }
 
+  /** We route to `model`: at scale, listen to its shard from now on (cheap when already done or small). */
+  interest (model: string): void {
+    this.announcer?.interest(model)
+  }
+
   /** Our capacity changed: tell the network soon (announcements are throttled). */
   capacityChanged (): void {
     if (this.localModels().length > 0) this.announcer?.capacityChanged()
@@ -149,8 +154,7 @@ export class Discovery implements Startable {
    * a DHT lookup (those entries have no details; dialing them brings their announcement).
    */
   async findProviders (model: string, opts: FindProvidersOptions = {}): Promise<ProviderEntry[]> {
-    // at scale: from now on we listen to this model's shard
-    this.announcer?.interest(model)
+    this.interest(model)
     const known = this.providers.providersFor(model, opts.digest)
     if (known.some(e => e.source === 'gossip')) {
       // at scale only a quota of a model's providers gossip it; the quiet ones are in
