@@ -125,7 +125,11 @@ export async function measureTraffic (cleanup: Cleanup, size: number, trials: nu
   // sharded: only DEFAULT_QUOTA providers per model gossip it (gossip-quota.ts), so
   // a node lists at least quota − 1 others (it may be one of them)
   const want = sharded ? Math.min(size - 1, DEFAULT_QUOTA - 1) : size - 1
-  await until(() => nodes.every((n, i) => TRAFFIC_MODELS.every(m => n.daemon.providers.providersFor(m).filter(p => p.source === 'gossip').length >= want)), `every node to list ${want} providers of each model`, 180_000, 250)
+  const complete = (n: TestDaemon): boolean => TRAFFIC_MODELS.every(m => n.daemon.providers.providersFor(m).filter(p => p.source === 'gossip').length >= want)
+  // bytes do not need complete tables: on a starved machine a big swarm may take
+  // longer than this to list everyone; measure anyway and say so
+  await until(() => nodes.every(complete), `every node to list ${want} providers of each model`, 120_000, 250)
+    .catch(() => { log(`after 120 s, ${nodes.filter(complete).length} of ${size} nodes listed ${want} providers of each model; measuring anyway`) })
   // the mesh and the DHT settle, as in a swarm that has been up a while
   await sleep(5_000)
   const meters = nodes.map(n => new GossipMeter(n.daemon.libp2p.services.pubsub))
