@@ -70,7 +70,11 @@ export function bindRouter (parts: Parts, local: () => LocalSide | undefined, op
   const allowed = (e: ProviderEntry): boolean => policy.mayConsume(e.peerId)
   const table = discovery.providers
   const providers: ProviderDirectory = {
-    providersFor: (model, digest) => table.providersFor(model, digest).filter(allowed),
+    providersFor: (model, digest) => {
+      // a model we route to: in a large swarm, listen to its shard from now on
+      discovery.interest(model)
+      return table.providersFor(model, digest).filter(allowed)
+    },
     catalog: () => table.catalog(),
     all: () => table.all().filter(allowed)
   }

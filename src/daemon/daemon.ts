@@ -223,11 +223,14 @@ export async function startDaemon (config: KrillConfig, opts: DaemonOptions = {}
       // its sender gossipsub standing (a behaviour penalty, P7), as on the topic
       sync: syncExchange({
         store: () => servicesNow().discovery.announcer?.syncStore,
+        // a large swarm: only newcomers ask (every reconnect asking would cost more than gossip)
+        everyPeer: () => servicesNow().discovery.announcer?.isSharded !== true,
         penalize: peer => { pubsubScore()?.addPenalty(peer.toString(), 1, ScorePenalty.BrokenPromise) }
       }),
       ...(membership.swarmKey != null ? { invite: inviteService({ swarmKey: membership.swarmKey }) } : {}),
       discovery: discovery({
         ...opts.discovery,
+        announcer: { largeSwarmProviders: config.largeSwarmProviders, largeTtlMs: config.announceLargeTtlMs, ...opts.discovery?.announcer },
         ttlMs: config.announceTtlMs,
         // nothing is announced or provided unless this node serves
         watcher: config.serve ? watcher : undefined,

@@ -19,6 +19,10 @@ import { logger } from '../log.js'
 import { decodeAnnouncement, DEFAULT_ANNOUNCEMENT_LIMITS, type AnnouncementLimits } from './announcement.js'
 import type { ProviderTable, SignedAnnouncement } from './provider-table.js'
 import { PeerRateLimiter, type RateLimitOptions } from '../limits/index.js'
+import { modelShard, topicShard } from './shards.js'
+
+/** the whole-list topic (small swarms, and every krill before shards) */
+export const ANNOUNCE_TOPIC = 'krill/models/1'
 
 const log = logger('discovery')
 
@@ -103,12 +107,18 @@ export class AnnouncementValidator {
     // Decoding first (cheap: at most 64 KiB, and gossipsub has checked the signature
     // already): garbage is always Rejected, so its sender's score keeps falling even
     // while it is over its rate; only well-formed announcements count against the rate.
+    const shard = topicShard(msg.topic)
+    if (shard == null && msg.topic !== ANNOUNCE_TOPIC) return reject('bad-topic', `${msg.topic.slice(0, 40)} is no announcement topic`)
     const decoded = decodeAnnouncement(msg.data, this.now(), this.limits)
     if (!decoded.ok) {
       return decoded.verdict === 'reject' ? reject(decoded.reason, decoded.detail) : ignore(decoded.reason, decoded.detail)
     }
-    if (!this.rate.take(author)) return ignore('rate-limited', 'author is over its announcement rate')
-    const applied = this.table.applyAnnouncement(author, decoded.announcement, { signed: signedOriginal(msg), remainingMs })
+    // a shard's announcement lists that shard's models only
+    const stray = shard == null ? undefined : decoded.announcement.models.find(m => modelShard(m.name) !== shard)
+    if (stray != null) return reject('wrong-shard', `${stray.name} belongs to shard ${modelShard(stray.name)}, not ${String(shard)}`)
+    // the rate is per author and topic: an author may refresh each of its shards
+    if (!this.rate.take(shard == null ? author : `${author}#${shard}`)) return ignore('rate-limited', 'author is over its announcement rate')
+    const applied = this.table.applyAnnouncement(author, decoded.announcement, { signed: signedOriginal(msg), remainingMs, ...(shard != null ? { shard } : {}) })
     if (!applied.ok) return ignore(applied.reason, applied.detail)
     return { result: TopicValidatorResult.Accept }
   }

@@ -17,6 +17,9 @@ import { DhtProvider, type FindProvidersOptions } from './dht-provider.js'
 import { ProviderTable } from './provider-table.js'
 import type { Capacity, ProviderEntry } from './types.js'
 
+/** how often a large-swarm node looks a model it uses up in the DHT besides gossip */
+const DHT_REFRESH_MS = 10 * 60_000
+
 /** the libp2p node discovery runs on: gossipsub for announcements, the DHT for lookups */
 export type DiscoveryLibp2p = Libp2pView & { services: { pubsub: GossipSub, dht: KadDHT } }
 
@@ -51,7 +54,7 @@ export interface DiscoveryOptions {
   /** take part in gossip (default true); false: find providers through the DHT only */
   gossip?: boolean
   /** announcer tuning (rate limit, min interval, limits) */
-  announcer?: Partial<Pick<AnnouncerOptions, 'minIntervalMs' | 'limits' | 'rateLimit'>>
+  announcer?: Partial<Pick<AnnouncerOptions, 'minIntervalMs' | 'limits' | 'rateLimit' | 'largeSwarmProviders' | 'largeTtlMs' | 'quota'>>
 }
 
 export class Discovery implements Startable {
@@ -61,6 +64,7 @@ export class Discovery implements Startable {
   readonly dht: DhtProvider
   private readonly opts: DiscoveryOptions
   private readonly cleanups: Array<() => void> = []
+  private readonly dhtLookedAt = new Map<string, number>()
   private everReachable = false
   private stopped = false
   private started = false
@@ -81,12 +85,16 @@ export class Discovery implements Startable {
     if (opts.gossip !== false) {
       this.announcer = new Announcer({
         ...opts.announcer,
+        selfId: libp2p.peerId.toString(),
         pubsub: libp2p.services.pubsub,
         table: this.providers,
         ttlMs: opts.ttlMs,
         version: AGENT_VERSION,
         models: () => this.localModels(),
-        capacity: opts.capacity
+        capacity: opts.capacity,
+        // a shard topic is sparse: without a connection to some of its peers we have
+        // no mesh in it. Its model's providers are in the DHT; reaching a few joins us.
+        onShard: (_shard, model) => { void this.dht.findProviders(model, { dial: 6 }).catch(() => {}) }
       })
     }
   }
@@ -131,9 +139,14 @@ export class Discovery implements Startable {
     }
   }
 
+  /** We route to `model`: at scale, listen to its shard from now on (cheap when already done or small). */
+  interest (model: string): void {
+    this.announcer?.interest(model)
+  }
+
   /** Our capacity changed: tell the network soon (announcements are throttled). */
   capacityChanged (): void {
-    if (this.localModels().length > 0) this.announcer?.changed()
+    if (this.localModels().length > 0) this.announcer?.capacityChanged()
   }
 
   /**
@@ -141,10 +154,28 @@ export class Discovery implements Startable {
    * a DHT lookup (those entries have no details; dialing them brings their announcement).
    */
   async findProviders (model: string, opts: FindProvidersOptions = {}): Promise<ProviderEntry[]> {
+    this.interest(model)
     const known = this.providers.providersFor(model, opts.digest)
-    if (known.some(e => e.source === 'gossip')) return known
+    if (known.some(e => e.source === 'gossip')) {
+      // at scale only a quota of a model's providers gossip it; the quiet ones are in
+      // the DHT, so a large swarm also looks there now and then, off the chat's path
+      // (the next chats spread past the quota)
+      if (this.dueForDhtLookup(model)) void this.dht.findProviders(model, opts).catch(() => {})
+      return known
+    }
     await this.dht.findProviders(model, opts)
     return this.providers.providersFor(model, opts.digest)
+  }
+
+  /** large swarms: one DHT lookup per model every DHT_REFRESH_MS besides gossip */
+  private dueForDhtLookup (model: string): boolean {
+    if (this.announcer?.isSharded !== true) return false
+    const key = model.toLowerCase()
+    const now = Date.now()
+    if ((this.dhtLookedAt.get(key) ?? -Infinity) > now - DHT_REFRESH_MS) return false
+    if (this.dhtLookedAt.size >= 1_000) this.dhtLookedAt.clear()
+    this.dhtLookedAt.set(key, now)
+    return true
   }
 
   /** libp2p is about to stop: withdraw our announcement while gossipsub can still say so. */

@@ -11,7 +11,8 @@
  * quiet honest peers for having nothing to say.
  */
 import { createTopicScoreParams, type PeerScoreParams, type PeerScoreThresholds, type TopicScoreParams } from '@libp2p/gossipsub/score'
-import { ANNOUNCE_TOPIC } from './announcer.js'
+import { ANNOUNCE_TOPIC } from './announcement-validator.js'
+import { ALL_SHARD_TOPICS } from './shards.js'
 
 /** weight of one Rejected announcement; the penalty grows with the square of the count */
 export const INVALID_MESSAGE_WEIGHT = -10
@@ -46,7 +47,8 @@ const LOOPBACK = new Set(['127.0.0.1', '::1'])
 
 export function announceScoreParams (): Partial<PeerScoreParams> {
   return {
-    topics: { [ANNOUNCE_TOPIC]: createTopicScoreParams(ANNOUNCE_TOPIC_SCORE) },
+    // the shard topics (krill/models/2/<shard>) score as krill/models/1 does
+    topics: Object.fromEntries([ANNOUNCE_TOPIC, ...ALL_SHARD_TOPICS].map(t => [t, createTopicScoreParams(ANNOUNCE_TOPIC_SCORE)])),
     IPColocationFactorWhitelist: LOOPBACK
   }
 }

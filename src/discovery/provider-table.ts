@@ -14,6 +14,7 @@ import type { ModelInfo } from '../engine/types.js'
 import type { ValidAnnouncement } from './announcement.js'
 import { canonicalModelName, modelId } from '../models/index.js'
 import type { CatalogEntry, ProviderDirectory, ProviderEntry, SignedAnnouncement } from './types.js'
+import { modelShard } from './shards.js'
 
 export type { SignedAnnouncement }
 
@@ -58,9 +59,21 @@ export interface ApplyOptions {
    * no longer than its giver would have kept it: ghosts cannot be passed around forever)
    */
   remainingMs?: number
+  /**
+   * the shard (krill/models/2/<shard>) the announcement came on: it replaces only
+   * what the author serves in that shard. Absent: krill/models/1, the author's whole list.
+   */
+  shard?: number
+}
+
+/** the key of an author's record: its whole list (v1) or one shard of it (v2) */
+function recordKey (peerId: string, shard?: number): string {
+  return shard == null ? peerId : `${peerId}#${shard}`
 }
 
 interface GossipRecord {
+  peerId: string
+  shard?: number
   seq: number
   signed?: SignedAnnouncement
   /** model id (src/models) → entry */
@@ -70,6 +83,12 @@ interface GossipRecord {
   withdrawn: boolean
   /** the record itself (its seq) is dropped after this */
   forgetAt: number
+}
+
+/** the entry that lives longest wins (an author's v1 list and its shard records may overlap for one TTL) */
+function keepNewest (map: Map<string, ProviderEntry>, key: string, entry: ProviderEntry): void {
+  const old = map.get(key)
+  if (old == null || entry.receivedAt > old.receivedAt) map.set(key, entry)
 }
 
 function unknownModel (name: string, digest: string): ModelInfo {
@@ -123,7 +142,8 @@ export class ProviderTable extends EventTarget implements ProviderDirectory {
   applyAnnouncement (peerId: string, ann: ValidAnnouncement, opts: ApplyOptions = {}): ApplyResult {
     if (peerId === this.selfId) return { ok: false, reason: 'self', detail: 'our own announcement' }
     const now = this.now()
-    const previous = this.gossip.get(peerId)
+    const key = recordKey(peerId, opts.shard)
+    const previous = this.gossip.get(key)
     if (previous != null && ann.seq <= previous.seq) {
       return { ok: false, reason: 'stale-seq', detail: `seq ${ann.seq} is not above ${previous.seq}` }
     }
@@ -147,7 +167,9 @@ export class ProviderTable extends EventTarget implements ProviderDirectory {
     }
     // entries expired but not yet swept count as present: listeners saw no 'vanished' yet
     const before = previous?.entries ?? new Map<string, ProviderEntry>()
-    this.gossip.set(peerId, {
+    this.gossip.set(key, {
+      peerId,
+      shard: opts.shard,
       seq: ann.seq,
       signed: opts.signed,
       entries,
@@ -157,7 +179,7 @@ export class ProviderTable extends EventTarget implements ProviderDirectory {
     })
     // signed gossip is authoritative about this peer: forget what the DHT said
     this.dht.delete(peerId)
-    return { ok: true, ...this.diff(peerId, before, entries) }
+    return { ok: true, ...this.diff(peerId, before, entries, key) }
   }
 
   /**
@@ -170,7 +192,7 @@ export class ProviderTable extends EventTarget implements ProviderDirectory {
     const out: Array<SignedAnnouncement & { remainingMs: number }> = []
     for (const record of this.gossip.values()) {
       if (record.signed == null || record.expiresAt <= now || record.entries.size === 0) continue
-      out.push({ ...record.signed, remainingMs: record.expiresAt - now })
+      out.push({ ...record.signed, ...(record.shard != null ? { shard: record.shard } : {}), remainingMs: record.expiresAt - now })
     }
     return out.sort((a, b) => b.remainingMs - a.remainingMs).slice(0, max)
   }
@@ -187,8 +209,11 @@ export class ProviderTable extends EventTarget implements ProviderDirectory {
     const out: ProviderEntry[] = []
     for (const peerId of peerIds) {
       if (peerId === this.selfId) continue
-      const record = this.gossip.get(peerId)
-      if (record != null && (record.expiresAt > now || record.withdrawn)) {
+      // the author's whole list (v1), else the record of the model's shard (v2)
+      const whole = this.gossip.get(peerId)
+      const part = this.gossip.get(recordKey(peerId, modelShard(model)))
+      const record = [whole, part].find(r => r != null && r.expiresAt > now) ?? [whole, part].find(r => r?.withdrawn === true)
+      if (record != null) {
         const entry = record.expiresAt > now ? record.entries.get(key) : undefined
         if (entry != null) out.push(entry)
         continue
@@ -217,17 +242,33 @@ export class ProviderTable extends EventTarget implements ProviderDirectory {
   /** The peer's connection closed: drop what it announced now (its seq is kept). */
   removePeer (peerId: string): void {
     this.dht.delete(peerId)
-    const record = this.gossip.get(peerId)
-    if (record == null || record.expiresAt <= this.now()) return
-    const before = record.entries
-    record.entries = new Map()
-    record.expiresAt = this.now()
-    this.diff(peerId, before, record.entries)
+    for (const record of this.recordsOf(peerId)) {
+      if (record.expiresAt <= this.now()) continue
+      const before = record.entries
+      record.entries = new Map()
+      record.expiresAt = this.now()
+      this.diff(peerId, before, record.entries, recordKey(peerId, record.shard))
+    }
   }
 
-  /** the highest seq accepted from `peerId`, if it is still remembered */
+  /** the highest seq accepted from `peerId` (any shard), if it is still remembered */
   lastSeq (peerId: string): number | undefined {
-    return this.gossip.get(peerId)?.seq
+    const seqs = this.recordsOf(peerId).map(r => r.seq)
+    return seqs.length > 0 ? Math.max(...seqs) : undefined
+  }
+
+  /** how many peers announce some model right now (by gossip or sync): the swarm's size as we see it */
+  gossipProviders (): number {
+    const now = this.now()
+    const peers = new Set<string>()
+    for (const record of this.gossip.values()) if (record.expiresAt > now && record.entries.size > 0) peers.add(record.peerId)
+    return peers.size
+  }
+
+  private recordsOf (peerId: string): GossipRecord[] {
+    const out: GossipRecord[] = []
+    for (const record of this.gossip.values()) if (record.peerId === peerId) out.push(record)
+    return out
   }
 
   /** true when some peer announces `model` right now (no DHT lookup needed) */
@@ -238,12 +279,13 @@ export class ProviderTable extends EventTarget implements ProviderDirectory {
   providersFor (model: string, digest?: string): ProviderEntry[] {
     const key = modelId(model)
     const now = this.now()
-    const out: ProviderEntry[] = []
+    const byPeer = new Map<string, ProviderEntry>()
     for (const record of this.gossip.values()) {
       if (record.expiresAt <= now) continue
       const entry = record.entries.get(key)
-      if (entry != null && (digest == null || entry.model.digest === digest)) out.push(entry)
+      if (entry != null && (digest == null || entry.model.digest === digest)) keepNewest(byPeer, entry.peerId, entry)
     }
+    const out = [...byPeer.values()]
     for (const byModel of this.dht.values()) {
       const entry = byModel.get(key)
       if (entry != null && entry.expiresAt > now && (digest == null || entry.model.digest === digest)) out.push(entry)
@@ -253,10 +295,12 @@ export class ProviderTable extends EventTarget implements ProviderDirectory {
 
   all (): ProviderEntry[] {
     const now = this.now()
-    const out: ProviderEntry[] = []
+    const byPeerModel = new Map<string, ProviderEntry>()
     for (const record of this.gossip.values()) {
-      if (record.expiresAt > now) out.push(...record.entries.values())
+      if (record.expiresAt <= now) continue
+      for (const [key, entry] of record.entries) keepNewest(byPeerModel, `${entry.peerId}\n${key}`, entry)
     }
+    const out = [...byPeerModel.values()]
     for (const byModel of this.dht.values()) {
       for (const entry of byModel.values()) if (entry.expiresAt > now) out.push(entry)
     }
@@ -288,13 +332,13 @@ export class ProviderTable extends EventTarget implements ProviderDirectory {
 
   /** Drops expired entries (sending 'model:vanished') and forgets old seqs. */
   sweep (now = this.now()): void {
-    for (const [peerId, record] of this.gossip) {
+    for (const [key, record] of this.gossip) {
       if (record.expiresAt <= now && record.entries.size > 0) {
         const before = record.entries
         record.entries = new Map()
-        this.diff(peerId, before, record.entries)
+        this.diff(record.peerId, before, record.entries, key)
       }
-      if (record.forgetAt <= now) this.gossip.delete(peerId)
+      if (record.forgetAt <= now) this.gossip.delete(key)
     }
     for (const [peerId, byModel] of this.dht) {
       for (const [key, entry] of byModel) if (entry.expiresAt <= now) byModel.delete(key)
@@ -303,19 +347,27 @@ export class ProviderTable extends EventTarget implements ProviderDirectory {
   }
 
   /** Sends the events for one peer's change from `before` to `after`. */
-  private diff (peerId: string, before: Map<string, ProviderEntry>, after: Map<string, ProviderEntry>): { appeared: number, vanished: number } {
+  private diff (peerId: string, before: Map<string, ProviderEntry>, after: Map<string, ProviderEntry>, recordKeyNow: string): { appeared: number, vanished: number } {
     let appeared = 0
     let vanished = 0
+    // another live record of the same author (its v1 list next to its shards) still lists it: no event
+    const now = this.now()
+    const elsewhere = (key: string, digest: string): boolean => {
+      for (const [k, r] of this.gossip) {
+        if (k !== recordKeyNow && r.peerId === peerId && r.expiresAt > now && r.entries.get(key)?.model.digest === digest) return true
+      }
+      return false
+    }
     for (const [key, old] of before) {
       const next = after.get(key)
-      if (next == null || next.model.digest !== old.model.digest) {
+      if ((next == null || next.model.digest !== old.model.digest) && !elsewhere(key, old.model.digest)) {
         vanished++
         this.dispatchEvent(new CustomEvent('model:vanished', { detail: { model: old.model.name, digest: old.model.digest, peerId } }))
       }
     }
     for (const [key, next] of after) {
       const old = before.get(key)
-      if (old == null || old.model.digest !== next.model.digest) {
+      if ((old == null || old.model.digest !== next.model.digest) && !elsewhere(key, next.model.digest)) {
         appeared++
         this.dispatchEvent(new CustomEvent('model:appeared', { detail: { model: next.model.name, digest: next.model.digest, peerId } }))
       }

@@ -25,7 +25,8 @@ import { peerIdFromMultihash, peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { lpStream } from '@libp2p/utils'
 import * as Digest from 'multiformats/hashes/digest'
 import { SyncRequest, SyncResponse } from '../protocol/generated/sync.js'
-import { ANNOUNCE_TOPIC } from './announcer.js'
+import { ANNOUNCE_TOPIC } from './announcement-validator.js'
+import { shardTopic, SHARD_COUNT } from './shards.js'
 import type { SignedAnnouncement, SyncStore } from './types.js'
 
 export type { SyncStore }
@@ -45,6 +46,13 @@ export interface SyncExchangeInit {
   resyncMs?: number
   /** one exchange's limit (default 5 s) */
   timeoutMs?: number
+  /**
+   * false: ask only during our first `youngMs` (a large swarm: answers are big and
+   * connections come and go all the time, so only a newcomer asks); default true
+   */
+  everyPeer?: () => boolean
+  /** default 2 min */
+  youngMs?: number
 }
 
 export interface SyncExchangeComponents {
@@ -60,13 +68,17 @@ export interface SyncStats {
   received: number
   accepted: number
   junk: number
+  /** bytes of the answers we read (length prefixes included): discovery traffic */
+  bytesReceived: number
+  /** bytes of the answers we sent */
+  bytesSent: number
 }
 
 class Junk extends Error {}
 
 /** The bytes a gossipsub author signs (StrictSign): "libp2p-pubsub:" + RPC.Message{from, data, seqno, topic}. */
-export function gossipSigningBytes (from: Uint8Array, data: Uint8Array, seqno: Uint8Array): Uint8Array {
-  const signed = RPC.Message.encode({ from, data, seqno, topic: ANNOUNCE_TOPIC })
+export function gossipSigningBytes (from: Uint8Array, data: Uint8Array, seqno: Uint8Array, topic: string = ANNOUNCE_TOPIC): Uint8Array {
+  const signed = RPC.Message.encode({ from, data, seqno, topic })
   const bytes = new Uint8Array(SIGN_PREFIX.byteLength + signed.byteLength)
   bytes.set(SIGN_PREFIX, 0)
   bytes.set(signed, SIGN_PREFIX.byteLength)
@@ -74,17 +86,19 @@ export function gossipSigningBytes (from: Uint8Array, data: Uint8Array, seqno: U
 }
 
 /** Our own announcement as a gossipsub message we signed; its seqno is the announcement's seq. */
-export async function signOwn (privateKey: PrivateKey, data: Uint8Array, seq: number): Promise<SignedAnnouncement> {
+export async function signOwn (privateKey: PrivateKey, data: Uint8Array, seq: number, shard?: number): Promise<SignedAnnouncement> {
   const from = peerIdFromPrivateKey(privateKey).toMultihash().bytes
   const seqno = new Uint8Array(8)
   new DataView(seqno.buffer).setBigUint64(0, BigInt(seq), false)
-  const signature = await privateKey.sign(gossipSigningBytes(from, data, seqno))
-  return { from, data, seqno, signature }
+  const signature = await privateKey.sign(gossipSigningBytes(from, data, seqno, shard == null ? ANNOUNCE_TOPIC : shardTopic(shard)))
+  return { from, data, seqno, signature, ...(shard != null ? { shard } : {}) }
 }
 
 /** Checks a handed-on entry's signature as gossipsub's StrictSign does; returns the message or throws Junk. */
 export async function verifySyncEntry (entry: SyncResponse.Entry): Promise<Message & { type: 'signed' }> {
   if (entry.seqno.byteLength !== 8) throw new Junk('seqno must be 8 bytes')
+  if (entry.shard != null && (!Number.isInteger(entry.shard) || entry.shard >= SHARD_COUNT)) throw new Junk(`shard ${entry.shard} does not exist`)
+  const topic = entry.shard == null ? ANNOUNCE_TOPIC : shardTopic(entry.shard)
   if (entry.signature.byteLength === 0) throw new Junk('no signature')
   let from: PeerId
   try {
@@ -106,7 +120,7 @@ export async function verifySyncEntry (entry: SyncResponse.Entry): Promise<Messa
   }
   let valid = false
   try {
-    valid = await key.verify(gossipSigningBytes(entry.from, entry.data, entry.seqno), entry.signature)
+    valid = await key.verify(gossipSigningBytes(entry.from, entry.data, entry.seqno, topic), entry.signature)
   } catch {
     valid = false
   }
@@ -116,15 +130,21 @@ export async function verifySyncEntry (entry: SyncResponse.Entry): Promise<Messa
     from,
     data: entry.data,
     sequenceNumber: new DataView(entry.seqno.buffer, entry.seqno.byteOffset, 8).getBigUint64(0, false),
-    topic: ANNOUNCE_TOPIC,
+    topic,
     signature: entry.signature,
     key
   }
 }
 
+function varintLength (n: number): number {
+  let len = 1
+  while (n >= 0x80) { n = Math.floor(n / 128); len++ }
+  return len
+}
+
 export class SyncExchange implements Startable {
   readonly [Symbol.toStringTag] = 'krill:sync'
-  readonly stats: SyncStats = { asked: 0, answered: 0, received: 0, accepted: 0, junk: 0 }
+  readonly stats: SyncStats = { asked: 0, answered: 0, received: 0, accepted: 0, junk: 0, bytesReceived: 0, bytesSent: 0 }
   private readonly components: SyncExchangeComponents
   private readonly init: SyncExchangeInit
   private readonly log: Logger
@@ -132,8 +152,9 @@ export class SyncExchange implements Startable {
   private readonly answerRate = new PeerRateLimiter({ burst: 4, perMinute: 6 })
   private readonly stopping = new AbortController()
   private running = false
-  /** our own announcement, signed once per version */
-  private ownSigned?: { seq: number, signed: SignedAnnouncement }
+  private startedAt = 0
+  /** our own announcements, each signed once per version (key: shard, or -1 for krill/models/1) */
+  private readonly ownSigned = new Map<number, { seq: number, signed: SignedAnnouncement }>()
 
   constructor (components: SyncExchangeComponents, init: SyncExchangeInit) {
     this.components = components
@@ -156,6 +177,7 @@ export class SyncExchange implements Startable {
     }, { maxInboundStreams: 2, maxOutboundStreams: 2, runOnLimitedConnection: true })
     this.components.events.addEventListener('peer:identify', this.onIdentify)
     this.running = true
+    this.startedAt = Date.now()
   }
 
   async stop (): Promise<void> {
@@ -171,6 +193,7 @@ export class SyncExchange implements Startable {
     if (!this.running || store == null) return
     const id = peer.toString()
     const now = Date.now()
+    if (this.init.everyPeer?.() === false && now - this.startedAt > (this.init.youngMs ?? 120_000)) return
     if ((this.askedAt.get(id) ?? -Infinity) > now - (this.init.resyncMs ?? 30_000)) return
     if (this.askedAt.size >= 10_000) this.askedAt.clear()
     this.askedAt.set(id, now)
@@ -179,10 +202,11 @@ export class SyncExchange implements Startable {
     const stream = await connection.newStream(SYNC_PROTOCOL, { signal, runOnLimitedConnection: true })
     try {
       const lp = lpStream(stream, { maxDataLength: MAX_SYNC_RESPONSE_BYTES })
-      await lp.write(SyncRequest.encode({ maxEntries: MAX_SYNC_ENTRIES }), { signal })
+      await lp.write(SyncRequest.encode({ maxEntries: MAX_SYNC_ENTRIES, shards: true }), { signal })
       let response: SyncResponse
       try {
         const bytes = await lp.read({ signal })
+        this.stats.bytesReceived += bytes.byteLength + varintLength(bytes.byteLength)
         response = SyncResponse.decode(bytes, { limits: { entries: MAX_SYNC_ENTRIES } })
       } catch (err: any) {
         if (signal.aborted) throw err
@@ -227,20 +251,28 @@ export class SyncExchange implements Startable {
     const entries: SyncResponse.Entry[] = []
     let bytes = 0
     const list: Array<SignedAnnouncement & { remainingMs: number }> = []
-    const own = store.own()
-    if (own != null) {
-      if (this.ownSigned?.seq !== own.seq) this.ownSigned = { seq: own.seq, signed: await signOwn(this.components.privateKey, own.data, own.seq) }
-      list.push({ ...this.ownSigned.signed, remainingMs: own.remainingMs })
+    for (const own of store.own()) {
+      if (own.shard != null && !request.shards) continue
+      const slot = own.shard ?? -1
+      let signed = this.ownSigned.get(slot)
+      if (signed?.seq !== own.seq) {
+        signed = { seq: own.seq, signed: await signOwn(this.components.privateKey, own.data, own.seq, own.shard) }
+        this.ownSigned.set(slot, signed)
+      }
+      list.push({ ...signed.signed, remainingMs: own.remainingMs })
     }
-    list.push(...store.held(max - list.length))
+    // an old asker checks every signature against krill/models/1: no shard entries for it
+    list.push(...store.held(max).filter(h => request.shards || h.shard == null).slice(0, Math.max(0, max - list.length)))
     for (const held of list) {
       // protobuf overhead per entry is a few dozen bytes; stay well clear of the limit
       const size = held.data.byteLength + held.signature.byteLength + held.from.byteLength + (held.key?.byteLength ?? 0) + 64
       if (bytes + size > MAX_SYNC_RESPONSE_BYTES - 1024) break
       bytes += size
-      entries.push({ from: held.from, data: held.data, seqno: held.seqno, signature: held.signature, key: held.key ?? new Uint8Array(0), remainingMs: Math.min(held.remainingMs, 0xffffffff) } as SyncResponse.Entry)
+      entries.push({ from: held.from, data: held.data, seqno: held.seqno, signature: held.signature, key: held.key ?? new Uint8Array(0), remainingMs: Math.min(held.remainingMs, 0xffffffff), ...(held.shard != null ? { shard: held.shard } : {}) } as SyncResponse.Entry)
     }
-    await lp.write(SyncResponse.encode({ entries }), { signal })
+    const answer = SyncResponse.encode({ entries })
+    await lp.write(answer, { signal })
+    this.stats.bytesSent += answer.byteLength + varintLength(answer.byteLength)
     this.stats.answered++
     await stream.close({ signal }).catch(() => { stream.abort(new Error('closing failed')) })
   }

@@ -55,6 +55,8 @@ export interface SignedAnnouncement {
   signature: Uint8Array
   /** author's public key (protobuf) when its peer id does not embed it */
   key?: Uint8Array
+  /** the shard topic (krill/models/2/<shard>) it was published on; absent: krill/models/1 */
+  shard?: number
 }
 
 /** What the sync exchange needs from discovery: what we hold, and the judge of what we get. */
@@ -62,7 +64,7 @@ export interface SyncStore {
   /** the signed announcements we list now, longest-lived first */
   held: (max: number) => Array<SignedAnnouncement & { remainingMs: number }>
   /** our own current announcement (the sync exchange signs it as gossipsub would) */
-  own: () => { data: Uint8Array, seq: number, remainingMs: number } | undefined
+  own: () => Array<{ data: Uint8Array, seq: number, remainingMs: number, shard?: number }>
   /** judges one handed-on announcement exactly like gossip (the signature is already checked) */
   receive: (msg: Message, remainingMs: number) => TopicValidatorResult
 }

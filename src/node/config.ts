@@ -80,6 +80,10 @@ export interface KrillConfig {
   announceTtlMs: number
   /** how often the Ollama model list is refreshed */
   modelRefreshMs: number
+  /** providers known before this node announces per model shard (protocols/README.md); 0: from the start */
+  largeSwarmProviders: number
+  /** lifetime of our sharded announcements (large swarms; never below announceTtlMs) */
+  announceLargeTtlMs: number
   /** consumer-side caps on what peers serve us (README "Budgets") */
   budget: BudgetSettings
   /** receipts and the ledger (README "Receipts and the ledger") */
@@ -199,6 +203,8 @@ const fileSchema = z.object({
   dhtMode: z.enum(['server', 'client', 'auto']).optional(),
   announceTtlMs: z.number().int().min(3_000).max(3_600_000).optional(),
   modelRefreshMs: z.number().int().min(100).max(3_600_000).optional(),
+  largeSwarmProviders: z.number().int().min(0).max(1_000_000).optional(),
+  announceLargeTtlMs: z.number().int().min(3_000).max(3_600_000).optional(),
   budget: z.object({
     tokensPerDay: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER).optional(),
     defaultMaxTokens: z.number().int().min(1).max(10_000_000).optional()
@@ -382,6 +388,8 @@ export async function resolveConfig (flags: FlagConfig, env: NodeJS.ProcessEnv =
     dhtMode: pick('dhtMode') ?? 'auto',
     announceTtlMs: pick('announceTtlMs') ?? 60_000,
     modelRefreshMs: pick('modelRefreshMs') ?? 10_000,
+    largeSwarmProviders: pick('largeSwarmProviders') ?? 64,
+    announceLargeTtlMs: pick('announceLargeTtlMs') ?? 3_600_000,
     budget: { ...pick('budget') },
     ledger: { retentionDays: 30, skewMs: 5 * 60_000, ...pick('ledger') },
     fairShare: { agingMs: 5_000, halfLifeMs: 6 * 3_600_000, ...pick('fairShare') }

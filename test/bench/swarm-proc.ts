@@ -34,6 +34,7 @@ import type { TestDaemon } from '../helpers/swarm.js'
 import { Cleanup } from './cleanup.js'
 import { startCpuLoad } from './cpu-load.js'
 import { MODEL, startKrillInProcess, until } from './procs.js'
+import { measureTraffic } from './traffic-swarm.js'
 
 export const TRIAL_TIMEOUT_MS = 30_000
 /** the quiet window over which churn is counted */
@@ -275,15 +276,19 @@ async function main (): Promise<void> {
   process.on('SIGINT', abandon)
   let message: Record<string, unknown>
   try {
-    const result = await measureSwarm(cleanup, size, trials, log)
+    // SWARM_MODE=traffic: discovery bytes per node (traffic-swarm.ts) instead of propagation
+    const result = process.env.SWARM_MODE === 'traffic'
+      ? await measureTraffic(cleanup, size, trials, Number(process.env.SWARM_WINDOW_MS ?? 30_000), log, process.env.SWARM_SHARDED === '1')
+      : await measureSwarm(cleanup, size, trials, log)
     log(`stopping ${size} nodes`)
     message = { type: 'result', result }
   } catch (err) {
     message = { type: 'error', message: err instanceof Error ? err.stack ?? err.message : String(err) }
   }
-  await cleanup.closeAll()
-  process.off('disconnect', abandon)
+  // the figures first: stopping dozens of daemons on a loaded machine can take minutes
   await new Promise(resolve => process.send?.(message, resolve))
+  process.off('disconnect', abandon)
+  await cleanup.closeAll()
   // libp2p may leave timers and closing sockets behind; everything of ours is stopped
   process.exit(0)
 }

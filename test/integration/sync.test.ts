@@ -55,8 +55,11 @@ describe('sync exchange', () => {
     const started = Date.now()
     const newcomer = await startTestDaemon({ bootstrap: [provider.daemon.addrs()[0]], serve: false, announceTtlMs: 60_000 })
     nodes.push(newcomer)
+    // "just joined": its daemon is ready (the ready line); issue 13's figure is ≤ 2 s from here
+    const ready = Date.now()
     await waitFor(() => newcomer.daemon.providers.providersFor(MODEL).length === 1, 'the newcomer to list the model', 15_000, 20)
     const tookMs = Date.now() - started
+    const fromReadyMs = Date.now() - ready
     const entry = newcomer.daemon.providers.providersFor(MODEL)[0]
     expect(entry.peerId).toBe(provider.daemon.peerId.toString())
     expect(entry.source).toBe('gossip')
@@ -64,7 +67,11 @@ describe('sync exchange', () => {
     expect(provider.daemon.libp2p.services.sync.stats.answered).toBeGreaterThanOrEqual(1)
     // the provider's periodic re-announcement is 40 s away: only the sync answer explains this
     expect(tookMs).toBeLessThan(15_000)
-    console.log(`newcomer listed the model ${tookMs} ms after it started (in-process, loopback)`)
+    // 2 s is the target; 5 s holds under stress-ng --cpu 2 on 2 cores, where every
+    // step (dial, identify, the stream, two signature checks) waits for a starved
+    // event loop. Seen at load average ~5: 50–420 ms.
+    expect(fromReadyMs).toBeLessThan(5_000)
+    console.log(`newcomer listed the model ${fromReadyMs} ms after it was ready, ${tookMs} ms after it started (in-process, loopback)`)
     // a new subscriber costs the network nothing: the provider sent no announcement for
     // it (an older krill did, at most 10 s after its previous one)
     await new Promise(resolve => setTimeout(resolve, Math.max(1_500, providerStartedAt + 11_000 - Date.now())))

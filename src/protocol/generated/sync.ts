@@ -8,6 +8,7 @@ import type { Uint8ArrayList } from 'uint8arraylist'
 
 export interface SyncRequest {
   maxEntries: number
+  shards: boolean
 }
 
 export namespace SyncRequest {
@@ -25,12 +26,18 @@ export namespace SyncRequest {
           w.uint32(obj.maxEntries)
         }
 
+        if ((obj.shards != null && obj.shards !== false)) {
+          w.uint32(16)
+          w.bool(obj.shards)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
       }, (reader, length, opts = {}) => {
         const obj: any = {
-          maxEntries: 0
+          maxEntries: 0,
+          shards: false
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -41,6 +48,10 @@ export namespace SyncRequest {
           switch (tag >>> 3) {
             case 1: {
               obj.maxEntries = reader.uint32()
+              break
+            }
+            case 2: {
+              obj.shards = reader.bool()
               break
             }
             default: {
@@ -65,6 +76,13 @@ export namespace SyncRequest {
               }
               break
             }
+            case 2: {
+              yield {
+                field: `${prefix}.shards`,
+                value: reader.bool()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -82,6 +100,11 @@ export namespace SyncRequest {
     value: number
   }
 
+  export interface SyncRequestShardsFieldEvent {
+    field: '$.shards'
+    value: boolean
+  }
+
   export function encode (obj: Partial<SyncRequest>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, SyncRequest.codec())
   }
@@ -90,7 +113,7 @@ export namespace SyncRequest {
     return decodeMessage(buf, SyncRequest.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<SyncRequest>): Generator<SyncRequestMaxEntriesFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<SyncRequest>): Generator<SyncRequestMaxEntriesFieldEvent | SyncRequestShardsFieldEvent> {
     return streamMessage(buf, SyncRequest.codec(), opts)
   }
 }
@@ -107,6 +130,7 @@ export namespace SyncResponse {
     signature: Uint8Array<ArrayBuffer>
     key: Uint8Array<ArrayBuffer>
     remainingMs: number
+    shard?: number
   }
 
   export namespace Entry {
@@ -147,6 +171,11 @@ export namespace SyncResponse {
           if ((obj.remainingMs != null && obj.remainingMs !== 0)) {
             w.uint32(48)
             w.uint32(obj.remainingMs)
+          }
+
+          if (obj.shard != null) {
+            w.uint32(56)
+            w.uint32(obj.shard)
           }
 
           if (opts.lengthDelimited !== false) {
@@ -190,6 +219,10 @@ export namespace SyncResponse {
               }
               case 6: {
                 obj.remainingMs = reader.uint32()
+                break
+              }
+              case 7: {
+                obj.shard = reader.uint32()
                 break
               }
               default: {
@@ -249,6 +282,13 @@ export namespace SyncResponse {
                 }
                 break
               }
+              case 7: {
+                yield {
+                  field: `${prefix}.shard`,
+                  value: reader.uint32()
+                }
+                break
+              }
               default: {
                 reader.skipType(tag & 7)
                 break
@@ -291,6 +331,11 @@ export namespace SyncResponse {
       value: number
     }
 
+    export interface EntryShardFieldEvent {
+      field: '$.shard'
+      value: number
+    }
+
     export function encode (obj: Partial<Entry>): Uint8Array<ArrayBuffer> {
       return encodeMessage(obj, Entry.codec())
     }
@@ -299,7 +344,7 @@ export namespace SyncResponse {
       return decodeMessage(buf, Entry.codec(), opts)
     }
 
-    export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Entry>): Generator<EntryFromFieldEvent | EntryDataFieldEvent | EntrySeqnoFieldEvent | EntrySignatureFieldEvent | EntryKeyFieldEvent | EntryRemainingMsFieldEvent> {
+    export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Entry>): Generator<EntryFromFieldEvent | EntryDataFieldEvent | EntrySeqnoFieldEvent | EntrySignatureFieldEvent | EntryKeyFieldEvent | EntryRemainingMsFieldEvent | EntryShardFieldEvent> {
       return streamMessage(buf, Entry.codec(), opts)
     }
   }
@@ -429,6 +474,12 @@ export namespace SyncResponse {
     index: number
   }
 
+  export interface SyncResponseEntriesShardFieldEvent {
+    field: '$.entries[].shard'
+    value: number
+    index: number
+  }
+
   export function encode (obj: Partial<SyncResponse>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, SyncResponse.codec())
   }
@@ -437,7 +488,7 @@ export namespace SyncResponse {
     return decodeMessage(buf, SyncResponse.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<SyncResponse>): Generator<SyncResponseEntriesFromFieldEvent | SyncResponseEntriesDataFieldEvent | SyncResponseEntriesSeqnoFieldEvent | SyncResponseEntriesSignatureFieldEvent | SyncResponseEntriesKeyFieldEvent | SyncResponseEntriesRemainingMsFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<SyncResponse>): Generator<SyncResponseEntriesFromFieldEvent | SyncResponseEntriesDataFieldEvent | SyncResponseEntriesSeqnoFieldEvent | SyncResponseEntriesSignatureFieldEvent | SyncResponseEntriesKeyFieldEvent | SyncResponseEntriesRemainingMsFieldEvent | SyncResponseEntriesShardFieldEvent> {
     return streamMessage(buf, SyncResponse.codec(), opts)
   }
 }
