@@ -102,7 +102,7 @@ export async function * requestChat (node: DialingNode, peerId: PeerId, request:
   let receipt: { port: ConsumerReceiptPort, bytes: Uint8Array, received: ReceivedFacts } | undefined
   try {
     ctl.signal.throwIfAborted()
-    const spare = takeReady(node, peerId, opts.ready)
+    const spare = await takeReady(node, peerId, opts.ready, ctl.signal)
     let reader: FrameReader
     let first: ChatFrame
     const start = async (ready?: { stream: Stream, connection: Connection }): Promise<void> => {
@@ -118,7 +118,6 @@ export async function * requestChat (node: DialingNode, peerId: PeerId, request:
       }
       const s = stream as Stream
       if (ctl.signal.aborted) s.abort(ctl.signal.reason)
-      opts.ready?.refill(connection as Connection)
       reader = new FrameReader(s, { maxFrameBytes: limits.maxFrameBytes })
       try {
         await writeFrame(s, payload, ctl.signal)
@@ -144,6 +143,13 @@ export async function * requestChat (node: DialingNode, peerId: PeerId, request:
     }
 
     const requestSentAtMs = Date.now()
+    // the next chat's stream is negotiated once this one has its first token: off its path
+    let refilled = false
+    const refill = (): void => {
+      if (refilled || connection == null) return
+      refilled = true
+      opts.ready?.refill(connection)
+    }
     let accepted = false
     let digest = ''
     let deltaFrames = 0
@@ -161,6 +167,7 @@ export async function * requestChat (node: DialingNode, peerId: PeerId, request:
       }
       if (!accepted) throw protocolError(peer, 'sent a frame before Accepted')
       if (frame.delta != null) {
+        if (deltaFrames === 0) refill()
         clearTimeout(firstToken)
         const d = frame.delta
         if (d.content !== '' || d.thinking !== '' || d.toolCalls.length > 0) deltaFrames++
@@ -169,6 +176,7 @@ export async function * requestChat (node: DialingNode, peerId: PeerId, request:
         continue
       }
       if (frame.done != null) {
+        if (deltaFrames === 0) refill()
         clearTimeout(firstToken)
         completed = true
         if (opts.receipts != null) {
@@ -242,11 +250,11 @@ async function settleReceipt (port: ConsumerReceiptPort, stream: Stream, signal:
 }
 
 /** The provider's ready stream on the connection a chat would pick, if there is a usable one. */
-function takeReady (node: DialingNode, peerId: PeerId, ready: ReadyStreams | undefined): { stream: Stream, connection: Connection } | undefined {
+async function takeReady (node: DialingNode, peerId: PeerId, ready: ReadyStreams | undefined, signal: AbortSignal): Promise<{ stream: Stream, connection: Connection } | undefined> {
   if (ready == null) return undefined
   const connection = pickConnection(node.getConnections(peerId))
   if (connection == null) return undefined
-  const stream = ready.take(connection)
+  const stream = await ready.takeSoon(connection, signal)
   return stream != null ? { stream, connection } : undefined
 }
 

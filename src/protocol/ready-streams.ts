@@ -45,7 +45,8 @@ export interface ReadyStreamsStats {
 
 interface Entry {
   stream?: Stream
-  opening: boolean
+  /** set while a ready stream is being negotiated */
+  opening?: Promise<void>
   lastUsed: number
   expiry?: ReturnType<typeof setTimeout>
   onClose: () => void
@@ -86,13 +87,27 @@ export class ReadyStreams {
     return undefined
   }
 
+  /**
+   * Like take(), but when a ready stream is being negotiated on `conn` right now,
+   * waits for it: it started before the caller, so it is ready sooner than a
+   * stream the caller would negotiate itself (back-to-back chats).
+   */
+  async takeSoon (conn: Connection, signal?: AbortSignal): Promise<Stream | undefined> {
+    const pending = this.entries.get(conn)?.opening
+    if (pending != null) {
+      await raceAbort(pending, signal)
+      if (signal?.aborted === true) return undefined
+    }
+    return this.take(conn)
+  }
+
   /** A chat just started on `conn`: have the next stream ready for the one after it. */
   refill (conn: Connection): void {
     if (this.stopped || conn.status !== 'open' || conn.limits != null) return
     let entry = this.entries.get(conn)
     if (entry == null) {
       const onClose = (): void => { this.forget(conn) }
-      entry = { opening: false, lastUsed: 0, onClose }
+      entry = { lastUsed: 0, onClose }
       this.entries.set(conn, entry)
       conn.addEventListener('close', onClose, { once: true })
     }
@@ -114,14 +129,13 @@ export class ReadyStreams {
   }
 
   private open (conn: Connection, entry: Entry): void {
-    if (entry.stream != null || entry.opening) return
-    entry.opening = true
-    conn.newStream(CHAT_PROTOCOL, {
+    if (entry.stream != null || entry.opening != null) return
+    entry.opening = conn.newStream(CHAT_PROTOCOL, {
       signal: AbortSignal.timeout(this.openTimeoutMs),
       maxOutboundStreams: MAX_OUTBOUND_CHAT_STREAMS,
       runOnLimitedConnection: true
     }).then(stream => {
-      entry.opening = false
+      entry.opening = undefined
       if (this.stopped || this.entries.get(conn) !== entry) {
         stream.abort(new Error('ready chat stream not needed'))
         return
@@ -132,7 +146,7 @@ export class ReadyStreams {
       entry.expiry = setTimeout(() => { this.expire(conn, entry, stream) }, this.maxAgeMs)
       entry.expiry.unref?.()
     }, (err: unknown) => {
-      entry.opening = false
+      entry.opening = undefined
       // the next chat negotiates its own stream, as without a ready one
       this.log.debug(`could not open a ready chat stream to ${conn.remotePeer.toString()}: ${err instanceof Error ? err.message : String(err)}`)
     })
@@ -157,6 +171,16 @@ export class ReadyStreams {
     entry.stream?.abort(new Error('ready chat stream let go'))
     entry.stream = undefined
   }
+}
+
+async function raceAbort (p: Promise<void>, signal?: AbortSignal): Promise<void> {
+  if (signal == null) { await p; return }
+  if (signal.aborted) return
+  await new Promise<void>(resolve => {
+    const done = (): void => { signal.removeEventListener('abort', done); resolve() }
+    signal.addEventListener('abort', done, { once: true })
+    p.then(done, done)
+  })
 }
 
 /** open both ways, nothing received: the provider still waits for our request on it */

@@ -109,7 +109,7 @@ describe('ready chat streams', () => {
     const stale = real.take(conn)
     expect(stale).toBeDefined()
     await expect.poll(() => stale?.remoteWriteStatus, { timeout: 2000 }).toBe('closed')
-    const racing = { take: () => stale, refill: () => {} } as unknown as ReadyStreams
+    const racing = { takeSoon: async () => stale, refill: () => {} } as unknown as ReadyStreams
     await chatOk(client, peer, racing)
     expect(provider.server.stats.counters.completed).toBe(2)
   })
