@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { ErrorCode, KrillError } from '../../src/errors.js'
 import {
-  acceptedFrame, decodeFrame, deltaFrame, deltaFromPb, doneFrame, encodeFrame, encodeRequest, errorFrame,
+  acceptedFrame, decodeFrame, deltaFrame, deltaFromPb, doneFrame, encodeContentDelta, encodeFrame, encodeRequest, errorFrame,
   errorFromPb, requestFromPb, requestToPb, splitDelta, usageFromPb
 } from '../../src/protocol/frames.js'
 import * as pb from '../../src/protocol/generated/chat.js'
@@ -122,5 +122,22 @@ describe('response frames', () => {
     expect(splitDelta({ type: 'delta', content: 'small' }, 1024)).toEqual([{ type: 'delta', content: 'small' }])
     expect(() => splitDelta({ type: 'delta', toolCalls: [{ function: { name: 'f', arguments: { big: 'x'.repeat(5000) } } }] }, 1024))
       .toThrow(/does not fit/)
+  })
+})
+
+describe('content deltas encoded by hand', () => {
+  it('are byte for byte what protons writes, for every length class and any UTF-8', () => {
+    const samples = ['', 'a', ' the', 'ü', '🦐 krill', 'x'.repeat(120), 'y'.repeat(200), 'é'.repeat(70_000), 'z'.repeat(2_100_000)]
+    for (const content of samples) {
+      const frame = { delta: { content, thinking: '', toolCalls: [] } }
+      expect(Buffer.from(encodeContentDelta(content)).equals(Buffer.from(pb.ChatFrame.encode(frame))), `length ${content.length}`).toBe(true)
+      expect(Buffer.from(encodeFrame(frame)).equals(Buffer.from(pb.ChatFrame.encode(frame)))).toBe(true)
+      expect(decodeFrame(encodeFrame(frame)).delta?.content).toBe(content)
+    }
+  })
+
+  it('leave deltas with thinking or tool calls to protons', () => {
+    const frame = deltaFrame({ type: 'delta', content: 'a', thinking: 'hmm', toolCalls: [{ function: { name: 'f', arguments: { x: 1 } } }] })
+    expect(Buffer.from(encodeFrame(frame)).equals(Buffer.from(pb.ChatFrame.encode(frame)))).toBe(true)
   })
 })
