@@ -242,7 +242,37 @@ function writeVarint (out: Uint8Array, at: number, n: number): number {
 }
 
 export function decodeFrame (bytes: Uint8Array | Uint8ArrayList): pb.ChatFrame {
-  return pb.ChatFrame.decode(bytes)
+  const buf = bytes instanceof Uint8Array ? bytes : bytes.subarray()
+  return decodeContentDelta(buf) ?? pb.ChatFrame.decode(buf)
+}
+
+/**
+ * The answer's tokens, read by hand: a frame that is exactly ChatFrame{delta{content}}
+ * as encodeContentDelta (and protons) writes it, or undefined for anything else
+ * (other fields, other orders, unknown fields: protons decodes those).
+ */
+export function decodeContentDelta (buf: Uint8Array): pb.ChatFrame | undefined {
+  if (buf.byteLength < 2 || buf[0] !== 0x12) return undefined
+  const outer = readVarint(buf, 1)
+  if (outer == null || outer.at + outer.value !== buf.byteLength) return undefined
+  if (outer.value === 0) return { delta: { content: '', thinking: '', toolCalls: [] } }
+  if (buf[outer.at] !== 0x0a) return undefined
+  const inner = readVarint(buf, outer.at + 1)
+  if (inner == null || inner.at + inner.value !== buf.byteLength) return undefined
+  const content = Buffer.from(buf.buffer, buf.byteOffset + inner.at, inner.value).toString('utf8')
+  return { delta: { content, thinking: '', toolCalls: [] } }
+}
+
+function readVarint (buf: Uint8Array, at: number): { value: number, at: number } | undefined {
+  let value = 0
+  let scale = 1
+  for (let i = 0; i < 5 && at < buf.byteLength; i++) {
+    const b = buf[at++]
+    value += (b & 0x7f) * scale
+    if (b < 0x80) return { value, at }
+    scale *= 128
+  }
+  return undefined
 }
 
 export function deltaFromPb (d: pb.ChatFrame.Delta): DeltaEvent {
