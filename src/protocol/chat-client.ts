@@ -105,6 +105,7 @@ export async function * requestChat (node: DialingNode, peerId: PeerId, request:
     const spare = await takeReady(node, peerId, opts.ready, ctl.signal)
     let reader: FrameReader
     let first: ChatFrame
+    let requestSentAtMs = 0
     const start = async (ready?: { stream: Stream, connection: Connection }): Promise<void> => {
       if (ready != null) {
         ({ stream, connection } = ready)
@@ -124,6 +125,7 @@ export async function * requestChat (node: DialingNode, peerId: PeerId, request:
       } catch (err) {
         throw streamFailure(streamError(err, peer, `could not send the request to peer ${peer}`))
       }
+      requestSentAtMs = Date.now()
       first = await readFrame(reader, peer, ctl.signal)
     }
     try {
@@ -142,7 +144,6 @@ export async function * requestChat (node: DialingNode, peerId: PeerId, request:
       await start()
     }
 
-    const requestSentAtMs = Date.now()
     // the next chat's stream is negotiated once this one has its first token: off its path
     let refilled = false
     const refill = (): void => {
