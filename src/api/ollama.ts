@@ -24,7 +24,7 @@ const log = logger('ollama-api')
 /** The Ollama API version krill speaks; clients compare it to enable features. */
 export const OLLAMA_COMPAT_VERSION = '0.12.6'
 
-type Kind = 'chat' | 'generate'
+export type Kind = 'chat' | 'generate'
 type Output = Exclude<ChatEvent, { type: 'accepted' }>
 
 function details (info: ModelInfo): Record<string, unknown> {
@@ -260,8 +260,8 @@ async function answer (kind: Kind, model: string, stream: boolean, chatRequest: 
   return whole
 }
 
-function line (kind: Kind, model: string, event: Output): Record<string, unknown> {
-  const createdAt = new Date().toISOString()
+export function line (kind: Kind, model: string, event: Output): Record<string, unknown> {
+  const createdAt = isoNow()
   if (event.type === 'done') {
     const base = kind === 'chat' ? { message: { role: 'assistant', content: '' } } : { response: '' }
     return { model, created_at: createdAt, ...base, done: true, ...counters(event.usage) }
@@ -275,9 +275,33 @@ function line (kind: Kind, model: string, event: Output): Record<string, unknown
   return { model, created_at: createdAt, message, done: false }
 }
 
+/** Date.now() → toISOString(), made once per millisecond: every line of an answer carries it */
+let isoAt = 0
+let isoText = ''
+function isoNow (): string {
+  const now = Date.now()
+  if (now !== isoAt) {
+    isoAt = now
+    isoText = new Date(now).toISOString()
+  }
+  return isoText
+}
+
+/**
+ * A token's line, the usual case (content only): a template with the model's JSON
+ * made once per answer — the same text as JSON.stringify(line(...)), in the same
+ * key order (checked in api-ollama-lines.test.ts), without building two objects a token.
+ */
+export function contentLine (kind: Kind, modelJson: string, content: string): string {
+  return kind === 'chat'
+    ? `{"model":${modelJson},"created_at":"${isoNow()}","message":{"role":"assistant","content":${JSON.stringify(content)}},"done":false}\n`
+    : `{"model":${modelJson},"created_at":"${isoNow()}","response":${JSON.stringify(content)},"done":false}\n`
+}
+
 async function streamAnswer (kind: Kind, model: string, first: Output, events: AsyncIterator<ChatEvent>, reply: FastifyReply, provider: string): Promise<void> {
   reply.hijack()
   const out = new StreamWriter(reply.raw, 200, { ...NDJSON_HEADERS, [PROVIDER_HEADER]: provider })
+  const modelJson = JSON.stringify(model)
   try {
     for (let event: ChatEvent | undefined = first; event != null; event = await nextEvent(events)) {
       if (event.type === 'accepted') continue
@@ -285,7 +309,10 @@ async function streamAnswer (kind: Kind, model: string, first: Output, events: A
         out.end(JSON.stringify(line(kind, model, event)) + '\n')
         return
       }
-      if (!await out.write(JSON.stringify(line(kind, model, event)) + '\n')) return
+      const text = event.thinking == null && (event.toolCalls == null || event.toolCalls.length === 0)
+        ? contentLine(kind, modelJson, event.content ?? '')
+        : JSON.stringify(line(kind, model, event)) + '\n'
+      if (!await out.write(text)) return
     }
     throw new Error('the answer ended without a done event')
   } catch (err) {

@@ -212,6 +212,9 @@ async function completeCompletion (meta: Meta, first: ChatEvent, events: AsyncIt
   throw new Error('the answer ended without a done event')
 }
 
+/** stands for a token's text in the chunk template of streamCompletion (it cannot occur in real text twice over JSON) */
+const TOKEN_SLOT = '\u0000krill-token-slot\u0000'
+
 async function streamCompletion (request: FastifyRequest, reply: FastifyReply, body: ChatCompletionBody, meta: Meta,
   first: ChatEvent, events: AsyncIterator<ChatEvent>, provider: string): Promise<void> {
   const includeUsage = body.stream_options?.include_usage === true
@@ -225,6 +228,11 @@ async function streamCompletion (request: FastifyRequest, reply: FastifyReply, b
     ...(includeUsage ? { usage: null } : {})
   })
   let toolIndex = 0
+  // a content token's event: the chunk around its content made once per answer,
+  // so a token costs one JSON.stringify of its text (the same bytes, by construction)
+  const template = JSON.stringify(chunk({ content: TOKEN_SLOT })).split(JSON.stringify(TOKEN_SLOT))
+  const [before, after] = template
+  const sendContent = async (content: string): Promise<boolean> => await out.write(`data: ${before}${JSON.stringify(content)}${after}\n\n`)
   const deltaChunk = (event: DeltaEvent): Record<string, unknown> | undefined => {
     const delta: Record<string, unknown> = {}
     if (event.content != null && event.content !== '') delta.content = event.content
@@ -242,6 +250,10 @@ async function streamCompletion (request: FastifyRequest, reply: FastifyReply, b
     out.hold(`data: ${JSON.stringify(chunk({ role: 'assistant', content: '' }))}\n\n`)
     for (let event: ChatEvent | undefined = first; event != null; event = await nextEvent(events)) {
       if (event.type === 'delta') {
+        if (template.length === 2 && event.content != null && event.content !== '' && (event.thinking == null || event.thinking === '') && (event.toolCalls == null || event.toolCalls.length === 0)) {
+          if (!await sendContent(event.content)) return
+          continue
+        }
         const c = deltaChunk(event)
         if (c != null && !await send(c)) return
       } else if (event.type === 'done') {

@@ -28,6 +28,7 @@ import { ShowLookup } from '../router/show-lookup.js'
 import type { RoundTripTimes } from '../peers/rtt.js'
 import { Router, type LocalSide, type RouterOptions } from '../router/router.js'
 import type { Capacity } from '../discovery/types.js'
+import type { ReadyStreams } from '../protocol/ready-streams.js'
 
 export interface Parts {
   config: KrillConfig
@@ -49,6 +50,8 @@ export interface Parts {
   ownModels: () => ModelInfo[]
   /** which swarm this node is in */
   membership: Membership
+  /** chat streams negotiated ahead of the next chat to a provider in use */
+  readyStreams: ReadyStreams
 }
 
 /** this node's load as a provider: the chat server's slots and queue (none when not serving) */
@@ -84,7 +87,7 @@ export function bindRouter (parts: Parts, local: () => LocalSide | undefined, op
     providers,
     findProviders: async (model, signal) => (await discovery.findProviders(model, { signal })).filter(allowed),
     // every answer from a peer ends with its receipt, checked and countersigned
-    remoteChat: (peerId, request, signal) => requestChat(libp2p, peerIdFromString(peerId), request, { signal, receipts: parts.receipts }),
+    remoteChat: (peerId, request, signal) => requestChat(libp2p, peerIdFromString(peerId), request, { signal, receipts: parts.receipts, ready: parts.readyStreams }),
     remoteEmbed: async (peerId, request, signal) => await requestEmbed(libp2p, peerIdFromString(peerId), request, { signal, receipts: parts.receipts }),
     // a pinned peer we are connected to, or that announced anything, is known
     knowsPeer: peer => libp2p.getConnections().some(c => c.remotePeer.toString() === peer) || table.all().some(e => e.peerId === peer),

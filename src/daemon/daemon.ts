@@ -46,6 +46,7 @@ import { chatServer, type ChatServer, type ChatServerEvent } from '../protocol/c
 import { embedServer, type EmbedServer, type EmbedServerEvent } from '../protocol/embed-server.js'
 import { showServer, type ShowServer } from '../protocol/show-exchange.js'
 import { CHAT_PROTOCOL } from '../protocol/ids.js'
+import { ReadyStreams } from '../protocol/ready-streams.js'
 import { sameModel } from '../models/index.js'
 import { RoundTripTimes } from '../peers/rtt.js'
 import type { Router } from '../router/router.js'
@@ -76,6 +77,8 @@ export interface Daemon {
   readonly rtt: RoundTripTimes
   /** picks the local engine or the best peer for each chat, with failover */
   readonly router: Router
+  /** the chat streams kept negotiated for the next chat to each provider in use */
+  readonly readyStreams: ReadyStreams
   /** who serves which model, from announcements and DHT lookups (never this node) */
   readonly providers: ProviderTable
   /** the provider side of /krill/chat/1.0.0; undefined when this node does not serve */
@@ -332,7 +335,8 @@ export async function startDaemon (config: KrillConfig, opts: DaemonOptions = {}
       ping: async (peer, signal) => await libp2p.services.ping.ping(peer, { signal }),
       peerIdFromString
     })
-    const parts: Parts = { config, node, policy, discovery: disc, engine, chat, embed, rtt, receipts: book, emit, ownModels, membership }
+    const readyStreams = new ReadyStreams({ logger: libp2p.logger })
+    const parts: Parts = { config, node, policy, discovery: disc, engine, chat, embed, rtt, receipts: book, emit, ownModels, membership, readyStreams }
 
     // 6. router: the local engine through the chat server's slots and queue (the
     //    same ones peers' chats take), ranked by its real load
@@ -375,6 +379,7 @@ export async function startDaemon (config: KrillConfig, opts: DaemonOptions = {}
     const shutdown = async (): Promise<void> => {
       emit({ event: 'stopping' })
       await Promise.allSettled([router.drain({ graceMs: 5_000 }), chat?.beforeStop(), embed?.beforeStop()])
+      readyStreams.stop()
       await api.close()
       offRequests()
       await node.stop()
@@ -392,6 +397,7 @@ export async function startDaemon (config: KrillConfig, opts: DaemonOptions = {}
       apiUrl: api.url,
       rtt,
       router,
+      readyStreams,
       providers: disc.providers,
       chatServer: config.serve ? chat : undefined,
       get announcementStats () { return disc.announcer?.stats },

@@ -486,15 +486,23 @@ export class OllamaEngine implements Engine, EmbedEngine, ShowEngine {
     signal.addEventListener('abort', onAbort, { once: true })
     let stall: NodeJS.Timeout | undefined
     const armStall = (): void => {
-      clearTimeout(stall)
+      // refresh() restarts the same timer: cheaper than a new one for every token
+      if (stall != null) {
+        stall.refresh()
+        return
+      }
       stall = setTimeout(() => { reason ??= 'stalled'; ac.abort() }, this.stallTimeoutMs)
       stall.unref()
     }
     let it: AbortableAsyncIterator<OllamaChatResponse> | undefined
+    let complete = false
     const cleanup = (): void => {
       clearTimeout(stall)
       signal.removeEventListener('abort', onAbort)
-      // closes the socket if anything is still open (a no-op after a complete answer)
+      // closes the socket if anything is still open. Not after a complete answer:
+      // the response is over, and aborting it anyway cost undici an AbortError
+      // (a DOMException with its stack) per chat, ~0.3 ms of the provider's CPU
+      if (complete) return
       it?.abort()
       ac.abort()
     }
@@ -509,6 +517,7 @@ export class OllamaEngine implements Engine, EmbedEngine, ShowEngine {
         const delta = toDelta(part)
         if (delta !== undefined) yield delta
         if (part.done === true) {
+          complete = true
           cleanup()
           yield { type: 'done', usage: toUsage(part) }
           return

@@ -7,14 +7,15 @@
  * to the peer is open (DCUtR replacing a relayed connection by a direct one), the
  * error says so (`connectionReplaced`): the router then asks the same peer again.
  */
-import { KrillError } from '../errors.js'
-import { openPreferDirect, replacementFor } from '../node/connections.js'
+import { ErrorCode, KrillError } from '../errors.js'
+import { openPreferDirect, pickConnection, replacementFor } from '../node/connections.js'
 import { FrameFormatError, FrameReader, FrameTooLargeError, TruncatedFrameError, writeFrame } from './frame-io.js'
 import { decodeFrame, deltaFromPb, encodeRequest, errorFromPb, usageFromPb } from './frames.js'
 import { MAX_OUTBOUND_CHAT_STREAMS, resolveLimits } from '../limits/index.js'
 import { CHAT_PROTOCOL } from './ids.js'
 import { sendAck } from './receipt-exchange.js'
 import { validateChatRequest } from './validate.js'
+import type { ReadyStreams } from './ready-streams.js'
 import type { ChatEvent, ChatRequest } from '../engine/types.js'
 import type { ChatFrame } from './generated/chat.js'
 import type { Limits } from '../limits/index.js'
@@ -35,10 +36,19 @@ export interface RequestChatOptions {
    * it, and keeps it; the ack goes back on the stream before we close it.
    */
   receipts?: ConsumerReceiptPort
+  /**
+   * Chat streams negotiated ahead of time (ready-streams.ts): the request goes out
+   * on the provider's ready stream when there is one, and the next one is opened
+   * behind it. Without it every chat negotiates its own stream.
+   */
+  ready?: ReadyStreams
 }
 
 /** what openPreferDirect (node/connections.ts) needs to pick or dial a connection */
 type DialingNode = Pick<Libp2p, 'getConnections' | 'getMultiaddrs' | 'dial' | 'addEventListener' | 'removeEventListener'>
+
+/** Error frames a ready stream may hold from before our request arrived: worth one try on a fresh stream. */
+const RETRY_ON_FRESH = new Set<number>([ErrorCode.TIMEOUT, ErrorCode.SHUTTING_DOWN])
 
 /** How long we give our own close() after the terminal frame before resetting instead. */
 const CLOSE_TIMEOUT_MS = 2_000
@@ -92,27 +102,62 @@ export async function * requestChat (node: DialingNode, peerId: PeerId, request:
   let receipt: { port: ConsumerReceiptPort, bytes: Uint8Array, received: ReceivedFacts } | undefined
   try {
     ctl.signal.throwIfAborted()
-    try {
-      // on a direct connection when there is one; through a relay only when nothing else reaches the peer
-      ({ stream, connection } = await openPreferDirect(node, peerId, CHAT_PROTOCOL, streamOptions(ctl.signal)))
-    } catch (err) {
-      throw streamError(err, peer, `could not open a chat stream to peer ${peer}`)
+    const spare = await takeReady(node, peerId, opts.ready, ctl.signal)
+    let reader: FrameReader
+    let first: ChatFrame
+    let requestSentAtMs = 0
+    const start = async (ready?: { stream: Stream, connection: Connection }): Promise<void> => {
+      if (ready != null) {
+        ({ stream, connection } = ready)
+      } else {
+        try {
+          // on a direct connection when there is one; through a relay only when nothing else reaches the peer
+          ({ stream, connection } = await openPreferDirect(node, peerId, CHAT_PROTOCOL, streamOptions(ctl.signal)))
+        } catch (err) {
+          throw streamError(err, peer, `could not open a chat stream to peer ${peer}`)
+        }
+      }
+      const s = stream as Stream
+      if (ctl.signal.aborted) s.abort(ctl.signal.reason)
+      reader = new FrameReader(s, { maxFrameBytes: limits.maxFrameBytes })
+      try {
+        await writeFrame(s, payload, ctl.signal)
+      } catch (err) {
+        throw streamFailure(streamError(err, peer, `could not send the request to peer ${peer}`))
+      }
+      requestSentAtMs = Date.now()
+      first = await readFrame(reader, peer, ctl.signal)
     }
-    if (ctl.signal.aborted) stream.abort(ctl.signal.reason)
-    const reader = new FrameReader(stream, { maxFrameBytes: limits.maxFrameBytes })
     try {
-      await writeFrame(stream, payload, ctl.signal)
+      await start(spare)
     } catch (err) {
-      throw streamFailure(streamError(err, peer, `could not send the request to peer ${peer}`))
+      // a ready stream the provider let go as we took it (its arrival timeout, a
+      // restart, a lost connection): the request goes again, once, on a fresh stream
+      if (spare == null || ctl.signal.aborted || !(err instanceof KrillError && streamFailures.has(err))) throw err
+      stream?.abort(new Error('ready chat stream failed'))
+      await start()
+    }
+    if (spare != null && RETRY_ON_FRESH.has(first!.error?.code ?? 0)) {
+      // the provider's arrival timeout fired on the ready stream just before our
+      // request got there, or it was stopping then (and may be serving again)
+      stream?.abort(new Error('ready chat stream timed out'))
+      await start()
     }
 
-    const requestSentAtMs = Date.now()
+    // the next chat's stream is negotiated once this one has its first token: off its path
+    let refilled = false
+    const refill = (): void => {
+      if (refilled || connection == null) return
+      refilled = true
+      opts.ready?.refill(connection)
+    }
     let accepted = false
     let digest = ''
     let deltaFrames = 0
     let toolCallChars = 0
-    while (true) {
-      const frame = await readFrame(reader, peer, ctl.signal)
+    let frame: ChatFrame = first!
+    for (let n = 0; ; n++) {
+      if (n > 0) frame = await readFrame(reader!, peer, ctl.signal)
       if (frame.error != null) throw errorFromPb(frame.error, peer)
       if (frame.accepted != null) {
         if (accepted) throw protocolError(peer, 'sent Accepted twice')
@@ -123,6 +168,7 @@ export async function * requestChat (node: DialingNode, peerId: PeerId, request:
       }
       if (!accepted) throw protocolError(peer, 'sent a frame before Accepted')
       if (frame.delta != null) {
+        if (deltaFrames === 0) refill()
         clearTimeout(firstToken)
         const d = frame.delta
         if (d.content !== '' || d.thinking !== '' || d.toolCalls.length > 0) deltaFrames++
@@ -131,6 +177,7 @@ export async function * requestChat (node: DialingNode, peerId: PeerId, request:
         continue
       }
       if (frame.done != null) {
+        if (deltaFrames === 0) refill()
         clearTimeout(firstToken)
         completed = true
         if (opts.receipts != null) {
@@ -201,6 +248,15 @@ async function settleReceipt (port: ConsumerReceiptPort, stream: Stream, signal:
   } catch {
     // the port logs what it refused; a stream that failed now has nothing left to lose
   }
+}
+
+/** The provider's ready stream on the connection a chat would pick, if there is a usable one. */
+async function takeReady (node: DialingNode, peerId: PeerId, ready: ReadyStreams | undefined, signal: AbortSignal): Promise<{ stream: Stream, connection: Connection } | undefined> {
+  if (ready == null) return undefined
+  const connection = pickConnection(node.getConnections(peerId))
+  if (connection == null) return undefined
+  const stream = await ready.takeSoon(connection, signal)
+  return stream != null ? { stream, connection } : undefined
 }
 
 /** passed through to newStream: more concurrent chats to one provider than libp2p's default 64 */

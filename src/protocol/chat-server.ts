@@ -127,6 +127,9 @@ interface InFlight {
 /** codes that mean "the peer broke a limit or a rule": worth a (throttled) log line */
 const BREACH_CODES = new Set<ErrorCodeName>(['FORBIDDEN', 'RATE_LIMITED', 'BUSY', 'TOO_LARGE', 'BAD_REQUEST', 'TIMEOUT'])
 
+/** streams one peer may hold open beyond maxStreamsPerPeer: its ready stream (ready-streams.ts) */
+const READY_STREAM_ALLOWANCE = 1
+
 /** the queue key of this node's own chats (chatLocal); never a peer id */
 const LOCAL_PEER = 'local'
 
@@ -146,7 +149,10 @@ export class ChatServer implements Startable {
   private readonly queue: SlotQueue
   private readonly opts: ChatServerInit
   private readonly inFlight = new Set<InFlight>()
+  /** streams per peer, in any phase (a ready stream waiting for its request included) */
   private readonly perPeer = new Map<string, number>()
+  /** requests per peer: streams whose ChatRequest arrived and is not done */
+  private readonly requestsPerPeer = new Map<string, number>()
   /** requests per minute per peer; a bucket costs memory only while it is not full */
   private readonly rate: PeerRateLimiter
   private readonly breaches: BreachLog
@@ -329,13 +335,18 @@ export class ChatServer implements Startable {
     }
     // An abuse limit, not a quota: while a slot is free nobody is refused for asking
     // often (an idle provider serves every honest peer). Once requests must wait,
-    // every stream costs a token, even one refused below: opening streams is the flood.
+    // every stream costs a token, even one refused below: opening streams is the
+    // flood. (A consumer's ready stream let go unused costs one too: at most one
+    // per 8 s, and only when it made no request in that time.)
     if (!this.queue.hasFreeSlot && !this.rate.take(peer)) {
       this.counters.refused['requests-per-minute']++
       await this.fail(stream, job, undefined, 'RATE_LIMITED', `too many chat requests from your peer (limit ${this.limits.requestsPerMinute} a minute, bursts of ${this.limits.requestBurst}); slow down`)
       return
     }
-    if (peerStreams > this.limits.maxStreamsPerPeer) {
+    // One stream more than the request limit may be open: the consumer's ready
+    // stream (ready-streams.ts), negotiated ahead of its next request. A stream
+    // that never sends one is still cut off by the arrival timeout.
+    if (peerStreams > this.limits.maxStreamsPerPeer + READY_STREAM_ALLOWANCE) {
       this.counters.refused['streams-per-peer']++
       await this.fail(stream, job, undefined, 'RATE_LIMITED', `too many concurrent chat streams from your peer (limit ${this.limits.maxStreamsPerPeer})`)
       return
@@ -343,6 +354,24 @@ export class ChatServer implements Startable {
 
     const request = await this.readRequest(stream, job)
     if (request == null) return
+    const requests = (this.requestsPerPeer.get(peer) ?? 0) + 1
+    this.requestsPerPeer.set(peer, requests)
+    try {
+      await this.serveRequest(stream, job, request, requests)
+    } finally {
+      const left = (this.requestsPerPeer.get(peer) ?? 1) - 1
+      if (left <= 0) this.requestsPerPeer.delete(peer)
+      else this.requestsPerPeer.set(peer, left)
+    }
+  }
+
+  private async serveRequest (stream: Stream, job: InFlight, request: ChatRequest, peerRequests: number): Promise<void> {
+    const { peer } = job
+    if (peerRequests > this.limits.maxStreamsPerPeer) {
+      this.counters.refused['streams-per-peer']++
+      await this.fail(stream, job, undefined, 'RATE_LIMITED', `too many concurrent chat streams from your peer (limit ${this.limits.maxStreamsPerPeer})`)
+      return
+    }
     const model = request.model
 
     // From here on a reset or a half-close by the consumer cancels the request.
@@ -432,8 +461,9 @@ export class ChatServer implements Startable {
         const partial = reader.bufferedBytes > 0 ? ` (got ${reader.bufferedBytes} bytes of it)` : ''
         await this.fail(stream, job, undefined, 'TIMEOUT', `no complete ChatRequest within ${this.limits.requestTimeoutMs} ms${partial}`)
       } else {
-        // the stream itself failed (reset, connection lost): nobody to answer
-        this.cancelled(job, undefined)
+        // the stream itself failed (reset, connection lost): nobody to answer. Reset
+        // before any byte is a ready stream its consumer let go: no cancellation.
+        if (reader.bufferedBytes > 0) this.cancelled(job, undefined)
         stream.abort(err instanceof Error ? err : new Error(String(err)))
       }
       return undefined

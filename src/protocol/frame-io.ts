@@ -111,6 +111,7 @@ export class FrameReader {
    * stream's own error (reset/abort) or the signal's reason.
    */
   async read (signal?: AbortSignal): Promise<Uint8ArrayList | null> {
+    let lateData = false
     while (true) {
       signal?.throwIfAborted()
       const prefix = readLengthPrefix(this.buffer)
@@ -133,6 +134,13 @@ export class FrameReader {
         continue
       }
       if (this.error != null) throw this.error
+      if (this.ended && !lateData && this.buffer.byteLength === 0 && this.stream.readBufferLength > 0) {
+        // bytes that arrived before we attached (with the end right behind them, e.g.
+        // a refusal sent on negotiation): the stream hands them over in a microtask
+        lateData = true
+        await new Promise<void>(resolve => { queueMicrotask(resolve) })
+        continue
+      }
       if (this.ended) {
         if (this.buffer.byteLength === 0) return null
         throw new TruncatedFrameError(this.buffer.byteLength)

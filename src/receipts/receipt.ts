@@ -6,6 +6,7 @@
 import { peerIdFromMultihash, peerIdFromString } from '@libp2p/peer-id'
 import * as Digest from 'multiformats/hashes/digest'
 import * as pb from '../protocol/generated/receipt.js'
+import { signEd25519, verifyEd25519 } from './ed25519-keys.js'
 import type { ReceiptKind } from '../protocol/receipt-exchange.js'
 import type { PeerId, PrivateKey } from '@libp2p/interface'
 
@@ -109,17 +110,14 @@ export function signingBytes (receipt: Uint8Array): Uint8Array {
 }
 
 export async function signReceipt (key: PrivateKey, receipt: Uint8Array): Promise<Uint8Array> {
-  return await key.sign(signingBytes(receipt))
+  return await signEd25519(key, signingBytes(receipt))
 }
 
 /** True when `signature` is `peer`'s signature over the receipt; the peer id alone is the public key (Ed25519 ids). */
 export async function verifyReceiptSignature (peer: string | PeerId, receipt: Uint8Array, signature: Uint8Array): Promise<boolean> {
   if (signature.byteLength === 0) return false
-  const id = typeof peer === 'string' ? peerIdFromString(peer) : peer
-  const key = id.publicKey
-  if (key == null) return false
   try {
-    return await key.verify(signingBytes(receipt), signature)
+    return await verifyEd25519(peer, signingBytes(receipt), signature)
   } catch {
     return false
   }

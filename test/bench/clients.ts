@@ -8,6 +8,7 @@
  * Each returns when the answer is complete, with the time to the first content
  * token and to the end.
  */
+import { ReadyStreams } from '../../src/protocol/ready-streams.js'
 import { performance } from 'node:perf_hooks'
 import { Ollama } from 'ollama'
 import type { Libp2p, PeerId } from '@libp2p/interface'
@@ -195,7 +196,12 @@ export async function engineChat (engine: Engine, opts: StreamOptions): Promise<
 type DialingNode = Parameters<typeof requestChat>[0]
 
 /** /krill/chat/1.0.0 from this process's node to a provider: engine.chat plus libp2p. */
+/** one set of ready chat streams per probe node, as a daemon keeps (src/protocol/ready-streams.ts) */
+const readyStreams = new WeakMap<object, ReadyStreams>()
+
 export async function protocolChat (node: DialingNode | Libp2p, provider: PeerId, opts: StreamOptions): Promise<StreamTiming> {
+  let ready = readyStreams.get(node)
+  if (ready == null) readyStreams.set(node, ready = new ReadyStreams())
   const start = performance.now()
-  return await consume(requestChat(node, provider, chatRequest(opts), { signal: opts.signal }), start, opts)
+  return await consume(requestChat(node, provider, chatRequest(opts), { signal: opts.signal, ready }), start, opts)
 }

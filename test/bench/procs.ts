@@ -44,6 +44,8 @@ export interface StandinProc {
 
 const STANDIN_MAIN = fileURLToPath(new URL('./standin-proc.js', import.meta.url))
 const KRILL_CLI = fileURLToPath(new URL('./krill-cli.js', import.meta.url))
+/** the V8 flags bin/krill starts krill with (its shell part): the bench's daemons run as `krill daemon` does */
+export const LAUNCHER_NODE_FLAGS = ['--max-semi-space-size=4']
 
 /** `krill daemon --json ...args` as its own process, from the bench's own build. */
 export async function spawnKrillDaemon (args: string[], opts: { env?: NodeJS.ProcessEnv, timeoutMs?: number } = {}): Promise<DaemonProcess> {
@@ -54,7 +56,7 @@ export async function spawnKrillDaemon (args: string[], opts: { env?: NodeJS.Pro
     env: { KRILL_LOG: process.env.KRILL_LOG ?? 'info', ...opts.env },
     timeoutMs: opts.timeoutMs ?? 60_000,
     entry: KRILL_CLI,
-    nodeArgs: prof,
+    nodeArgs: [...LAUNCHER_NODE_FLAGS, ...prof],
     onSpawn: trackChild,
     // served requests would pile up by the ten thousand over a run
     keepEvent: event => event.event !== 'request:served',

@@ -86,6 +86,11 @@ describe('OpenAI-compatible API', () => {
     expect(new Set(chunks.map(c => c.id)).size).toBe(1)
     const content = chunks.slice(1, -2).map(c => c.choices[0].delta.content)
     expect(content).toEqual(DEFAULT_TOKENS)
+    // a token's chunk is the role chunk with the token for its delta, key for key (it is made from a template)
+    for (const [i, c] of chunks.slice(1, -2).entries()) {
+      const expected = { ...chunks[0], choices: [{ ...chunks[0].choices[0], delta: { content: DEFAULT_TOKENS[i] } }] }
+      expect(JSON.stringify(c)).toBe(JSON.stringify(expected))
+    }
     expect(chunks.at(-2)).toMatchObject({ choices: [{ delta: {}, finish_reason: 'stop' }], usage: null })
     expect(chunks.at(-1)).toMatchObject({ choices: [], usage: { prompt_tokens: 1, completion_tokens: DEFAULT_TOKENS.length, total_tokens: 1 + DEFAULT_TOKENS.length } })
   })

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest'
+import { Uint8ArrayList } from 'uint8arraylist'
 import { ErrorCode, KrillError } from '../../src/errors.js'
 import {
-  acceptedFrame, decodeFrame, deltaFrame, deltaFromPb, doneFrame, encodeFrame, encodeRequest, errorFrame,
+  acceptedFrame, decodeContentDelta, decodeFrame, deltaFrame, deltaFromPb, doneFrame, encodeContentDelta, encodeFrame, encodeRequest, errorFrame,
   errorFromPb, requestFromPb, requestToPb, splitDelta, usageFromPb
 } from '../../src/protocol/frames.js'
 import * as pb from '../../src/protocol/generated/chat.js'
@@ -122,5 +123,47 @@ describe('response frames', () => {
     expect(splitDelta({ type: 'delta', content: 'small' }, 1024)).toEqual([{ type: 'delta', content: 'small' }])
     expect(() => splitDelta({ type: 'delta', toolCalls: [{ function: { name: 'f', arguments: { big: 'x'.repeat(5000) } } }] }, 1024))
       .toThrow(/does not fit/)
+  })
+})
+
+describe('content deltas encoded by hand', () => {
+  it('are byte for byte what protons writes, for every length class and any UTF-8', () => {
+    const samples = ['', 'a', ' the', 'ü', '🦐 krill', 'x'.repeat(120), 'y'.repeat(200), 'é'.repeat(70_000), 'z'.repeat(2_100_000)]
+    for (const content of samples) {
+      const frame = { delta: { content, thinking: '', toolCalls: [] } }
+      expect(Buffer.from(encodeContentDelta(content)).equals(Buffer.from(pb.ChatFrame.encode(frame))), `length ${content.length}`).toBe(true)
+      expect(Buffer.from(encodeFrame(frame)).equals(Buffer.from(pb.ChatFrame.encode(frame)))).toBe(true)
+      expect(decodeFrame(encodeFrame(frame)).delta?.content).toBe(content)
+    }
+  })
+
+  it('leave deltas with thinking or tool calls to protons', () => {
+    const frame = deltaFrame({ type: 'delta', content: 'a', thinking: 'hmm', toolCalls: [{ function: { name: 'f', arguments: { x: 1 } } }] })
+    expect(Buffer.from(encodeFrame(frame)).equals(Buffer.from(pb.ChatFrame.encode(frame)))).toBe(true)
+  })
+})
+
+describe('content deltas decoded by hand', () => {
+  it('read what protons reads, and leave every other frame to it', () => {
+    const frames: pb.ChatFrame[] = [
+      { delta: { content: '', thinking: '', toolCalls: [] } },
+      { delta: { content: ' the', thinking: '', toolCalls: [] } },
+      { delta: { content: '🦐 ü'.repeat(50_000), thinking: '', toolCalls: [] } },
+      { delta: { content: 'a', thinking: 'hmm', toolCalls: [] } },
+      deltaFrame({ type: 'delta', toolCalls: [{ function: { name: 'f', arguments: {} } }] }),
+      acceptedFrame(0, 'd'.repeat(64)),
+      errorFrame('BUSY', 'busy')
+    ]
+    for (const frame of frames) {
+      const bytes = pb.ChatFrame.encode(frame)
+      expect(decodeFrame(bytes)).toEqual(pb.ChatFrame.decode(bytes))
+      // split across chunks, as frames arrive from a stream
+      const list = new Uint8ArrayList(bytes.subarray(0, 1), bytes.subarray(1))
+      expect(decodeFrame(list)).toEqual(pb.ChatFrame.decode(bytes))
+    }
+    // a content delta followed by an unknown field is protons' to read
+    const extra = Uint8Array.from([...pb.ChatFrame.encode(frames[1]), 0x28, 0x01])
+    expect(decodeContentDelta(extra)).toBeUndefined()
+    expect(decodeFrame(extra).delta?.content).toBe(' the')
   })
 })
