@@ -176,6 +176,8 @@ export async function startDaemon (config: KrillConfig, opts: DaemonOptions = {}
     // 5. libp2p, with krill's network parts as its services: libp2p starts them
     //    (start, then afterStart) and stops them (beforeStop, then stop)
     let services: DaemonServices | undefined
+    // made once libp2p exists (it logs through libp2p's logger); the trimmer asks it before
+    let readyStreams: ReadyStreams | undefined
     const servicesNow = (): DaemonServices => {
       if (services == null) throw new Error('libp2p services are used before libp2p exists')
       return services
@@ -199,6 +201,8 @@ export async function startDaemon (config: KrillConfig, opts: DaemonOptions = {}
       maxConnections: config.maxConnections,
       // a connection with a chat on it is kept, and pinged less
       busyProtocols: [CHAT_PROTOCOL],
+      // ...but not for a chat stream that waits for its request, on either end
+      idleStream: stream => readyStreams?.holds(stream) === true || (services?.chat as ChatServer | undefined)?.waitsForRequest(stream) === true,
       maxPendingConnections: config.maxPendingConnections,
       inboundConnectionsPerSecond: config.inboundConnectionsPerSecond,
       relay: config.relay,
@@ -335,7 +339,7 @@ export async function startDaemon (config: KrillConfig, opts: DaemonOptions = {}
       ping: async (peer, signal) => await libp2p.services.ping.ping(peer, { signal }),
       peerIdFromString
     })
-    const readyStreams = new ReadyStreams({ logger: libp2p.logger })
+    readyStreams = new ReadyStreams({ logger: libp2p.logger })
     const parts: Parts = { config, node, policy, discovery: disc, engine, chat, embed, rtt, receipts: book, emit, ownModels, membership, readyStreams }
 
     // 6. router: the local engine through the chat server's slots and queue (the

@@ -13,8 +13,11 @@
  *
  * Never closed: connections younger than the grace period (a newcomer needs a moment
  * to learn the swarm and dial others), connections carrying a chat or a relayed
- * circuit (or a stream still negotiating its protocol: it may be a chat), and connections to peers we keep (gossip mesh peers, the relays we are
- * reachable through). Of the rest, closed first: a peer's second connection, then
+ * circuit (or a stream still negotiating its protocol: it may be a chat), and
+ * connections to peers we keep (gossip mesh peers, the relays we are reachable
+ * through). A chat stream negotiated ahead of its request (a ready stream) keeps
+ * nothing: otherwise every consumer of the last minute would pin its connection to
+ * a popular provider, and the provider would refuse newcomers at its cap. Of the rest, closed first: a peer's second connection, then
  * the oldest: a peer we have known for long has found others meanwhile, while a
  * recent one may still depend on us (closing newcomers first left nodes of a
  * growing swarm with no connection at all). After a trim the next one waits
@@ -26,7 +29,7 @@
  * queue take turns forever.
  */
 import { KEEP_ALIVE } from '@libp2p/interface'
-import type { ComponentLogger, Connection, Logger, PeerId, PeerStore, Startable, TypedEventTarget, Libp2pEvents } from '@libp2p/interface'
+import type { ComponentLogger, Connection, Logger, PeerId, PeerStore, Startable, Stream, TypedEventTarget, Libp2pEvents } from '@libp2p/interface'
 
 export interface ConnectionTrimmerInit {
   /** the node's connection cap (krill's maxConnections) */
@@ -37,6 +40,8 @@ export interface ConnectionTrimmerInit {
   graceMs?: number
   /** a connection with an open stream of one of these protocols is kept */
   keepProtocols?: string[]
+  /** ...unless the stream carries nothing yet (a chat stream negotiated ahead of its request) */
+  idleStream?: (stream: Stream) => boolean
   /** peers (as strings) whose connections are kept: gossip mesh, our relays */
   keepPeers?: () => Iterable<string>
   /** how often the count is checked besides on every new connection (default 5 s) */
@@ -73,6 +78,7 @@ class Trimmer implements ConnectionTrimmer, Startable {
   private readonly lowWater: number
   private readonly graceMs: number
   private readonly keepProtocols: Set<string>
+  private readonly idleStream?: (stream: Stream) => boolean
   private readonly keepPeers: () => Iterable<string>
   private readonly intervalMs: number
   private readonly silenceMs: number
@@ -89,6 +95,7 @@ class Trimmer implements ConnectionTrimmer, Startable {
     this.lowWater = Math.max(1, Math.min(init.lowWater ?? init.maxConnections, init.maxConnections))
     this.graceMs = init.graceMs ?? 30_000
     this.keepProtocols = new Set(init.keepProtocols ?? [])
+    this.idleStream = init.idleStream
     this.keepPeers = init.keepPeers ?? (() => [])
     this.intervalMs = init.intervalMs ?? 5_000
     this.silenceMs = init.silenceMs ?? 5_000
@@ -149,7 +156,7 @@ class Trimmer implements ConnectionTrimmer, Startable {
     const kept = (c: Connection): boolean =>
       keepPeers.has(c.remotePeer.toString()) ||
       // a stream still negotiating its protocol may be a chat about to start
-      c.streams.some(s => this.keepProtocols.has(s.protocol ?? '') || s.protocol == null || s.protocol === '')
+      c.streams.some(s => (this.keepProtocols.has(s.protocol ?? '') && this.idleStream?.(s) !== true) || s.protocol == null || s.protocol === '')
     const closable = connections.filter(c => !kept(c))
     const settled = closable.filter(c => now - c.timeline.open >= this.graceMs)
     const young = closable.filter(c => now - c.timeline.open < this.graceMs)

@@ -14,7 +14,7 @@ import { uPnPNAT } from '@libp2p/upnp-nat'
 import { getNetConfig } from '@libp2p/utils'
 import { webSockets } from '@libp2p/websockets'
 import { yamux } from '@chainsafe/libp2p-yamux'
-import type { Libp2p, PrivateKey, Metrics, ComponentLogger } from '@libp2p/interface'
+import type { Libp2p, PrivateKey, Metrics, ComponentLogger, Stream } from '@libp2p/interface'
 import { multiaddr } from '@multiformats/multiaddr'
 import { LevelDatastore } from 'datastore-level'
 import { PeerRecordCache } from './peer-record-cache.js'
@@ -81,6 +81,11 @@ export interface NodeOptions {
   maxConnections: number
   /** protocols whose open streams make a connection worth keeping and show it is alive (the chat protocol) */
   busyProtocols?: string[]
+  /**
+   * a stream of a busy protocol that carries nothing yet (a chat stream waiting for
+   * its request): it does not keep its connection from the trimmer
+   */
+  idleStream?: (stream: Stream) => boolean
   /** inbound connections in their handshake at once (default 16) */
   maxPendingConnections?: number
   /** new inbound connections one IP address may open per second (default 10) */
@@ -298,6 +303,7 @@ export async function createKrillNode<S extends Record<string, unknown> = Record
         trimmer: connectionTrimmer({
           maxConnections: opts.maxConnections,
           keepProtocols: [...busy, RELAY_V2_HOP_CODEC, RELAY_V2_STOP_CODEC],
+          idleStream: opts.idleStream,
           keepPeers: () => keptPeers(node)
         }),
         liveness: liveness({ busyProtocols: busy }),

@@ -44,7 +44,8 @@ export interface ChatServerOptions {
   /**
    * Peer policy: returns why `peer` may not use this provider (answered with
    * FORBIDDEN before its request is read), or undefined to serve it. Asked for every
-   * stream, so a policy change applies to the next request at once.
+   * stream, and again when its request arrives (a ready stream opened before a
+   * policy change), so a change applies to the next request at once.
    */
   authorize?: (peer: string, connection: Connection) => string | undefined
   /**
@@ -149,6 +150,8 @@ export class ChatServer implements Startable {
   private readonly queue: SlotQueue
   private readonly opts: ChatServerInit
   private readonly inFlight = new Set<InFlight>()
+  /** streams negotiated and still waiting for their request (a consumer's ready stream, until it is used) */
+  private readonly waitingForRequest = new WeakSet<Stream>()
   /** streams per peer, in any phase (a ready stream waiting for its request included) */
   private readonly perPeer = new Map<string, number>()
   /** requests per peer: streams whose ChatRequest arrived and is not done */
@@ -320,6 +323,11 @@ export class ChatServer implements Startable {
       })
   }
 
+  /** true while `stream` has not sent its request: it carries no chat yet */
+  waitsForRequest (stream: Stream): boolean {
+    return this.waitingForRequest.has(stream)
+  }
+
   private async serve (stream: Stream, job: InFlight, peerStreams: number, connection: Connection): Promise<void> {
     const { peer } = job
     if (this.stopping) {
@@ -352,8 +360,16 @@ export class ChatServer implements Startable {
       return
     }
 
-    const request = await this.readRequest(stream, job)
+    this.waitingForRequest.add(stream)
+    const request = await this.readRequest(stream, job).finally(() => { this.waitingForRequest.delete(stream) })
     if (request == null) return
+    // again now: a ready stream may have waited through a policy change
+    const lateRefusal = this.opts.authorize?.(peer, connection)
+    if (lateRefusal != null) {
+      this.counters.refused.forbidden++
+      await this.fail(stream, job, request.model, 'FORBIDDEN', `this provider does not serve your peer: ${lateRefusal}`)
+      return
+    }
     const requests = (this.requestsPerPeer.get(peer) ?? 0) + 1
     this.requestsPerPeer.set(peer, requests)
     try {

@@ -121,6 +121,12 @@ export class ReadyStreams {
     for (const conn of [...this.entries.keys()]) this.forget(conn)
   }
 
+  /** true for a ready stream held here, waiting for a chat */
+  holds (stream: Stream): boolean {
+    for (const e of this.entries.values()) if (e.stream === stream) return true
+    return false
+  }
+
   /** ready streams held now (for tests and status) */
   get size (): number {
     let n = 0

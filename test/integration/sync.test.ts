@@ -41,6 +41,7 @@ describe('sync exchange', () => {
     nodes.push(provider)
     // the provider's first announcement went out to nobody
     await waitFor(() => provider.daemon.localModels().length > 0, 'the provider to share its model')
+    await waitFor(() => (provider.daemon.libp2p.services.discovery.announcer?.lastSeq ?? 0) > 0, 'the provider\'s first announcement')
   })
 
   afterAll(async () => {
