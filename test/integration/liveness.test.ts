@@ -77,7 +77,7 @@ describe('liveness', () => {
     const conn = await a.dial(b.getMultiaddrs()[0])
     conn.rtt = undefined
     // the loop stalls for 2.5 × a ping's timeout, again and again, with a breath in between
-    const until = Date.now() + 12_000
+    const until = Date.now() + 8_000
     while (Date.now() < until) {
       blockEventLoop(2.5 * TIMEOUT_MS)
       await new Promise(resolve => setTimeout(resolve, 200))
