@@ -72,22 +72,24 @@ describe('liveness', () => {
 
   it('keeps a connection through stalls of its own event loop longer than a ping may take', async () => {
     const a = await pinger()
-    // every ping takes 600 ms: one is always in flight when the loop stalls
-    const b = await answerer(600)
+    // every ping takes 300 ms (so its timeout is max(1 s, 4 × 300 ms) = 1.2 s): one is
+    // always in flight when the loop stalls, and both its echo and its timeout fall due
+    // inside the stall
+    const b = await answerer(300)
     const conn = await a.dial(b.getMultiaddrs()[0])
     conn.rtt = undefined
-    // the loop stalls for 2.5 × a ping's timeout, again and again, with a breath in between
-    const until = Date.now() + 8_000
+    // the loop stalls for 3 s, again and again, with a breath in between
+    const until = Date.now() + 10_000
     while (Date.now() < until) {
-      blockEventLoop(2.5 * TIMEOUT_MS)
-      await new Promise(resolve => setTimeout(resolve, 200))
+      blockEventLoop(3 * TIMEOUT_MS)
+      await new Promise(resolve => setTimeout(resolve, 50))
     }
     await new Promise(resolve => setTimeout(resolve, 2_000))
     expect(a.services.liveness.aborted).toBe(0)
     expect(conn.status).toBe('open')
-    // the pings went on meanwhile (each one takes the answerer's 600 ms), and were
+    // the pings went on meanwhile (each one takes the answerer's 300 ms), and were
     // answered: read once the loop got to the socket, or excused as our own lateness
-    expect(conn.rtt).toBeGreaterThanOrEqual(600)
+    expect(conn.rtt).toBeGreaterThanOrEqual(300)
     console.log(`pings excused while the loop was starved: ${a.services.liveness.excused}; last round trip ${String(conn.rtt)} ms`)
   }, 40_000)
 })
