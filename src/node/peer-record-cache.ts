@@ -63,10 +63,11 @@ export class PeerRecordCache {
 
   /** Writes what is pending, then closes the LevelDB. */
   async close (): Promise<void> {
-    await this.flush()
-    // from now on writes reach the closed LevelDB and fail there, as without the
-    // cache: a write held back now could never be written, and its timer would retry forever
+    // from now on writes reach the LevelDB directly (and fail there once it is
+    // closed), as without the cache: a write held back now could never be written,
+    // and its timer would retry forever
     this.closed = true
+    await this.flush()
     await this.inner.close()
   }
 
@@ -167,13 +168,15 @@ export class PeerRecordCache {
       try {
         await batch.commit()
       } catch (err) {
+        this.onError(err instanceof Error ? err : new Error(String(err)))
+        // closing, or closed under us: there is no next flush
+        if (this.closed || notOpen(err)) return
         // keep them for the next flush, unless a newer write took their place
         for (const [k, w] of writes) if (!this.pending.has(k)) this.pending.set(k, w)
         if (this.timer == null) {
           this.timer = setTimeout(() => { void this.flush() }, this.flushMs)
           this.timer.unref()
         }
-        this.onError(err instanceof Error ? err : new Error(String(err)))
       }
     }
     this.flushing = this.flushing.then(run)
@@ -197,4 +200,10 @@ export class PeerRecordCache {
     this.cache.delete(k)
     this.pending.delete(k)
   }
+}
+
+/** LevelDB's error for a write to a database that is closed (maybe wrapped by the datastore) */
+function notOpen (err: unknown): boolean {
+  const code = (e: unknown): unknown => (e as { code?: unknown } | undefined)?.code
+  return code(err) === 'LEVEL_DATABASE_NOT_OPEN' || code((err as { cause?: unknown } | undefined)?.cause) === 'LEVEL_DATABASE_NOT_OPEN'
 }

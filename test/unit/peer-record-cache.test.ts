@@ -42,6 +42,19 @@ describe('PeerRecordCache', () => {
     expect(errors).toEqual([])
   })
 
+  it('a LevelDB closed under it (not through close()) fails the pending writes once, and retries nothing', async () => {
+    const errors: Error[] = []
+    const inner = new LevelDatastore(join(dir, 'under'))
+    const watched = new PeerRecordCache(inner, { flushMs: 10, onError: err => { errors.push(err) } })
+    await watched.open()
+    watched.put(new Key('/peers/pending'), bytes('v'))
+    await inner.close()
+    await new Promise(resolve => setTimeout(resolve, 100))
+    // one failed flush, then silence: not one retry every flushMs for ever
+    expect(errors).toHaveLength(1)
+    expect(watched.pendingWrites).toBe(0)
+  })
+
   it('answers a peer record from memory at once and writes it to disk behind', async () => {
     const key = new Key('/peers/abc')
     // synchronous: no LevelDB round trip on the way
