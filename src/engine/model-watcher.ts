@@ -133,8 +133,10 @@ export class ModelWatcher extends EventTarget {
     // stopped while asking: the answer says nothing about Ollama
     if (ac.signal.aborted) return this.current
 
-    if (listed === undefined && error instanceof KrillError && error.code === 'TIMEOUT' && this.state === 'up' && ++this.lateInARow < 2) return this.current
-    if (listed !== undefined) this.lateInARow = 0
+    const late = listed === undefined && error instanceof KrillError && error.code === 'TIMEOUT'
+    this.lateInARow = late ? this.lateInARow + 1 : 0
+    // the first late answer while Ollama was up: keep what we have, ask again
+    if (late && this.state === 'up' && this.lateInARow < 2) return this.current
 
     const previous = setKey(this.models)
     if (listed !== undefined) {

@@ -323,6 +323,15 @@ export class ChatServer implements Startable {
       })
   }
 
+  /** Answers FORBIDDEN when the serve policy refuses the stream's peer; true if it did. */
+  private async refusedByPolicy (stream: Stream, job: InFlight, connection: Connection, model?: string): Promise<boolean> {
+    const refusal = this.opts.authorize?.(job.peer, connection)
+    if (refusal == null) return false
+    this.counters.refused.forbidden++
+    await this.fail(stream, job, model, 'FORBIDDEN', `this provider does not serve your peer: ${refusal}`)
+    return true
+  }
+
   /** true while `stream` has not sent its request: it carries no chat yet */
   waitsForRequest (stream: Stream): boolean {
     return this.waitingForRequest.has(stream)
@@ -335,12 +344,7 @@ export class ChatServer implements Startable {
       return
     }
     // policy first: a refused peer costs no rate tokens and learns nothing about load
-    const refusal = this.opts.authorize?.(peer, connection)
-    if (refusal != null) {
-      this.counters.refused.forbidden++
-      await this.fail(stream, job, undefined, 'FORBIDDEN', `this provider does not serve your peer: ${refusal}`)
-      return
-    }
+    if (await this.refusedByPolicy(stream, job, connection)) return
     // An abuse limit, not a quota: while a slot is free nobody is refused for asking
     // often (an idle provider serves every honest peer). Once requests must wait,
     // every stream costs a token, even one refused below: opening streams is the
@@ -364,12 +368,7 @@ export class ChatServer implements Startable {
     const request = await this.readRequest(stream, job).finally(() => { this.waitingForRequest.delete(stream) })
     if (request == null) return
     // again now: a ready stream may have waited through a policy change
-    const lateRefusal = this.opts.authorize?.(peer, connection)
-    if (lateRefusal != null) {
-      this.counters.refused.forbidden++
-      await this.fail(stream, job, request.model, 'FORBIDDEN', `this provider does not serve your peer: ${lateRefusal}`)
-      return
-    }
+    if (await this.refusedByPolicy(stream, job, connection, request.model)) return
     const requests = (this.requestsPerPeer.get(peer) ?? 0) + 1
     this.requestsPerPeer.set(peer, requests)
     try {
