@@ -35,13 +35,16 @@ export class KrillError extends Error {
    * direct one): the provider itself is fine, and asking it again should work.
    */
   readonly connectionReplaced: boolean
+  /** the peer could not be reached at all (no connection, and dialing it failed) */
+  readonly unreachable: boolean
 
-  constructor (code: ErrorCodeName, message: string, options: { peer?: string, cause?: unknown, connectionReplaced?: boolean } = {}) {
+  constructor (code: ErrorCodeName, message: string, options: { peer?: string, cause?: unknown, connectionReplaced?: boolean, unreachable?: boolean } = {}) {
     super(message, { cause: options.cause })
     this.name = 'KrillError'
     this.code = code
     this.peer = options.peer
     this.connectionReplaced = options.connectionReplaced ?? false
+    this.unreachable = options.unreachable ?? false
   }
 }
 

@@ -92,6 +92,8 @@ export function bindRouter (parts: Parts, local: () => LocalSide | undefined, op
     // a pinned peer we are connected to, or that announced anything, is known
     knowsPeer: peer => libp2p.getConnections().some(c => c.remotePeer.toString() === peer) || table.all().some(e => e.peerId === peer),
     latencyMs: peer => parts.rtt.get(peer),
+    // a provider we could not dial is gone for now: not a candidate until it announces again
+    unreachable: peer => { discovery.unreachable(peer) },
     onServed: info => {
       parts.emit({ event: 'request:routed', model: info.model, peerId: info.peerId, tokens: info.tokens, durationMs: info.durationMs, outcome: info.outcome, ttftMs: info.firstTokenMs ?? null })
     },

@@ -144,6 +144,15 @@ export class Discovery implements Startable {
     this.announcer?.interest(model)
   }
 
+  /**
+   * A dial to `peerId` failed: it is not reachable now. It leaves the table until it
+   * announces again (at scale its last announcement would list it for an hour).
+   */
+  unreachable (peerId: string): void {
+    if (this.providers.all().some(e => e.peerId === peerId)) this.log.info(`peer ${peerId} could not be reached: not listed until it announces again`)
+    this.providers.forgetUnreachable(peerId)
+  }
+
   /** Our capacity changed: tell the network soon (announcements are throttled). */
   capacityChanged (): void {
     if (this.localModels().length > 0) this.announcer?.capacityChanged()

@@ -8,10 +8,12 @@
  * closed (trimmed to make room, or lost) keeps its entries while its announcements,
  * relayed by other peers, keep arriving; one that is gone expires at its TTL, and
  * one that says goodbye (an empty announcement) goes at once. `removePeer` is there
- * for callers that know a peer is gone for good.
+ * for callers that know a peer is gone for good; `forgetUnreachable` for a provider
+ * a dial could not reach (at scale its announcements live an hour): it stays out
+ * until it announces something newer than what we had.
  */
 import type { ModelInfo } from '../engine/types.js'
-import type { ValidAnnouncement } from './announcement.js'
+import { DEFAULT_ANNOUNCEMENT_LIMITS, type ValidAnnouncement } from './announcement.js'
 import { canonicalModelName, modelId } from '../models/index.js'
 import type { CatalogEntry, ProviderDirectory, ProviderEntry, SignedAnnouncement } from './types.js'
 import { modelShard } from './shards.js'
@@ -104,6 +106,8 @@ export class ProviderTable extends EventTarget implements ProviderDirectory {
   private readonly gossip = new Map<string, GossipRecord>()
   /** peer id → model key → entry */
   private readonly dht = new Map<string, Map<string, ProviderEntry>>()
+  /** peers forgotten as unreachable → the highest seq we had from them, and when that was */
+  private readonly unreachable = new Map<string, { seq: number, at: number }>()
   private timer?: NodeJS.Timeout
 
   constructor (opts: ProviderTableOptions) {
@@ -146,6 +150,13 @@ export class ProviderTable extends EventTarget implements ProviderDirectory {
     const previous = this.gossip.get(key)
     if (previous != null && ann.seq <= previous.seq) {
       return { ok: false, reason: 'stale-seq', detail: `seq ${ann.seq} is not above ${previous.seq}` }
+    }
+    // forgotten as unreachable: only something newer than all we had brings it back
+    // (not an old copy of another of its shards, handed on by the sync exchange)
+    const floor = this.unreachable.get(peerId)
+    if (floor != null) {
+      if (ann.seq <= floor.seq) return { ok: false, reason: 'stale-seq', detail: `seq ${ann.seq} is not above ${floor.seq}, the last before it was unreachable` }
+      this.unreachable.delete(peerId)
     }
     if (previous == null && this.gossip.size >= this.maxPeers) {
       this.sweep(now)
@@ -251,6 +262,22 @@ export class ProviderTable extends EventTarget implements ProviderDirectory {
     }
   }
 
+  /**
+   * A dial to the peer failed (no connection, no route): drop everything it
+   * announced, every shard included, until it announces with a higher seq than any
+   * we had. A live provider re-announces within a refresh; a gone one stays out
+   * instead of being listed for the rest of its TTL (an hour at scale). A DHT
+   * lookup lists it again only once it is reached.
+   */
+  forgetUnreachable (peerId: string): void {
+    const seq = this.lastSeq(peerId)
+    if (seq != null) {
+      if (this.unreachable.size >= this.maxPeers) this.unreachable.clear()
+      this.unreachable.set(peerId, { seq, at: this.now() })
+    }
+    this.removePeer(peerId)
+  }
+
   /** the highest seq accepted from `peerId` (any shard), if it is still remembered */
   lastSeq (peerId: string): number | undefined {
     const seqs = this.recordsOf(peerId).map(r => r.seq)
@@ -344,6 +371,8 @@ export class ProviderTable extends EventTarget implements ProviderDirectory {
       for (const [key, entry] of byModel) if (entry.expiresAt <= now) byModel.delete(key)
       if (byModel.size === 0) this.dht.delete(peerId)
     }
+    // by then every announcement it made before has expired everywhere
+    for (const [peerId, f] of this.unreachable) if (f.at + DEFAULT_ANNOUNCEMENT_LIMITS.maxTtlMs + this.seqMemoryMs <= now) this.unreachable.delete(peerId)
   }
 
   /** Sends the events for one peer's change from `before` to `after`. */

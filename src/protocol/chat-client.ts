@@ -114,7 +114,9 @@ export async function * requestChat (node: DialingNode, peerId: PeerId, request:
           // on a direct connection when there is one; through a relay only when nothing else reaches the peer
           ({ stream, connection } = await openPreferDirect(node, peerId, CHAT_PROTOCOL, streamOptions(ctl.signal)))
         } catch (err) {
-          throw streamError(err, peer, `could not open a chat stream to peer ${peer}`)
+          const failure = streamError(err, peer, `could not open a chat stream to peer ${peer}`)
+          // no connection, and dialing failed: gone or unreachable (not busy, not refusing)
+          throw dialFailed(node, peerId, err, ctl.signal) ? new KrillError(failure.code, failure.message, { peer, cause: err, unreachable: true }) : failure
         }
       }
       const s = stream as Stream
@@ -286,6 +288,15 @@ async function readFrame (reader: FrameReader, peer: string, signal: AbortSignal
 
 function protocolError (peer: string, what: string): KrillError {
   return new KrillError('ENGINE_FAILED', `peer ${peer} ${what}`, { peer })
+}
+
+/** dial errors that are our own doing (a cancelled dial, our gater, our dial queue), not the peer's absence */
+const LOCAL_DIAL_ERRORS = new Set(['AbortError', 'DialDeniedError', 'DialError'])
+
+/** true when opening the stream failed because the peer could not be dialed at all */
+function dialFailed (node: DialingNode, peerId: PeerId, err: unknown, signal: AbortSignal): boolean {
+  if (signal.aborted || err instanceof KrillError || node.getConnections(peerId).length > 0) return false
+  return !LOCAL_DIAL_ERRORS.has(err instanceof Error ? err.name : '')
 }
 
 function streamError (err: unknown, peer: string, context: string): KrillError {

@@ -57,6 +57,8 @@ export interface RouterDeps {
   remoteEmbed?: RemoteEmbed
   /** true when `peerId` is a peer this node knows (connected, or in its provider table) */
   knowsPeer?: (peerId: string) => boolean
+  /** a chat could not reach `peerId` at all (its dial failed): discovery stops listing it until it announces again */
+  unreachable?: (peerId: string) => void
   /** measured round-trip time to a peer in ms */
   latencyMs?: (peerId: string) => number | undefined
   /** called once per chat when it ends */
@@ -310,6 +312,7 @@ export class Router {
           log.info(`peer ${peer}: the connection under the ${request.model} chat was replaced after ${partial.deltas - a.deltasBefore} token(s) (${failure.message}); asking it again`)
         } else {
           this.backoff.fail(peer)
+          if (failure.unreachable && !a.cand.local) this.deps.unreachable?.(peer)
           failures.push(failure)
           failovers++
           this.stats.failovers++
