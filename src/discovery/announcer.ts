@@ -11,7 +11,18 @@
  *   subscriber-driven messages (load is the router's to learn, newcomers sync), and
  *   only `quota` providers per model gossip it (gossip-quota.ts). We subscribe to
  *   the shards we serve in and those of models we were asked for, and stay on
- *   krill/models/1 to hear small-swarm peers.
+ *   krill/models/1 to hear small-swarm peers. A shard we do not serve in is left
+ *   after `shardIdleMs` without use (the router asking for one of its models), and
+ *   joined again on the next.
+ *
+ * The switch, without a gap: the others move to shards about when we do (they
+ * count the same providers). Near the switch (fewer than CARRY_FACTOR ×
+ * `largeSwarmProviders` providers listed) we also listen to the shard of every
+ * model we list, so what we learned on krill/models/1 stays listed once its
+ * authors publish on shards only, and their goodbyes reach us. A provider that
+ * was listed on krill/models/1 publishes its shards once more ttl/2 after its
+ * switch, before its last krill/models/1 announcement (at most ttl/3 old then)
+ * expires: for the peers that moved, and subscribed, after it published the first time.
  *
  * Whole mode:
  * When we publish: at start, on every change of the model list or capacity (at most one
@@ -45,6 +56,10 @@ export { ANNOUNCE_TOPIC }
 export const DEFAULT_LARGE_SWARM_PROVIDERS = 64
 /** the TTL of sharded announcements: the receivers' maximum */
 export const DEFAULT_LARGE_TTL_MS = 3_600_000
+/** "near the switch": fewer than this many × largeSwarmProviders providers listed */
+export const CARRY_FACTOR = 4
+/** carrying listed models over adds no shard beyond this many subscriptions */
+export const MAX_CARRIED_SHARDS = 256
 
 export interface AnnouncerOptions {
   pubsub: GossipSub
@@ -68,6 +83,8 @@ export interface AnnouncerOptions {
   largeTtlMs?: number
   /** providers per model that gossip it at scale (default 8) */
   quota?: number
+  /** a shard we listen to but do not serve in is left after this long without use (default: largeTtlMs) */
+  shardIdleMs?: number
   /** we now listen to `shard`: discovery connects us to some of its peers (a sparse topic has no mesh otherwise) */
   onShard?: (shard: number, model: string) => void
 }
@@ -101,11 +118,24 @@ export class Announcer {
   private sharded = false
   private readonly shards = new Map<number, ShardState>()
   private readonly subscribedShards = new Set<number>()
+  /** subscribed shard → its last use (a router lookup, or listing one of its models near the switch) */
+  private readonly shardUsedAt = new Map<number, number>()
+  private shardTimer?: NodeJS.Timeout
+  /** set a refresh period after the switch: publish every shard once more */
+  private repeatShards = false
+  private repeatTimer?: NodeJS.Timeout
+  /** until then receivers may still list our last krill/models/1 announcement */
+  private wholeUntil = 0
   private readonly quota: GossipQuota
   /** model ids we announce on their shard now (the quota's "announcing") */
   private readonly quotaHeld = new Set<string>()
   private modeTimer?: NodeJS.Timeout
   private offVanished?: () => void
+  private offAppeared?: () => void
+  /** sharded, near the switch: a model we now list gets its shard listened to */
+  private readonly onAppeared = (evt: CustomEvent<{ model: string }>): void => {
+    if (this.sharded && this.running && this.nearSwitch()) this.carry(modelShard(evt.detail.model), evt.detail.model)
+  }
   /** sharded: another provider of one of our models went: the quota may let us fill its place */
   private readonly onVanished = (evt: CustomEvent<{ model: string }>): void => {
     if (!this.sharded || !this.running) return
@@ -138,6 +168,14 @@ export class Announcer {
     return Math.min(Math.max(this.opts.largeTtlMs ?? DEFAULT_LARGE_TTL_MS, this.ttlMs), this.limits.maxTtlMs)
   }
 
+  private get shardIdleMs (): number {
+    return this.opts.shardIdleMs ?? this.largeTtlMs
+  }
+
+  private get largeSwarmProviders (): number {
+    return this.opts.largeSwarmProviders ?? DEFAULT_LARGE_SWARM_PROVIDERS
+  }
+
   /** for the sync exchange: what we hold, and the same judge as for gossip */
   readonly syncStore: SyncStore = {
     held: (max) => this.opts.table.signedAnnouncements(max),
@@ -168,7 +206,8 @@ export class Announcer {
     this.pubsub.topicValidators.set(ANNOUNCE_TOPIC, this.validator.validate)
     this.pubsub.subscribe(ANNOUNCE_TOPIC)
     this.offVanished = this.opts.table.on('model:vanished', this.onVanished)
-    if ((this.opts.largeSwarmProviders ?? DEFAULT_LARGE_SWARM_PROVIDERS) <= 0) this.goSharded()
+    this.offAppeared = this.opts.table.on('model:appeared', this.onAppeared)
+    if (this.largeSwarmProviders <= 0) this.goSharded()
     else {
       this.modeTimer = setInterval(() => { this.checkMode() }, 2_000)
       this.modeTimer.unref()
@@ -186,13 +225,13 @@ export class Announcer {
     if (!this.sharded) this.schedule(0)
   }
 
-  /** We were asked for `model`: at scale, listen to its shard from now on. */
+  /** We were asked for `model`: at scale, listen to its shard (until it goes unused for shardIdleMs). */
   interest (model: string): void {
-    if (this.sharded && this.running) this.subscribeShard(modelShard(model), model)
+    if (this.sharded && this.running) this.subscribeShard(modelShard(model), model, true)
   }
 
   private checkMode (): void {
-    if (!this.sharded && this.opts.table.gossipProviders() >= (this.opts.largeSwarmProviders ?? DEFAULT_LARGE_SWARM_PROVIDERS)) {
+    if (!this.sharded && this.opts.table.gossipProviders() >= this.largeSwarmProviders) {
       this.goSharded()
       this.schedule(0)
     }
@@ -205,22 +244,81 @@ export class Announcer {
     clearInterval(this.modeTimer)
     this.modeTimer = undefined
     log.info(`${this.opts.table.gossipProviders()} providers known: announcing per model shard from now on`)
-    // no more whole-list refreshes; an owed withdrawal on krill/models/1 is not sent
-    // (our shards say what we serve, and small-swarm peers drop us at our TTL)
+    // no more whole-list refreshes; no withdrawal on krill/models/1 either (our shards
+    // say what we serve, and small-swarm peers drop us at our TTL), unless we stop first
+    if (this.listed) {
+      // the peers that subscribed to our shards after our first shard messages
+      // (they moved a little later) hear them before our last whole list expires
+      this.repeatTimer = setTimeout(() => {
+        this.repeatShards = true
+        this.schedule(0)
+      }, Math.floor(this.ttlMs / 2))
+      this.repeatTimer.unref()
+    }
     this.listed = false
     this.own = undefined
-    for (const m of this.opts.models()) this.subscribeShard(modelShard(m.name), m.name)
+    for (const m of this.opts.models()) this.subscribeShard(modelShard(m.name), m.name, true)
+    this.carryOver()
+    this.shardTimer = setInterval(() => {
+      this.carryOver()
+      this.leaveIdleShards()
+    }, Math.max(250, Math.min(2_000, Math.floor(this.shardIdleMs / 2))))
+    this.shardTimer.unref()
   }
 
-  private subscribeShard (shard: number, model: string): void {
+  /** true while the swarm we see is not far above the switch: listed models keep their shard listened to */
+  private nearSwitch (): boolean {
+    const n = this.largeSwarmProviders
+    return n > 0 && this.opts.table.gossipProviders() < CARRY_FACTOR * n
+  }
+
+  /** near the switch: listen to (and count as used) the shard of every model we list */
+  private carryOver (): void {
+    if (!this.running || !this.nearSwitch()) return
+    for (const e of this.opts.table.all()) if (e.source === 'gossip') this.carry(modelShard(e.model.name), e.model.name)
+  }
+
+  /** a listed model's shard: no DHT dial (its announcement reached us, so a path exists) */
+  private carry (shard: number, model: string): void {
+    if (this.subscribedShards.has(shard) || this.subscribedShards.size < MAX_CARRIED_SHARDS) this.subscribeShard(shard, model, false)
+  }
+
+  /** Listens to `shard` (marked used now); `dial`: a new subscription looks the model's providers up and dials some. */
+  private subscribeShard (shard: number, model: string, dial: boolean): void {
+    this.shardUsedAt.set(shard, Date.now())
     if (this.subscribedShards.has(shard)) return
     this.subscribedShards.add(shard)
     try {
       this.pubsub.topicValidators.set(shardTopic(shard), this.validator.validate)
       this.pubsub.subscribe(shardTopic(shard))
-      this.opts.onShard?.(shard, model)
+      if (dial) this.opts.onShard?.(shard, model)
     } catch (err: any) {
       log.debug(`subscribing to shard ${shard} failed: ${err.message}`)
+    }
+  }
+
+  /** Leaves the shards we do not serve in that nobody used for shardIdleMs (the next use joins again). */
+  private leaveIdleShards (): void {
+    if (!this.running) return
+    const now = Date.now()
+    const served = new Set(this.opts.models().map(m => modelShard(m.name)))
+    for (const shard of [...this.subscribedShards]) {
+      if (served.has(shard) || (this.shards.get(shard)?.key ?? '') !== '') continue
+      if ((this.shardUsedAt.get(shard) ?? 0) + this.shardIdleMs > now) continue
+      this.leaveShard(shard)
+      log.debug(`left shard ${shard}: unused for ${this.shardIdleMs} ms`)
+    }
+  }
+
+  private leaveShard (shard: number): void {
+    const topic = shardTopic(shard)
+    this.subscribedShards.delete(shard)
+    this.shardUsedAt.delete(shard)
+    if (this.pubsub.topicValidators.get(topic) === this.validator.validate) this.pubsub.topicValidators.delete(topic)
+    try {
+      this.pubsub.unsubscribe(topic)
+    } catch {
+      // the node may already be stopping
     }
   }
 
@@ -235,9 +333,16 @@ export class Announcer {
     this.timer = undefined
     clearInterval(this.modeTimer)
     this.modeTimer = undefined
+    clearInterval(this.shardTimer)
+    this.shardTimer = undefined
+    clearTimeout(this.repeatTimer)
+    this.repeatTimer = undefined
     this.offVanished?.()
     this.offVanished = undefined
-    if (opts.withdraw === true && this.listed) await this.publish([])
+    this.offAppeared?.()
+    this.offAppeared = undefined
+    // also just after the switch: receivers still list our last whole list until its TTL
+    if (opts.withdraw === true && (this.listed || Date.now() < this.wholeUntil)) await this.publish([])
     if (opts.withdraw === true) {
       for (const [shard, st] of this.shards) if (st.key !== '') await this.publishShard(shard, [])
     }
@@ -252,6 +357,7 @@ export class Announcer {
       }
     }
     this.subscribedShards.clear()
+    this.shardUsedAt.clear()
   }
 
   /** Publishes at `delayMs` from now, or as soon after our last message as allowed. */
@@ -293,9 +399,12 @@ export class Announcer {
     const ttl = this.largeTtlMs
     const groups = new Map<number, ModelInfo[]>()
     let next = Infinity
+    // taken now: a repeat asked for while we publish is the next tick's
+    const repeat = this.repeatShards
+    this.repeatShards = false
     for (const m of this.opts.models()) {
       const shard = modelShard(m.name)
-      this.subscribeShard(shard, m.name)
+      this.subscribeShard(shard, m.name, true)
       const announcers = this.opts.table.providersFor(m.name).filter(e => e.source === 'gossip').map(e => e.peerId)
       const id = modelId(m.name)
       const d = this.quota.decide(m.name, announcers, this.quotaHeld.has(id), now)
@@ -318,7 +427,7 @@ export class Announcer {
         this.shards.delete(shard)
         continue
       }
-      if (st == null || st.key !== key || st.at + Math.floor(ttl / 3) <= now) await this.publishShard(shard, models)
+      if (st == null || st.key !== key || st.at + Math.floor(ttl / 3) <= now || (repeat && models.length > 0)) await this.publishShard(shard, models)
       const at = this.shards.get(shard)?.at ?? now
       if (models.length > 0) next = Math.min(next, at + Math.floor(ttl / 3))
     }
@@ -361,6 +470,7 @@ export class Announcer {
     this.lastSkipped = skippedKey
     this.lastPublishAt = now
     this.listed = models.length > skipped.length
+    this.wholeUntil = this.listed ? now + this.ttlMs : 0
     this.own = this.listed && this.running ? { data: bytes, seq: this.seq, expiresAt: now + this.ttlMs } : undefined
     try {
       const { recipients } = await this.pubsub.publish(ANNOUNCE_TOPIC, bytes)

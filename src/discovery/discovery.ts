@@ -54,7 +54,7 @@ export interface DiscoveryOptions {
   /** take part in gossip (default true); false: find providers through the DHT only */
   gossip?: boolean
   /** announcer tuning (rate limit, min interval, limits) */
-  announcer?: Partial<Pick<AnnouncerOptions, 'minIntervalMs' | 'limits' | 'rateLimit' | 'largeSwarmProviders' | 'largeTtlMs' | 'quota'>>
+  announcer?: Partial<Pick<AnnouncerOptions, 'minIntervalMs' | 'limits' | 'rateLimit' | 'largeSwarmProviders' | 'largeTtlMs' | 'quota' | 'shardIdleMs'>>
 }
 
 export class Discovery implements Startable {
