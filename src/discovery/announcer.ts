@@ -100,6 +100,8 @@ interface ShardState {
 
 export class Announcer {
   readonly ttlMs: number
+  /** messages we published: on krill/models/1, and on shards */
+  readonly published = { whole: 0, shard: 0 }
   private readonly pubsub: GossipSub
   private readonly validator: AnnouncementValidator
   private readonly opts: AnnouncerOptions
@@ -445,6 +447,7 @@ export class Announcer {
     const key = models.length > skipped.length ? models.map(m => `${m.name}@${m.digest}`).sort().join(',') : ''
     this.shards.set(shard, { key, at: now, data: bytes, seq: this.seq, expiresAt: now + ttlMs })
     this.lastPublishAt = now
+    this.published.shard++
     try {
       const { recipients } = await this.pubsub.publish(shardTopic(shard), bytes)
       log.debug(`announced ${models.length} model(s) on shard ${shard}, seq ${this.seq}, to ${recipients.length} peer(s)`)
@@ -472,6 +475,7 @@ export class Announcer {
     this.listed = models.length > skipped.length
     this.wholeUntil = this.listed ? now + this.ttlMs : 0
     this.own = this.listed && this.running ? { data: bytes, seq: this.seq, expiresAt: now + this.ttlMs } : undefined
+    this.published.whole++
     try {
       const { recipients } = await this.pubsub.publish(ANNOUNCE_TOPIC, bytes)
       log.debug(`announced ${models.length - skipped.length} model(s), seq ${this.seq}, to ${recipients.length} peer(s)`)

@@ -115,7 +115,7 @@ export async function * requestChat (node: DialingNode, peerId: PeerId, request:
           ({ stream, connection } = await openPreferDirect(node, peerId, CHAT_PROTOCOL, streamOptions(ctl.signal)))
         } catch (err) {
           const failure = streamError(err, peer, `could not open a chat stream to peer ${peer}`)
-          // no connection, and dialing failed: gone or unreachable (not busy, not refusing)
+          // no connection, and the dial says nobody is there (not busy, not refusing)
           throw dialFailed(node, peerId, err, ctl.signal) ? new KrillError(failure.code, failure.message, { peer, cause: err, unreachable: true }) : failure
         }
       }
@@ -290,13 +290,24 @@ function protocolError (peer: string, what: string): KrillError {
   return new KrillError('ENGINE_FAILED', `peer ${peer} ${what}`, { peer })
 }
 
-/** dial errors that are our own doing (a cancelled dial, our gater, our dial queue), not the peer's absence */
-const LOCAL_DIAL_ERRORS = new Set(['AbortError', 'DialDeniedError', 'DialError'])
+/**
+ * Dial errors that say nobody is there: nothing listens (the process is gone), no
+ * route, or no address to try. Not timeouts: a frozen or distant peer, or our own
+ * starved event loop, cannot be told from a gone one by them (hedging and backoff
+ * deal with those); not resets: a full peer may close on us.
+ */
+const GONE_CODES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN'])
+
+function saysGone (err: unknown): boolean {
+  if (err instanceof AggregateError) return err.errors.length > 0 && err.errors.every(saysGone)
+  const e = err as { code?: unknown, name?: unknown } | undefined
+  return GONE_CODES.has(String(e?.code)) || e?.name === 'NoValidAddressesError'
+}
 
 /** true when opening the stream failed because the peer could not be dialed at all */
 function dialFailed (node: DialingNode, peerId: PeerId, err: unknown, signal: AbortSignal): boolean {
   if (signal.aborted || err instanceof KrillError || node.getConnections(peerId).length > 0) return false
-  return !LOCAL_DIAL_ERRORS.has(err instanceof Error ? err.name : '')
+  return saysGone(err)
 }
 
 function streamError (err: unknown, peer: string, context: string): KrillError {

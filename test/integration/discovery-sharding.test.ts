@@ -17,7 +17,7 @@ import { OllamaStandin } from '../fixtures/ollama-standin.js'
 import { startTestDaemon, type TestDaemon, type TestFlags } from '../helpers/swarm.js'
 import { waitFor } from '../helpers/wait.js'
 
-const ANNOUNCE_TTL_MS = 15_000
+const ANNOUNCE_TTL_MS = 12_000
 const LARGE_TTL_MS = 120_000
 const FLAGS: TestFlags = { largeSwarmProviders: 4, announceTtlMs: ANNOUNCE_TTL_MS, announceLargeTtlMs: LARGE_TTL_MS, modelRefreshMs: 200 }
 const PROVIDERS = 6
@@ -108,12 +108,15 @@ describe('the switch to sharded announcements, in a real swarm', () => {
     // past the TTL of every krill/models/1 announcement: what is listed now came on shards
     await new Promise(resolve => setTimeout(resolve, ANNOUNCE_TTL_MS + 1_500))
     for (const n of [consumer, late]) {
-      for (let i = 0; i < PROVIDERS; i++) {
-        expect(listers(n, modelOf(i))).toEqual([idOf(providers[i])])
-        const entry = n.daemon.providers.providersFor(modelOf(i))[0]
-        expect(entry.expiresAt - entry.receivedAt).toBe(LARGE_TTL_MS)
-      }
+      for (let i = 0; i < PROVIDERS; i++) expect(listers(n, modelOf(i)), `${modelOf(i)} listed`).toEqual([idOf(providers[i])])
+      // ...and will keep hearing them
+      const subscribed = n.daemon.libp2p.services.discovery.announcer?.shardSubscriptions
+      for (let i = 0; i < PROVIDERS; i++) expect(subscribed, `listening to the shard of ${modelOf(i)}`).toContain(modelShard(modelOf(i)))
     }
+    // the consumer moved first: it heard them on their shards (the full TTL; a synced copy lives what was left of it)
+    for (let i = 0; i < PROVIDERS; i++) expect(consumer.daemon.providers.providersFor(modelOf(i))[0].expiresAt - consumer.daemon.providers.providersFor(modelOf(i))[0].receivedAt).toBe(LARGE_TTL_MS)
+    // the first three were on krill/models/1 when they moved: each repeated its shard message since (its refresh is 40 s away)
+    for (let i = 0; i < 3; i++) expect(providers[i].daemon.libp2p.services.discovery.announcer?.published.shard, `shard messages of ${modelOf(i)}`).toBeGreaterThanOrEqual(2)
     for (const w of watches) clearInterval(w)
     expect(missed).toEqual([])
     expect(vanished).toEqual([])
