@@ -96,7 +96,8 @@ export function bindRouter (parts: Parts, local: () => LocalSide | undefined, op
       parts.emit({ event: 'request:routed', model: info.model, peerId: info.peerId, tokens: info.tokens, durationMs: info.durationMs, outcome: info.outcome, ttftMs: info.firstTokenMs ?? null })
     },
     budget: {
-      refusal: () => budgetRefusal(parts.config.budget, parts.receipts.consumedToday()),
+      // no cap, nothing to count (consumedToday builds dates): the usual case, every chat
+      refusal: () => parts.config.budget.tokensPerDay == null ? undefined : budgetRefusal(parts.config.budget, parts.receipts.consumedToday()),
       defaultMaxTokens: parts.config.budget.defaultMaxTokens
     }
   }, { localSlots: parts.config.slots, ...opts })
