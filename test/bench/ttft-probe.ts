@@ -74,7 +74,7 @@ try {
   const idle = Object.fromEntries(Object.keys(pids).map(k => [k, (i1[k] - i0[k]) / idleWall]))
   const ttft = new Map<string, number[]>(paths.map(p => [p, []]))
   const cpu = new Map<string, Record<string, number>>(paths.map(p => [p, { ...Object.fromEntries(Object.keys(pids).map(k => [k, 0])), wall: 0 }]))
-  const tracers = values.strace == null ? [] : Object.entries(pids).map(([k, pid]) => spawn('strace', ['-c', '-f', '-p', String(pid), '-o', `${values.strace}/${k}.txt`], { stdio: 'ignore' }))
+  const tracers = values.strace == null ? [] : Object.entries(pids).map(([k, pid]) => spawn('strace', [...(process.env.PROBE_STRACE_ARGS ?? '-c').split(' '), '-f', '-p', String(pid), '-o', `${values.strace}/${k}.txt`], { stdio: 'ignore' }))
   if (tracers.length > 0) await sleep(1000)
   for (let i = 0; i < n; i++) {
     for (let j = 0; j < paths.length; j++) {
