@@ -11,8 +11,8 @@
  * code outside services calls `logger('part')`, which uses the same default
  * ComponentLogger.
  */
-import { defaultLogger } from '@libp2p/logger'
-import type { ComponentLogger } from '@libp2p/interface'
+import { defaultLogger, enabled } from '@libp2p/logger'
+import type { ComponentLogger, Logger as Libp2pLogger } from '@libp2p/interface'
 
 const LEVELS = { debug: 10, info: 20, warn: 30, error: 40, silent: 100 } as const
 type Level = Exclude<keyof typeof LEVELS, 'silent'>
@@ -34,8 +34,34 @@ let shared: ComponentLogger | undefined
 
 /** The ComponentLogger krill gives createLibp2p (`logger` option) and uses for its own parts. */
 export function componentLogger (): ComponentLogger {
-  shared ??= defaultLogger()
+  shared ??= quietWhenDisabled(defaultLogger())
   return shared
+}
+
+function disabledLogger (name: string, owner: ComponentLogger): Libp2pLogger {
+  const log = Object.assign(() => {}, {
+    enabled: false,
+    error: () => {},
+    trace: () => {},
+    // a scope below may be switched on (DEBUG=libp2p:yamux:mss*) while this one is off
+    newScope: (scope: string) => owner.forComponent(`${name}:${scope}`)
+  })
+  return log
+}
+
+/**
+ * libp2p makes loggers per connection and per stream (a chat makes several on each
+ * end): a real one is three `debug` instances, about 8 µs and an isatty (four system
+ * calls) each. With none of its namespaces switched on (DEBUG, read at start) it
+ * would print nothing, so it gets a no-op logger instead.
+ */
+export function quietWhenDisabled (inner: ComponentLogger, isEnabled: (namespace: string) => boolean = enabled): ComponentLogger {
+  const owner: ComponentLogger = {
+    forComponent: name => isEnabled(name) || isEnabled(`${name}:error`) || isEnabled(`${name}:trace`)
+      ? inner.forComponent(name)
+      : disabledLogger(name, owner)
+  }
+  return owner
 }
 
 /**

@@ -3,7 +3,6 @@
  * parts that fulfil them. Nothing here has state of its own.
  */
 import type { Membership } from '../network/membership.js'
-import { peerIdFromString } from '@libp2p/peer-id'
 import { Ollama } from 'ollama'
 import { mergeCatalog, type ApiBackend } from '../api/backend.js'
 import type { ControlPort } from '../api/control.js'
@@ -26,6 +25,7 @@ import type { EmbedServer } from '../protocol/embed-server.js'
 import { requestShow } from '../protocol/show-exchange.js'
 import { ShowLookup } from '../router/show-lookup.js'
 import type { RoundTripTimes } from '../peers/rtt.js'
+import { parsePeerId } from '../peers/index.js'
 import { Router, type LocalSide, type RouterOptions } from '../router/router.js'
 import type { Capacity } from '../discovery/types.js'
 import type { ReadyStreams } from '../protocol/ready-streams.js'
@@ -87,8 +87,8 @@ export function bindRouter (parts: Parts, local: () => LocalSide | undefined, op
     providers,
     findProviders: async (model, signal) => (await discovery.findProviders(model, { signal })).filter(allowed),
     // every answer from a peer ends with its receipt, checked and countersigned
-    remoteChat: (peerId, request, signal) => requestChat(libp2p, peerIdFromString(peerId), request, { signal, receipts: parts.receipts, ready: parts.readyStreams }),
-    remoteEmbed: async (peerId, request, signal) => await requestEmbed(libp2p, peerIdFromString(peerId), request, { signal, receipts: parts.receipts }),
+    remoteChat: (peerId, request, signal) => requestChat(libp2p, parsePeerId(peerId), request, { signal, receipts: parts.receipts, ready: parts.readyStreams }),
+    remoteEmbed: async (peerId, request, signal) => await requestEmbed(libp2p, parsePeerId(peerId), request, { signal, receipts: parts.receipts }),
     // a pinned peer we are connected to, or that announced anything, is known
     knowsPeer: peer => libp2p.getConnections().some(c => c.remotePeer.toString() === peer) || table.all().some(e => e.peerId === peer),
     latencyMs: peer => parts.rtt.get(peer),
@@ -98,7 +98,8 @@ export function bindRouter (parts: Parts, local: () => LocalSide | undefined, op
       parts.emit({ event: 'request:routed', model: info.model, peerId: info.peerId, tokens: info.tokens, durationMs: info.durationMs, outcome: info.outcome, ttftMs: info.firstTokenMs ?? null })
     },
     budget: {
-      refusal: () => budgetRefusal(parts.config.budget, parts.receipts.consumedToday()),
+      // no cap, nothing to count (consumedToday builds dates): the usual case, every chat
+      refusal: () => parts.config.budget.tokensPerDay == null ? undefined : budgetRefusal(parts.config.budget, parts.receipts.consumedToday()),
       defaultMaxTokens: parts.config.budget.defaultMaxTokens
     }
   }, { localSlots: parts.config.slots, ...opts })
@@ -127,7 +128,7 @@ export function bindApiBackend (parts: Parts, router: Router): ApiBackend {
       all: () => table.all().filter(allowed)
     },
     local: () => engine != null ? { models: parts.ownModels(), show: async (name, signal) => await engine.show(name, signal) } : undefined,
-    remoteShow: async (peerId, model, digest, signal) => await requestShow(libp2p, peerIdFromString(peerId), model, { digest, signal })
+    remoteShow: async (peerId, model, digest, signal) => await requestShow(libp2p, parsePeerId(peerId), model, { digest, signal })
   })
   return {
     chat: (request, opts) => router.chat(request, opts),

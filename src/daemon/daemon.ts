@@ -9,7 +9,7 @@
 import type { Server as HttpServer } from 'node:http'
 import { join } from 'node:path'
 import type { PeerId } from '@libp2p/interface'
-import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { ServiceFactoryMap } from 'libp2p'
 import type { Registry } from 'prom-client'
 import { RequestLog } from '../api/request-log.js'
@@ -49,6 +49,7 @@ import { CHAT_PROTOCOL } from '../protocol/ids.js'
 import { ReadyStreams } from '../protocol/ready-streams.js'
 import { sameModel } from '../models/index.js'
 import { RoundTripTimes } from '../peers/rtt.js'
+import { parsePeerId } from '../peers/index.js'
 import type { Router } from '../router/router.js'
 import { receipts, type ReceiptBook } from '../receipts/receipt-book.js'
 import { bindApiBackend, bindControl, bindLedger, bindMetrics, bindRouter, serveLoad, type Parts } from './bindings.js'
@@ -337,7 +338,8 @@ export async function startDaemon (config: KrillConfig, opts: DaemonOptions = {}
     const rtt = new RoundTripTimes({
       getConnections: peer => libp2p.getConnections(peer),
       ping: async (peer, signal) => await libp2p.services.ping.ping(peer, { signal }),
-      peerIdFromString
+      // remembered per id: ranking asks for every candidate on every chat
+      peerIdFromString: parsePeerId
     })
     readyStreams = new ReadyStreams({ logger: libp2p.logger })
     const parts: Parts = { config, node, policy, discovery: disc, engine, chat, embed, rtt, receipts: book, emit, ownModels, membership, readyStreams }

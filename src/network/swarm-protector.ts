@@ -58,6 +58,18 @@ export class KeystreamXor {
   }
 }
 
+function concat (chunks: Uint8Array[]): Uint8Array {
+  let size = 0
+  for (const c of chunks) size += c.byteLength
+  const out = new Uint8Array(size)
+  let at = 0
+  for (const c of chunks) {
+    out.set(c, at)
+    at += c.byteLength
+  }
+  return out
+}
+
 interface ProtectedInit {
   maConn: MultiaddrConnection
   key: Uint8Array
@@ -84,7 +96,10 @@ class ProtectedConnection extends AbstractMultiaddrConnection {
         for (const buf of data) this.onData(this.inbound.update(buf))
       }
     })
-    this.maConn.addEventListener('drain', () => { this.safeDispatchEvent('drain') })
+    this.maConn.addEventListener('drain', () => {
+      this.full = false
+      this.safeDispatchEvent('drain')
+    })
     this.maConn.addEventListener('close', (evt) => {
       if (evt.error == null) this.onTransportClosed()
       else if (evt.local === true) this.abort(evt.error)
@@ -92,11 +107,38 @@ class ProtectedConnection extends AbstractMultiaddrConnection {
     })
   }
 
+  /**
+   * What was sent within this event-loop turn, written together at its end: yamux
+   * and noise make one message per frame (a chat's Done, its stream's close and the
+   * receipt stream's opening come in one turn), and each was a socket write of its
+   * own, with the other end woken for each. The bytes on the wire are the same.
+   */
+  private pending: Uint8Array[] = []
+  private flushing = false
+  /** the socket said "no more" at the last write, and has not drained since */
+  private full = false
+
   sendData (data: Uint8ArrayList): SendResult {
-    return { sentBytes: data.byteLength, canSendMore: this.maConn.send(this.outbound.update(data.subarray())) }
+    this.pending.push(this.outbound.update(data.subarray()))
+    if (!this.flushing) {
+      this.flushing = true
+      queueMicrotask(() => { this.flush() })
+    }
+    return { sentBytes: data.byteLength, canSendMore: !this.full }
+  }
+
+  private flush (): void {
+    this.flushing = false
+    const chunks = this.pending
+    if (chunks.length === 0) return
+    this.pending = []
+    if (this.maConn.status !== 'open') return
+    const ok = this.maConn.send(chunks.length === 1 ? chunks[0] : concat(chunks))
+    if (!ok) this.full = true
   }
 
   async sendClose (options?: AbortOptions): Promise<void> {
+    this.flush()
     await this.maConn.close(options)
   }
 

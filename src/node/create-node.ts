@@ -18,6 +18,7 @@ import type { Libp2p, PrivateKey, Metrics, ComponentLogger, Stream } from '@libp
 import { multiaddr } from '@multiformats/multiaddr'
 import { LevelDatastore } from 'datastore-level'
 import { PeerRecordCache } from './peer-record-cache.js'
+import { halfWindowUpdates } from './yamux-window.js'
 import { logger } from '../log.js'
 import { createLibp2p, type ServiceFactoryMap } from 'libp2p'
 import type { GossipsubOpts } from '@libp2p/gossipsub'
@@ -158,6 +159,8 @@ function keptPeers (node: Libp2p<KrillServices> | undefined): string[] {
 const log = logger('node')
 
 export async function createKrillNode<S extends Record<string, unknown> = Record<string, unknown>> (opts: NodeOptions, services?: ServiceFactoryMap<S>): Promise<KrillNode<S>> {
+  // no yamux window update after every frame received (yamux-window.ts)
+  halfWindowUpdates()
   // peer records in memory, written behind: no LevelDB round trip when a stream opens (peer-record-cache.ts)
   const datastore = opts.datastorePath != null
     ? new PeerRecordCache(new LevelDatastore(opts.datastorePath), { onError: err => { log.warn(`writing peer records to ${opts.datastorePath} failed: ${err.message}`) } })

@@ -3,7 +3,8 @@
  * by both parties' Ed25519 peer keys. protocols/README.md ("Receipts") is the spec;
  * test/unit/receipts.test.ts checks its test vector against this file.
  */
-import { peerIdFromMultihash, peerIdFromString } from '@libp2p/peer-id'
+import { peerIdFromMultihash } from '@libp2p/peer-id'
+import { parsePeerId } from '../peers/index.js'
 import * as Digest from 'multiformats/hashes/digest'
 import * as pb from '../protocol/generated/receipt.js'
 import { signEd25519, verifyEd25519 } from './ed25519-keys.js'
@@ -47,8 +48,8 @@ export function encodeReceipt (facts: ReceiptFacts): Uint8Array {
   return pb.Receipt.encode({
     version: RECEIPT_VERSION,
     kind: facts.kind,
-    consumer: peerIdFromString(facts.consumer).toMultihash().bytes as Uint8Array<ArrayBuffer>,
-    provider: peerIdFromString(facts.provider).toMultihash().bytes as Uint8Array<ArrayBuffer>,
+    consumer: parsePeerId(facts.consumer).toMultihash().bytes as Uint8Array<ArrayBuffer>,
+    provider: parsePeerId(facts.provider).toMultihash().bytes as Uint8Array<ArrayBuffer>,
     model: facts.model,
     modelDigest: facts.modelDigest,
     promptTokens: facts.promptTokens,

@@ -48,14 +48,16 @@ const KRILL_CLI = fileURLToPath(new URL('./krill-cli.js', import.meta.url))
 export const LAUNCHER_NODE_FLAGS = ['--max-semi-space-size=4']
 
 /** `krill daemon --json ...args` as its own process, from the bench's own build. */
-export async function spawnKrillDaemon (args: string[], opts: { env?: NodeJS.ProcessEnv, timeoutMs?: number } = {}): Promise<DaemonProcess> {
+export async function spawnKrillDaemon (args: string[], opts: { env?: NodeJS.ProcessEnv, timeoutMs?: number, entry?: string } = {}): Promise<DaemonProcess> {
   // BENCH_CPU_PROF=DIR: every daemon writes a V8 CPU profile there when it stops
-  const prof = process.env.BENCH_CPU_PROF != null && process.env.BENCH_CPU_PROF !== '' ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []
+  // (BENCH_CPU_PROF_INTERVAL=µs samples more often than V8's default 1,000 µs)
+  const interval = process.env.BENCH_CPU_PROF_INTERVAL != null && process.env.BENCH_CPU_PROF_INTERVAL !== '' ? [`--cpu-prof-interval=${process.env.BENCH_CPU_PROF_INTERVAL}`] : []
+  const prof = process.env.BENCH_CPU_PROF != null && process.env.BENCH_CPU_PROF !== '' ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`, ...interval] : []
   return await spawnDaemon(args, {
     // as the operator set it (the test helper's own default is info)
     env: { KRILL_LOG: process.env.KRILL_LOG ?? 'info', ...opts.env },
     timeoutMs: opts.timeoutMs ?? 60_000,
-    entry: KRILL_CLI,
+    entry: opts.entry ?? KRILL_CLI,
     nodeArgs: [...LAUNCHER_NODE_FLAGS, ...prof],
     onSpawn: trackChild,
     // served requests would pile up by the ten thousand over a run
@@ -116,7 +118,8 @@ export interface KrillProc extends DaemonProcess {
  * A real `krill daemon` process on loopback (its own krill.json), for figures that
  * need its own memory or a real SIGKILL. `config` goes to krill.json.
  */
-export async function startKrillProc (cleanup: Cleanup, opts: { ollama?: string, bootstrap?: string[], config?: Record<string, unknown>, dataDir?: string } = {}): Promise<KrillProc> {
+/** `entry`: another build's test/bench/krill-cli.js (an A/B of two builds in one run) */
+export async function startKrillProc (cleanup: Cleanup, opts: { ollama?: string, bootstrap?: string[], config?: Record<string, unknown>, dataDir?: string, entry?: string } = {}): Promise<KrillProc> {
   const dataDir = opts.dataDir ?? await tempDir('krill-bench-')
   const removeDir = cleanup.add(`data dir ${dataDir}`, async () => { await rm(dataDir, { recursive: true, force: true }) })
   await writeFile(join(dataDir, 'krill.json'), JSON.stringify({
@@ -129,7 +132,7 @@ export async function startKrillProc (cleanup: Cleanup, opts: { ollama?: string,
   for (const b of opts.bootstrap ?? []) args.push('--bootstrap', b)
   let proc: DaemonProcess
   try {
-    proc = await spawnKrillDaemon(args, { env: { KRILL_LOG: process.env.KRILL_LOG ?? 'error' } })
+    proc = await spawnKrillDaemon(args, { env: { KRILL_LOG: process.env.KRILL_LOG ?? 'error' }, entry: opts.entry })
   } catch (err) {
     await removeDir()
     throw err

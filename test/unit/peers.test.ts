@@ -8,6 +8,7 @@ import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { describe, expect, it } from 'vitest'
 import {
+  parsePeerId,
   isLoopbackAddr,
   isLoopbackHost,
   isLoopbackHostHeader,
@@ -121,5 +122,17 @@ describe('RoundTripTimes', () => {
     expect(await rtt.current(id, 1_000)).toBe(7)
     advance(31_000)
     expect(rtt.fresh(id)).toBeUndefined()
+  })
+})
+
+describe('parsePeerId', () => {
+  it('parses as peerIdFromString does, once per id, and throws on a bad id', async () => {
+    const id = peerIdFromPrivateKey(await generateKeyPair('Ed25519')).toString()
+    const first = parsePeerId(id)
+    expect(first.equals(peerIdFromString(id))).toBe(true)
+    expect(first.toString()).toBe(id)
+    // the same object the next time: no second parse
+    expect(parsePeerId(id)).toBe(first)
+    expect(() => parsePeerId('not-a-peer-id')).toThrow()
   })
 })

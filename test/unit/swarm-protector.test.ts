@@ -4,6 +4,7 @@
  * peer with @libp2p/pnet connects to a node using it (and one without the key does not).
  */
 import { randomBytes } from 'node:crypto'
+import { Socket } from 'node:net'
 import { createRequire } from 'node:module'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
@@ -70,4 +71,59 @@ describe('swarm-key protector', () => {
     await expect(stranger.dial(ours.getMultiaddrs()[0], { signal: AbortSignal.timeout(2_000) })).rejects.toThrow()
     await expect(ours.dial(stranger.getMultiaddrs()[0], { signal: AbortSignal.timeout(2_000) })).rejects.toThrow()
   })
+
+  it('what one turn sends goes out in one socket write; a large transfer still flows (back-pressure)', async () => {
+    const file = new Uint8Array(95)
+    generateKey(file)
+    const key = swarmKeyBytes(file)
+    const node = (): any => createLibp2p({
+      addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
+      transports: [tcp()],
+      connectionEncrypters: [noise()],
+      streamMuxers: [yamux()],
+      connectionProtector: swarmKeyProtector(key),
+      services: { identify: identify(), ping: ping() }
+    })
+    const [a, b] = await Promise.all([node(), node()])
+    nodes.push(a, b)
+    let received = 0
+    let want = 0
+    let arrived: () => void = () => {}
+    await b.handle('/krill-test/burst/1.0.0', (stream: any) => {
+      stream.addEventListener('message', (evt: any) => {
+        received += evt.data.byteLength
+        if (received >= want) arrived()
+      })
+    })
+    await a.dial(b.getMultiaddrs()[0])
+    const stream = await a.dialProtocol(b.peerId, '/krill-test/burst/1.0.0')
+    const deliver = async (n: number, send: () => void): Promise<void> => {
+      want = received + n
+      const done = new Promise<void>(resolve => { arrived = resolve })
+      send()
+      await done
+    }
+    // warm: the stream's opening frames are out of the way
+    await deliver(10, () => { stream.send(new Uint8Array(10)) })
+    const write = Socket.prototype.write
+    let writes = 0
+    Socket.prototype.write = function (this: Socket, ...args: any[]) { writes++; return (write as any).apply(this, args) } as any
+    try {
+      await deliver(20 * 100, () => { for (let i = 0; i < 20; i++) stream.send(new Uint8Array(100)) })
+    } finally {
+      Socket.prototype.write = write
+    }
+    // 20 yamux frames, 20 noise messages: a write or two (and the other end's window updates, in this process too); 20+ before
+    expect(writes).toBeLessThanOrEqual(4)
+    // 8 MiB: far past the socket's buffer and the yamux window, so writes wait for drains
+    const big = new Uint8Array(64 * 1024)
+    await deliver(128 * big.byteLength, () => {
+      void (async () => {
+        for (let i = 0; i < 128; i++) {
+          if (!stream.send(big)) await new Promise(resolve => stream.addEventListener('drain', resolve, { once: true }))
+        }
+      })()
+    })
+    expect(received).toBeGreaterThanOrEqual(10 + 2000 + 128 * big.byteLength)
+  }, 30_000)
 })
