@@ -60,6 +60,12 @@ export const DEFAULT_LARGE_TTL_MS = 3_600_000
 export const CARRY_FACTOR = 4
 /** carrying listed models over adds no shard beyond this many subscriptions */
 export const MAX_CARRIED_SHARDS = 256
+/**
+ * how long a starting provider holds its first whole list for its first sync answer:
+ * a newcomer to a large swarm learns from it that the swarm is large and goes
+ * straight to shards, instead of flooding krill/models/1 (every node) once per start
+ */
+export const FIRST_SYNC_WAIT_MS = 3_000
 
 export interface AnnouncerOptions {
   pubsub: GossipSub
@@ -114,6 +120,9 @@ export class Announcer {
   private timer?: NodeJS.Timeout
   private timerDue = Infinity
   private running = false
+  private startedAt = 0
+  /** a sync answer arrived since start (or the wait for one is over) */
+  private heardSwarm = false
   private lastSkipped = ''
   /** our last announcement while it lists models: the sync exchange hands it to newcomers */
   private own?: { data: Uint8Array, seq: number, expiresAt: number }
@@ -188,7 +197,22 @@ export class Announcer {
       for (const [shard, st] of this.shards) if (st.expiresAt > now && st.key !== '') out.push({ data: st.data, seq: st.seq, remainingMs: st.expiresAt - now, shard })
       return out
     },
-    receive: (msg, remainingMs) => this.validator.validateSynced(msg, remainingMs)
+    receive: (msg, remainingMs) => this.validator.validateSynced(msg, remainingMs),
+    synced: () => { this.onSynced() }
+  }
+
+  /** our first sync answer: the table now shows how large the swarm is, so the mode is known */
+  private onSynced (): void {
+    if (this.heardSwarm || !this.running) return
+    this.heardSwarm = true
+    if (this.sharded) return
+    // far above the switch nobody lists models from krill/models/1 for long: straight
+    // to shards. Near it, peers still build their catalog from whole lists (and carry
+    // them over to shards), so our first one goes out as before.
+    const n = this.largeSwarmProviders
+    if (n > 0 && this.opts.table.gossipProviders() >= CARRY_FACTOR * n) this.goSharded()
+    // a first list held for this answer goes now (one already out stays on its refresh)
+    if (!this.listed) this.schedule(0)
   }
 
   /** accepted / rejected / ignored counts of received announcements, by reason */
@@ -205,6 +229,8 @@ export class Announcer {
   start (): void {
     if (this.running) return
     this.running = true
+    this.startedAt = Date.now()
+    this.heardSwarm = false
     this.pubsub.topicValidators.set(ANNOUNCE_TOPIC, this.validator.validate)
     this.pubsub.subscribe(ANNOUNCE_TOPIC)
     this.offVanished = this.opts.table.on('model:vanished', this.onVanished)
@@ -385,6 +411,12 @@ export class Announcer {
       return
     }
     const models = this.opts.models()
+    // our first list waits (briefly) for a sync answer to tell us the swarm's size
+    const waitLeft = this.startedAt + FIRST_SYNC_WAIT_MS - Date.now()
+    if (!this.listed && !this.heardSwarm && models.length > 0 && waitLeft > 0) {
+      this.schedule(waitLeft)
+      return
+    }
     // nothing to share and nothing to take back: a consumer stays silent
     if (models.length > 0 || this.listed) await this.publish(models)
     // re-announce well before receivers let us expire

@@ -222,6 +222,7 @@ export class SyncExchange implements Startable {
         if (result === TopicValidatorResult.Accept) accepted++
       }
       this.stats.accepted += accepted
+      store.synced?.()
       this.log('synced %d of %d announcement(s) from %p', accepted, response.entries.length, peer)
     } catch (err: any) {
       if (err instanceof Junk) {

@@ -67,4 +67,6 @@ export interface SyncStore {
   own: () => Array<{ data: Uint8Array, seq: number, remainingMs: number, shard?: number }>
   /** judges one handed-on announcement exactly like gossip (the signature is already checked) */
   receive: (msg: Message, remainingMs: number) => TopicValidatorResult
+  /** an exchange with a peer went through (its entries, if any, were received) */
+  synced?: () => void
 }

@@ -166,6 +166,22 @@ describe('the switch to sharded announcements, in a real swarm', () => {
     for (const [i, o] of others.entries()) await waitFor(() => listers(o, modelOf(6)).length === 0, `${modelOf(6)} to vanish at node ${i}`, ANNOUNCE_TTL_MS / 3)
   })
 
+  it('a provider joining far above the switch goes straight to shards: nothing on krill/models/1, found by name', async () => {
+    // the swarm's 5 live providers are 4 × its switch point of 1: the first sync answer says so
+    const standin = await OllamaStandin.start({ models: [{ name: modelOf(7) }] })
+    standins.push(standin)
+    const joiner = await startTestDaemon({ ...FLAGS, largeSwarmProviders: 1, ollama: standin.url, bootstrap: [providers[0].daemon.addrs()[0]] })
+    all.push(joiner)
+    const announcer = joiner.daemon.libp2p.services.discovery.announcer
+    await waitFor(() => (announcer?.published.shard ?? 0) > 0, 'the joiner to announce on its shard', 15_000)
+    expect(announcer?.isSharded).toBe(true)
+    expect(announcer?.published.whole).toBe(0)
+    // nobody was told on krill/models/1, yet a chat by name finds it (the DHT, then its shard)
+    const res = await waitFor(async () => { const r = await chat(consumer, modelOf(7)); return r.status === 200 ? r : undefined }, `a chat to ${modelOf(7)}`, 20_000, 500)
+    expect(res.headers.get('x-krill-provider')).toBe(idOf(joiner))
+    await joiner.daemon.stop()
+  })
+
   it('a provider that dies without a goodbye is forgotten once a chat cannot dial it', async () => {
     const dead = providers[2]
     const model = modelOf(2)
