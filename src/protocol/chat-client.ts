@@ -156,8 +156,13 @@ export async function * requestChat (node: DialingNode, peerId: PeerId, request:
     let deltaFrames = 0
     let toolCallChars = 0
     let frame: ChatFrame = first!
+    let firstTokenSeen = false
     for (let n = 0; ; n++) {
-      if (n > 0) frame = await readFrame(reader!, peer, ctl.signal)
+      if (n > 0) {
+        // a burst of frames is read without a promise each; only an empty buffer waits
+        const buffered = ctl.signal.aborted ? undefined : bufferedFrame(reader!, peer)
+        frame = buffered ?? await readFrame(reader!, peer, ctl.signal)
+      }
       if (frame.error != null) throw errorFromPb(frame.error, peer)
       if (frame.accepted != null) {
         if (accepted) throw protocolError(peer, 'sent Accepted twice')
@@ -168,8 +173,11 @@ export async function * requestChat (node: DialingNode, peerId: PeerId, request:
       }
       if (!accepted) throw protocolError(peer, 'sent a frame before Accepted')
       if (frame.delta != null) {
-        if (deltaFrames === 0) refill()
-        clearTimeout(firstToken)
+        if (!firstTokenSeen) {
+          firstTokenSeen = true
+          refill()
+          clearTimeout(firstToken)
+        }
         const d = frame.delta
         if (d.content !== '' || d.thinking !== '' || d.toolCalls.length > 0) deltaFrames++
         for (const call of d.toolCalls) toolCallChars += call.name.length + call.arguments.length
@@ -269,14 +277,33 @@ async function readFrame (reader: FrameReader, peer: string, signal: AbortSignal
   try {
     bytes = await reader.read(signal)
   } catch (err) {
-    if (err instanceof FrameTooLargeError) throw protocolError(peer, `sent a frame of ${err.length} bytes, over the limit of ${err.max}`)
-    if (err instanceof FrameFormatError) throw protocolError(peer, err.message)
-    if (err instanceof TruncatedFrameError) throw streamFailure(protocolError(peer, 'closed the stream in the middle of a frame'))
-    throw streamFailure(streamError(err, peer, `stream to peer ${peer} failed`))
+    throw readError(err, peer)
   }
   if (bytes == null) {
     throw streamFailure(new KrillError('ENGINE_FAILED', `peer ${peer} closed the stream without a terminal frame`, { peer }))
   }
+  return decodeFrom(bytes, peer)
+}
+
+/** the next frame when it has arrived complete, else undefined (then readFrame) */
+function bufferedFrame (reader: FrameReader, peer: string): ChatFrame | undefined {
+  let bytes
+  try {
+    bytes = reader.readBuffered()
+  } catch (err) {
+    throw readError(err, peer)
+  }
+  return bytes === undefined ? undefined : decodeFrom(bytes, peer)
+}
+
+function readError (err: unknown, peer: string): KrillError {
+  if (err instanceof FrameTooLargeError) return protocolError(peer, `sent a frame of ${err.length} bytes, over the limit of ${err.max}`)
+  if (err instanceof FrameFormatError) return protocolError(peer, err.message)
+  if (err instanceof TruncatedFrameError) return streamFailure(protocolError(peer, 'closed the stream in the middle of a frame'))
+  return streamFailure(streamError(err, peer, `stream to peer ${peer} failed`))
+}
+
+function decodeFrom (bytes: Parameters<typeof decodeFrame>[0], peer: string): ChatFrame {
   try {
     return decodeFrame(bytes)
   } catch (err) {

@@ -55,10 +55,16 @@ export type LengthPrefix =
  * telling a prefix still arriving from one that can never be valid.
  */
 export function readLengthPrefix (buf: Uint8ArrayList | Uint8Array): LengthPrefix {
-  const at = (i: number): number => buf instanceof Uint8Array ? buf[i] : buf.get(i)
+  const list = buf instanceof Uint8Array ? undefined : buf
   const available = Math.min(buf.byteLength, MAX_PREFIX_BYTES)
+  // decoded while scanning (as uint8-varint decodes it): this runs once per frame
+  let value = 0
+  let scale = 1
   for (let i = 0; i < available; i++) {
-    if (at(i) < 0x80) return { status: 'ok', value: varint.decode(buf), bytes: i + 1 }
+    const b = list != null ? list.get(i) : (buf as Uint8Array)[i]
+    value += (b & 0x7f) * scale
+    if (b < 0x80) return { status: 'ok', value, bytes: i + 1 }
+    scale *= 128
   }
   return buf.byteLength >= MAX_PREFIX_BYTES ? { status: 'overlong' } : { status: 'incomplete' }
 }
@@ -114,20 +120,8 @@ export class FrameReader {
     let lateData = false
     while (true) {
       signal?.throwIfAborted()
-      const prefix = readLengthPrefix(this.buffer)
-      if (prefix.status === 'overlong') {
-        throw new FrameFormatError('frame length prefix is not a valid varint')
-      }
-      if (prefix.status === 'ok') {
-        if (prefix.value > this.maxFrameBytes) throw new FrameTooLargeError(prefix.value, this.maxFrameBytes)
-        const total = prefix.bytes + prefix.value
-        if (this.buffer.byteLength >= total) {
-          const payload = this.buffer.sublist(prefix.bytes, total)
-          this.buffer.consume(total)
-          this.maybeResume()
-          return payload
-        }
-      }
+      const payload = this.readBuffered()
+      if (payload !== undefined) return payload
       if (this.paused && (this.ended || this.error != null)) {
         // the stream may still hold bytes it kept back while we were paused
         this.resumeNow()
@@ -147,6 +141,24 @@ export class FrameReader {
       }
       await this.waitForData(signal)
     }
+  }
+
+  /**
+   * The next frame's payload when it has arrived complete, else undefined (then
+   * `read`, which waits): a caller reading a burst of frames gets them without a
+   * promise each. Throws FrameTooLargeError or FrameFormatError as `read` does.
+   */
+  readBuffered (): Uint8ArrayList | undefined {
+    const prefix = readLengthPrefix(this.buffer)
+    if (prefix.status === 'overlong') throw new FrameFormatError('frame length prefix is not a valid varint')
+    if (prefix.status !== 'ok') return undefined
+    if (prefix.value > this.maxFrameBytes) throw new FrameTooLargeError(prefix.value, this.maxFrameBytes)
+    const total = prefix.bytes + prefix.value
+    if (this.buffer.byteLength < total) return undefined
+    const payload = this.buffer.sublist(prefix.bytes, total)
+    this.buffer.consume(total)
+    this.maybeResume()
+    return payload
   }
 
   /** Stop buffering: anything the remote sends from now on is dropped. */
