@@ -10,7 +10,7 @@
 import { ErrorCode, KrillError } from '../errors.js'
 import { openPreferDirect, pickConnection, replacementFor } from '../node/connections.js'
 import { FrameFormatError, FrameReader, FrameTooLargeError, TruncatedFrameError, writeFrame } from './frame-io.js'
-import { decodeFrame, deltaFromPb, encodeRequest, errorFromPb, usageFromPb } from './frames.js'
+import { contentDeltaText, decodeFrame, deltaFromPb, encodeRequest, errorFromPb, usageFromPb } from './frames.js'
 import { MAX_OUTBOUND_CHAT_STREAMS, resolveLimits } from '../limits/index.js'
 import { CHAT_PROTOCOL } from './ids.js'
 import { sendAck } from './receipt-exchange.js'
@@ -126,7 +126,8 @@ export async function * requestChat (node: DialingNode, peerId: PeerId, request:
         throw streamFailure(streamError(err, peer, `could not send the request to peer ${peer}`))
       }
       requestSentAtMs = Date.now()
-      first = await readFrame(reader, peer, ctl.signal)
+      const got = await readFrame(reader, peer, ctl.signal)
+      first = typeof got === 'string' ? { delta: { content: got, thinking: '', toolCalls: [] } } : got
     }
     try {
       await start(spare)
@@ -160,8 +161,24 @@ export async function * requestChat (node: DialingNode, peerId: PeerId, request:
     for (let n = 0; ; n++) {
       if (n > 0) {
         // a burst of frames is read without a promise each; only an empty buffer waits
-        const buffered = ctl.signal.aborted ? undefined : bufferedFrame(reader!, peer)
-        frame = buffered ?? await readFrame(reader!, peer, ctl.signal)
+        const got = (ctl.signal.aborted ? undefined : bufferedFrame(reader!, peer)) ?? await readFrame(reader!, peer, ctl.signal)
+        if (typeof got === 'string') {
+          // a plain content token: its event straight from the bytes, no frame objects
+          if (!accepted) throw protocolError(peer, 'sent a frame before Accepted')
+          if (!firstTokenSeen) {
+            firstTokenSeen = true
+            refill()
+            clearTimeout(firstToken)
+          }
+          if (got === '') {
+            yield { type: 'delta' }
+          } else {
+            deltaFrames++
+            yield { type: 'delta', content: got }
+          }
+          continue
+        }
+        frame = got
       }
       if (frame.error != null) throw errorFromPb(frame.error, peer)
       if (frame.accepted != null) {
@@ -272,7 +289,8 @@ function streamOptions (signal: AbortSignal): NewStreamOptions {
   return { signal, maxOutboundStreams: MAX_OUTBOUND_CHAT_STREAMS }
 }
 
-async function readFrame (reader: FrameReader, peer: string, signal: AbortSignal): Promise<ChatFrame> {
+/** The next frame; a plain content delta comes as its text (see contentDeltaText). */
+async function readFrame (reader: FrameReader, peer: string, signal: AbortSignal): Promise<ChatFrame | string> {
   let bytes
   try {
     bytes = await reader.read(signal)
@@ -286,7 +304,7 @@ async function readFrame (reader: FrameReader, peer: string, signal: AbortSignal
 }
 
 /** the next frame when it has arrived complete, else undefined (then readFrame) */
-function bufferedFrame (reader: FrameReader, peer: string): ChatFrame | undefined {
+function bufferedFrame (reader: FrameReader, peer: string): ChatFrame | string | undefined {
   let bytes
   try {
     bytes = reader.readBuffered()
@@ -303,7 +321,9 @@ function readError (err: unknown, peer: string): KrillError {
   return streamFailure(streamError(err, peer, `stream to peer ${peer} failed`))
 }
 
-function decodeFrom (bytes: Parameters<typeof decodeFrame>[0], peer: string): ChatFrame {
+function decodeFrom (bytes: Uint8Array, peer: string): ChatFrame | string {
+  const content = contentDeltaText(bytes)
+  if (content !== undefined) return content
   try {
     return decodeFrame(bytes)
   } catch (err) {

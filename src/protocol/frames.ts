@@ -252,6 +252,16 @@ export function decodeFrame (bytes: Uint8Array | Uint8ArrayList): pb.ChatFrame {
  * (other fields, other orders, unknown fields: protons decodes those).
  */
 export function decodeContentDelta (buf: Uint8Array): pb.ChatFrame | undefined {
+  const content = contentDeltaText(buf)
+  return content === undefined ? undefined : { delta: { content, thinking: '', toolCalls: [] } }
+}
+
+/**
+ * The text of a frame that is exactly ChatFrame{delta{content}} (see
+ * decodeContentDelta), else undefined: the consumer turns it into its event
+ * without the frame's objects in between.
+ */
+export function contentDeltaText (buf: Uint8Array): string | undefined {
   const end = buf.byteLength
   if (end < 2 || buf[0] !== 0x12) return undefined
   // the two lengths read inline (no object per varint): this runs once per token
@@ -264,7 +274,7 @@ export function decodeContentDelta (buf: Uint8Array): pb.ChatFrame | undefined {
     if (b < 0x80) break
   }
   if (at + outer !== end) return undefined
-  if (outer === 0) return { delta: { content: '', thinking: '', toolCalls: [] } }
+  if (outer === 0) return ''
   if (buf[at++] !== 0x0a) return undefined
   let inner = 0
   for (let scale = 1, i = 0; ; i++, scale *= 128) {
@@ -274,7 +284,7 @@ export function decodeContentDelta (buf: Uint8Array): pb.ChatFrame | undefined {
     if (b < 0x80) break
   }
   if (at + inner !== end) return undefined
-  return { delta: { content: utf8(buf, at, end), thinking: '', toolCalls: [] } }
+  return utf8(buf, at, end)
 }
 
 /** Buffer's own UTF-8 decoder on any Uint8Array, without making a Buffer view first (half the cost for a token) */
