@@ -4,7 +4,8 @@
  * consumer in its own process, clients here. Per round of `streams` simultaneous
  * chats of 200 and of 2 tokens, direct and through krill: each process's main-thread
  * CPU per stream (schedstat). The 2-token rounds are the per-request set-up alone;
- * (200-token − 2-token) / 198 is the per-token share.
+ * (200-token − 2-token) / 198 is the per-token share. With a third argument `rss`:
+ * only `rounds` bursts of 200-token streams through krill, and the provider's peak RSS of each.
  */
 import { loadavg } from 'node:os'
 import { performance } from 'node:perf_hooks'
@@ -14,7 +15,7 @@ import { Cleanup } from './cleanup.js'
 import { ollamaChat } from './clients.js'
 import { processCpuNs } from './cpu.js'
 import { TOKEN_BYTES } from './line.js'
-import { MODEL, OPEN_LIMITS, providersVia, startKrillProc, startStandinProc, until } from './procs.js'
+import { MODEL, OPEN_LIMITS, providersVia, sampleRss, startKrillProc, startStandinProc, until } from './procs.js'
 
 async function main (): Promise<void> {
   setLogLevel('error')
@@ -26,6 +27,20 @@ async function main (): Promise<void> {
     const provider = await startKrillProc(cleanup, { ollama: standin.url, config: { slots: streams, maxQueue: 1_000, limits: OPEN_LIMITS } })
     const consumer = await startKrillProc(cleanup, { bootstrap: [provider.ready.addrs[0]] })
     await until(async () => (await providersVia(consumer.ready.api, MODEL)).some(p => p.peerId === provider.ready.peerId), 'the consumer to learn the provider')
+    if (process.argv[4] === 'rss') {
+      await standin.setKnobs({ tokens: tokenScript(200, TOKEN_BYTES), tokensPerSecond: 0, firstTokenDelayMs: 0 })
+      // warm up as the concurrency section does
+      await Promise.all(Array.from({ length: 10 }, async () => await ollamaChat(consumer.ready.api, { numPredict: 200 })))
+      const peaks: number[] = []
+      for (let r = 0; r < rounds; r++) {
+        const sampler = sampleRss(provider.pid)
+        await Promise.all(Array.from({ length: streams }, async () => await ollamaChat(consumer.ready.api, { numPredict: 200 })))
+        peaks.push(await sampler.stop())
+        await standin.reset()
+      }
+      process.stdout.write(`load ${loadavg()[0].toFixed(2)}: provider peak RSS per burst of ${streams}: ${peaks.map(p => p.toFixed(0)).join(', ')} MB\n`)
+      return
+    }
     const pids = { standin: standin.pid, provider: provider.pid, consumer: consumer.pid, client: process.pid }
     const load = loadavg()[0]
     const out: string[] = []
