@@ -24,3 +24,12 @@ export async function nextEvent (events: AsyncIterator<ChatEvent>): Promise<Chat
   const next = await events.next()
   return next.done === true ? undefined : next.value
 }
+
+/**
+ * An iterator result as the event it carries, or undefined at the end: a plain
+ * function, so a streaming loop awaits the router's own promise and no wrapper's
+ * (`event = stepOf(await events.next())`).
+ */
+export function stepOf (next: IteratorResult<ChatEvent>): ChatEvent | undefined {
+  return next.done === true ? undefined : next.value
+}

@@ -11,7 +11,7 @@ import { modelId } from '../models/index.js'
 import { VERSION } from '../version.js'
 import { findModel, type ApiBackend, type CatalogModel } from './backend.js'
 import { acceptJsonBodies, shapeErrors } from './body.js'
-import { firstOutput, nextEvent } from './first-output.js'
+import { firstOutput, nextEvent, stepOf } from './first-output.js'
 import { HttpError, describeError, ollamaError } from './http-errors.js'
 import { parseBody } from './openai-schema.js'
 import { chatToRequest, embedOptions, generateToRequest, ollamaChatSchema, ollamaEmbeddingsSchema, ollamaEmbedSchema, ollamaGenerateSchema } from './ollama-schema.js'
@@ -303,7 +303,7 @@ async function streamAnswer (kind: Kind, model: string, first: Output, events: A
   const out = new StreamWriter(reply.raw, 200, { ...NDJSON_HEADERS, [PROVIDER_HEADER]: provider })
   const modelJson = JSON.stringify(model)
   try {
-    for (let event: ChatEvent | undefined = first; event != null; event = await nextEvent(events)) {
+    for (let event: ChatEvent | undefined = first; event != null; event = stepOf(await events.next())) {
       if (event.type === 'accepted') continue
       if (event.type === 'done') {
         out.end(JSON.stringify(line(kind, model, event)) + '\n')
@@ -312,7 +312,8 @@ async function streamAnswer (kind: Kind, model: string, first: Output, events: A
       const text = event.thinking == null && (event.toolCalls == null || event.toolCalls.length === 0)
         ? contentLine(kind, modelJson, event.content ?? '')
         : JSON.stringify(line(kind, model, event)) + '\n'
-      if (!await out.write(text)) return
+      const ok = out.write(text)
+      if (ok === false || (ok !== true && !await ok)) return
     }
     throw new Error('the answer ended without a done event')
   } catch (err) {

@@ -15,7 +15,7 @@ import {
 } from './openai-schema.js'
 import { float32Text, vectorBase64 } from './float32-json.js'
 import { PROVIDER_HEADER, ProviderTracker, pinnedPeer } from './routing-headers.js'
-import { firstOutput, nextEvent } from './first-output.js'
+import { firstOutput, nextEvent, stepOf } from './first-output.js'
 import { SSE_HEADERS, StreamWriter, clientGone } from './stream-writer.js'
 import { logger } from '../log.js'
 
@@ -232,7 +232,7 @@ async function streamCompletion (request: FastifyRequest, reply: FastifyReply, b
   // so a token costs one JSON.stringify of its text (the same bytes, by construction)
   const template = JSON.stringify(chunk({ content: TOKEN_SLOT })).split(JSON.stringify(TOKEN_SLOT))
   const [before, after] = template
-  const sendContent = async (content: string): Promise<boolean> => await out.write(`data: ${before}${JSON.stringify(content)}${after}\n\n`)
+  const sendContent = (content: string): boolean | Promise<boolean> => out.write(`data: ${before}${JSON.stringify(content)}${after}\n\n`)
   const deltaChunk = (event: DeltaEvent): Record<string, unknown> | undefined => {
     const delta: Record<string, unknown> = {}
     if (event.content != null && event.content !== '') delta.content = event.content
@@ -248,10 +248,11 @@ async function streamCompletion (request: FastifyRequest, reply: FastifyReply, b
     // goes out with the first token, in one chunk: sent apart, it made the first token
     // the second write of its turn, held back until the turn ended (StreamWriter)
     out.hold(`data: ${JSON.stringify(chunk({ role: 'assistant', content: '' }))}\n\n`)
-    for (let event: ChatEvent | undefined = first; event != null; event = await nextEvent(events)) {
+    for (let event: ChatEvent | undefined = first; event != null; event = stepOf(await events.next())) {
       if (event.type === 'delta') {
         if (template.length === 2 && event.content != null && event.content !== '' && (event.thinking == null || event.thinking === '') && (event.toolCalls == null || event.toolCalls.length === 0)) {
-          if (!await sendContent(event.content)) return
+          const ok = sendContent(event.content)
+          if (ok === false || (ok !== true && !await ok)) return
           continue
         }
         const c = deltaChunk(event)

@@ -55,10 +55,18 @@ export class StreamWriter {
     return !this.res.destroyed && !this.res.writableEnded
   }
 
-  /** Writes and waits while the client's buffer is full; false once the client is gone. */
-  async write (text: string): Promise<boolean> {
+  /**
+   * Writes `text`: true when the client can take more at once, a promise (of the
+   * same answer) while its buffer is full, false once the client is gone. A
+   * promise only when there is something to wait for: the usual token costs none.
+   */
+  write (text: string): boolean | Promise<boolean> {
     if (!this.open) return false
     if (this.queue(text)) return true
+    return this.drained()
+  }
+
+  private async drained (): Promise<boolean> {
     await new Promise<void>(resolve => {
       // a client that keeps the socket open but never reads must not pin the answer,
       // its buffers and a provider slot forever
@@ -106,8 +114,11 @@ export class StreamWriter {
   /**
    * Writes `text`: at once when it is the first of this turn of the event loop (the
    * first token waits for nothing), otherwise with the rest of the turn's events in a
-   * setImmediate — right after the current I/O callback and its microtasks. False
-   * when the client's buffer is full (wait for drain).
+   * setImmediate — right after the current I/O callback and its microtasks. While
+   * the socket still holds bytes it could not pass on, the first one waits for the
+   * turn's end too: it would wait behind those bytes anyway, and the turn then costs
+   * one write and one chunk instead of two (bench: throughput). False when the
+   * client's buffer is full (wait for drain).
    */
   private queue (text: string): boolean {
     if (this.held.length > 0) {
@@ -118,7 +129,7 @@ export class StreamWriter {
     this.batchChars += text.length
     if (this.turn == null) {
       this.turn = setImmediate(this.endTurn)
-      this.send()
+      if (this.res.writableLength === 0) this.send()
     } else if (this.batchChars >= MAX_BATCH_CHARS) {
       this.send()
     }

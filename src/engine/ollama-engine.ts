@@ -17,6 +17,7 @@ import type {
 } from 'ollama'
 import { KrillError } from '../errors.js'
 import { httpFetch, type FetchLike } from './http-fetch.js'
+import { StallTimer } from '../stall-timer.js'
 import { normalizeCapabilities } from '../models/capabilities.js'
 import { normalizeDigest } from '../models/index.js'
 import {
@@ -487,20 +488,12 @@ export class OllamaEngine implements Engine, EmbedEngine, ShowEngine {
     let reason: 'cancelled' | 'stalled' | undefined
     const onAbort = (): void => { reason ??= 'cancelled'; ac.abort() }
     signal.addEventListener('abort', onAbort, { once: true })
-    let stall: NodeJS.Timeout | undefined
-    const armStall = (): void => {
-      // refresh() restarts the same timer: cheaper than a new one for every token
-      if (stall != null) {
-        stall.refresh()
-        return
-      }
-      stall = setTimeout(() => { reason ??= 'stalled'; ac.abort() }, this.stallTimeoutMs)
-      stall.unref()
-    }
+    // armed from the start: model loading counts as silence too
+    let stall: StallTimer | undefined
     let it: AbortableAsyncIterator<OllamaChatResponse> | undefined
     let complete = false
     const cleanup = (): void => {
-      clearTimeout(stall)
+      stall?.clear()
       signal.removeEventListener('abort', onAbort)
       // closes the socket if anything is still open. Not after a complete answer:
       // the response is over, and aborting it anyway cost undici an AbortError
@@ -512,11 +505,11 @@ export class OllamaEngine implements Engine, EmbedEngine, ShowEngine {
 
     let streaming = false
     try {
-      armStall()
+      stall = new StallTimer(this.stallTimeoutMs, () => { reason ??= 'stalled'; ac.abort() }, { unref: true })
       it = await this.client(ac.signal).chat(body)
       streaming = true
       for await (const part of it) {
-        armStall()
+        stall.touch()
         const delta = toDelta(part)
         if (delta !== undefined) yield delta
         if (part.done === true) {

@@ -10,7 +10,7 @@
 import { ErrorCode, KrillError } from '../errors.js'
 import { openPreferDirect, pickConnection, replacementFor } from '../node/connections.js'
 import { FrameFormatError, FrameReader, FrameTooLargeError, TruncatedFrameError, writeFrame } from './frame-io.js'
-import { decodeFrame, deltaFromPb, encodeRequest, errorFromPb, usageFromPb } from './frames.js'
+import { contentDeltaText, decodeFrame, deltaFromPb, encodeRequest, errorFromPb, usageFromPb } from './frames.js'
 import { MAX_OUTBOUND_CHAT_STREAMS, resolveLimits } from '../limits/index.js'
 import { CHAT_PROTOCOL } from './ids.js'
 import { sendAck } from './receipt-exchange.js'
@@ -128,7 +128,8 @@ export async function * requestChat (node: DialingNode, peerId: PeerId, request:
         throw streamFailure(streamError(err, peer, `could not send the request to peer ${peer}`))
       }
       requestSentAtMs = Date.now()
-      first = await readFrame(reader, peer, ctl.signal)
+      const got = await readFrame(reader, peer, ctl.signal)
+      first = typeof got === 'string' ? { delta: { content: got, thinking: '', toolCalls: [] } } : got
     }
     try {
       await start(spare)
@@ -158,8 +159,29 @@ export async function * requestChat (node: DialingNode, peerId: PeerId, request:
     let deltaFrames = 0
     let toolCallChars = 0
     let frame: ChatFrame = first!
+    let firstTokenSeen = false
     for (let n = 0; ; n++) {
-      if (n > 0) frame = await readFrame(reader!, peer, ctl.signal)
+      if (n > 0) {
+        // a burst of frames is read without a promise each; only an empty buffer waits
+        const got = (ctl.signal.aborted ? undefined : bufferedFrame(reader!, peer)) ?? await readFrame(reader!, peer, ctl.signal)
+        if (typeof got === 'string') {
+          // a plain content token: its event straight from the bytes, no frame objects
+          if (!accepted) throw protocolError(peer, 'sent a frame before Accepted')
+          if (!firstTokenSeen) {
+            firstTokenSeen = true
+            refill()
+            clearTimeout(firstToken)
+          }
+          if (got === '') {
+            yield { type: 'delta' }
+          } else {
+            deltaFrames++
+            yield { type: 'delta', content: got }
+          }
+          continue
+        }
+        frame = got
+      }
       if (frame.error != null) throw errorFromPb(frame.error, peer)
       if (frame.accepted != null) {
         if (accepted) throw protocolError(peer, 'sent Accepted twice')
@@ -170,8 +192,11 @@ export async function * requestChat (node: DialingNode, peerId: PeerId, request:
       }
       if (!accepted) throw protocolError(peer, 'sent a frame before Accepted')
       if (frame.delta != null) {
-        if (deltaFrames === 0) refill()
-        clearTimeout(firstToken)
+        if (!firstTokenSeen) {
+          firstTokenSeen = true
+          refill()
+          clearTimeout(firstToken)
+        }
         const d = frame.delta
         if (d.content !== '' || d.thinking !== '' || d.toolCalls.length > 0) deltaFrames++
         for (const call of d.toolCalls) toolCallChars += call.name.length + call.arguments.length
@@ -266,19 +291,41 @@ function streamOptions (signal: AbortSignal): NewStreamOptions {
   return { signal, maxOutboundStreams: MAX_OUTBOUND_CHAT_STREAMS }
 }
 
-async function readFrame (reader: FrameReader, peer: string, signal: AbortSignal): Promise<ChatFrame> {
+/** The next frame; a plain content delta comes as its text (see contentDeltaText). */
+async function readFrame (reader: FrameReader, peer: string, signal: AbortSignal): Promise<ChatFrame | string> {
   let bytes
   try {
     bytes = await reader.read(signal)
   } catch (err) {
-    if (err instanceof FrameTooLargeError) throw protocolError(peer, `sent a frame of ${err.length} bytes, over the limit of ${err.max}`)
-    if (err instanceof FrameFormatError) throw protocolError(peer, err.message)
-    if (err instanceof TruncatedFrameError) throw streamFailure(protocolError(peer, 'closed the stream in the middle of a frame'))
-    throw streamFailure(streamError(err, peer, `stream to peer ${peer} failed`))
+    throw readError(err, peer)
   }
   if (bytes == null) {
     throw streamFailure(new KrillError('ENGINE_FAILED', `peer ${peer} closed the stream without a terminal frame`, { peer }))
   }
+  return decodeFrom(bytes, peer)
+}
+
+/** the next frame when it has arrived complete, else undefined (then readFrame) */
+function bufferedFrame (reader: FrameReader, peer: string): ChatFrame | string | undefined {
+  let bytes
+  try {
+    bytes = reader.readBuffered()
+  } catch (err) {
+    throw readError(err, peer)
+  }
+  return bytes === undefined ? undefined : decodeFrom(bytes, peer)
+}
+
+function readError (err: unknown, peer: string): KrillError {
+  if (err instanceof FrameTooLargeError) return protocolError(peer, `sent a frame of ${err.length} bytes, over the limit of ${err.max}`)
+  if (err instanceof FrameFormatError) return protocolError(peer, err.message)
+  if (err instanceof TruncatedFrameError) return streamFailure(protocolError(peer, 'closed the stream in the middle of a frame'))
+  return streamFailure(streamError(err, peer, `stream to peer ${peer} failed`))
+}
+
+function decodeFrom (bytes: Uint8Array, peer: string): ChatFrame | string {
+  const content = contentDeltaText(bytes)
+  if (content !== undefined) return content
   try {
     return decodeFrame(bytes)
   } catch (err) {

@@ -5,12 +5,12 @@
  * terminal frame when the consumer can still read it, and the engine request is
  * aborted the moment the consumer resets or closes the stream.
  */
-import { pipe } from 'it-pipe'
 import { KrillError } from '../errors.js'
 import { logger, type Logger } from '../log.js'
+import { StallTimer } from '../stall-timer.js'
 import { BreachLog } from './breach-log.js'
 import { FrameFormatError, FrameReader, FrameTooLargeError, FrameWriter, TruncatedFrameError } from './frame-io.js'
-import { acceptedFrame, deltaFrame, doneFrame, encodeFrame, errorFrame, splitDelta } from './frames.js'
+import { acceptedFrame, deltaFrame, doneFrame, encodeFrame, errorFrame, splitDelta, type DeltaEvent } from './frames.js'
 import { MAX_OUTBOUND_CHAT_STREAMS, PeerRateLimiter, resolveLimits } from '../limits/index.js'
 import { CHAT_PROTOCOL } from './ids.js'
 import { SlotQueue } from './slot-queue.js'
@@ -492,39 +492,39 @@ export class ChatServer implements Startable {
     const signal = job.abort.signal
     const started = Date.now()
     let firstTokenMs: number | undefined
-    let stall: ReturnType<typeof setTimeout> | undefined
-    const armStall = (): void => {
-      // refresh() restarts the same timer: cheaper than a new one for every token
-      if (stall != null) {
-        stall.refresh()
-        return
-      }
-      stall = setTimeout(() => {
-        job.abort.abort(new KrillError('TIMEOUT', `no progress for ${this.limits.stallTimeoutMs} ms`))
-      }, this.limits.stallTimeoutMs)
-    }
+    const stall = new StallTimer(this.limits.stallTimeoutMs, () => {
+      job.abort.abort(new KrillError('TIMEOUT', `no progress for ${this.limits.stallTimeoutMs} ms`))
+    })
     const race = new SignalRace(signal)
-    // set when the engine is done (a closure: `as` keeps TypeScript from narrowing it to undefined)
-    let usage = undefined as Usage | undefined
+    const writer = this.writerFor(stream)
+    const events = this.engine.chat(request, signal)[Symbol.asyncIterator]()
+    let eventsEnded = false
+    let usage: Usage | undefined
     let finished = false
     try {
-      await pipe(
-        this.engine.chat(request, signal),
-        // every step raced against the job's abort, with the stall timer re-armed
-        events => race.each(events, armStall),
-        events => deltaFrames(events, this.limits.maxFrameBytes, done => {
+      // One loop per token, no generator or promise of krill's own between the engine
+      // and the stream: each layer (pipe, generators, async send) cost a promise and a
+      // few microtasks per token (bench: throughput). Every step is raced against the
+      // job's abort, so an engine that hangs cannot hold the stream.
+      while (true) {
+        stall.touch()
+        const next = await race.settle(events.next())
+        if (next.done === true) {
+          eventsEnded = true
+          break
+        }
+        const event = next.value
+        if (event.type === 'delta') {
+          firstTokenMs ??= Date.now() - started
+          const wait = this.sendDelta(writer, event, signal)
+          if (wait != null) await wait
+        } else if (event.type === 'done') {
           // the engine is done: the next queued request may start while Done goes out
           freeSlot()
-          usage = done
-        }),
-        async frames => {
-          for await (const frame of frames) {
-            firstTokenMs ??= Date.now() - started
-            await this.send(stream, frame, signal)
-            this.counters.deltas++
-          }
+          usage = event.usage
+          break
         }
-      )
+      }
       if (usage == null) throw new KrillError('ENGINE_FAILED', 'engine ended the answer without a done event')
       const receipt = await this.issueReceipt(stream, job, request, usage, served)
       try {
@@ -543,10 +543,35 @@ export class ChatServer implements Startable {
       // the consumer countersigns (or disputes) on the same stream before it closes
       if (receipt != null) receipt.issued.settle(await receipt.acks.read(this.limits.requestTimeoutMs))
     } finally {
-      clearTimeout(stall)
+      stall.clear()
       race.dispose()
+      // let the engine go without waiting: a step still pending settles only later
+      if (!eventsEnded) events.return?.()?.catch(() => {})
       // make sure the engine lets go (its signal is usually aborted already)
       if (!finished && !signal.aborted) job.abort.abort(ENDED)
+    }
+  }
+
+  /**
+   * One engine delta as Delta frames (split to fit a frame). A plain content token,
+   * the usual case, is encoded straight into the writer's batch; a promise is only
+   * awaited when the stream asks us to wait.
+   */
+  private sendDelta (writer: FrameWriter, event: DeltaEvent, signal: AbortSignal): Promise<void> | undefined {
+    const plain = event.thinking == null && (event.toolCalls == null || event.toolCalls.length === 0)
+    // a UTF-16 code unit is at most 3 UTF-8 bytes; tags and lengths take at most 24
+    if (plain && (event.content?.length ?? 0) * 3 + 24 <= this.limits.maxFrameBytes) {
+      this.counters.deltas++
+      return writer.writeContent(event.content ?? '', signal)
+    }
+    return this.sendPieces(writer, event, signal)
+  }
+
+  private async sendPieces (writer: FrameWriter, event: DeltaEvent, signal: AbortSignal): Promise<void> {
+    for (const piece of splitDelta(event, this.limits.maxFrameBytes)) {
+      const wait = writer.write(encodeFrame(deltaFrame(piece)), signal)
+      if (wait != null) await wait
+      this.counters.deltas++
     }
   }
 
@@ -650,13 +675,19 @@ export class ChatServer implements Startable {
 
   /** Writes a frame; deltas that follow each other closely are batched (FrameWriter), unless `flush`. */
   private async send (stream: Stream, frame: ChatFrame, signal: AbortSignal, flush = false): Promise<void> {
+    const writer = this.writerFor(stream)
+    const wait = writer.write(encodeFrame(frame), signal)
+    if (wait != null) await wait
+    if (flush) writer.flush()
+  }
+
+  private writerFor (stream: Stream): FrameWriter {
     let writer = this.writers.get(stream)
     if (writer == null) {
       writer = new FrameWriter(stream)
       this.writers.set(stream, writer)
     }
-    await writer.write(encodeFrame(frame), signal)
-    if (flush) writer.flush()
+    return writer
   }
 
   private emit (event: ChatServerEvent): void {
@@ -664,22 +695,6 @@ export class ChatServer implements Startable {
       this.opts.onEvent?.(event)
     } catch {
       // an observer must never break serving
-    }
-  }
-}
-
-/**
- * Engine events → the Delta frames of an answer, each delta split to fit a frame.
- * At the done event: `onDone` with the usage, and the end (Done itself is the
- * caller's, with its receipt). An answer that ends without a done event just ends.
- */
-async function * deltaFrames (events: AsyncIterable<ChatEvent>, maxFrameBytes: number, onDone: (usage: Usage) => void): AsyncGenerator<ChatFrame> {
-  for await (const event of events) {
-    if (event.type === 'delta') {
-      for (const piece of splitDelta(event, maxFrameBytes)) yield deltaFrame(piece)
-    } else if (event.type === 'done') {
-      onDone(event.usage)
-      return
     }
   }
 }
@@ -708,34 +723,17 @@ class SignalRace {
     signal.addEventListener('abort', this.onAbort, { once: true })
   }
 
-  async settle<T> (promise: Promise<T>): Promise<T> {
-    // the loser may still reject later; that must not become an unhandled rejection
-    promise.catch(() => {})
-    this.signal.throwIfAborted()
-    return await new Promise<T>((resolve, reject) => {
+  settle<T> (promise: Promise<T>): Promise<T> {
+    if (this.signal.aborted) {
+      // the step may still reject later; that must not become an unhandled rejection
+      promise.catch(() => {})
+      return Promise.reject(this.signal.reason)
+    }
+    // then(resolve, reject) also handles a step that rejects after the abort won
+    return new Promise<T>((resolve, reject) => {
       this.rejectCurrent = reject
       promise.then(resolve, reject)
     })
-  }
-
-  /** `source` step by step, each step settled through this race; `beforeStep` runs before each */
-  async * each<T> (source: AsyncIterable<T>, beforeStep: () => void): AsyncGenerator<T> {
-    const it = source[Symbol.asyncIterator]()
-    let ended = false
-    try {
-      while (true) {
-        beforeStep()
-        const next = await this.settle(it.next())
-        if (next.done === true) {
-          ended = true
-          return
-        }
-        yield next.value
-      }
-    } finally {
-      // let the source go without waiting: a step still pending settles only later
-      if (!ended) it.return?.()?.catch(() => {})
-    }
   }
 
   dispose (): void {

@@ -252,27 +252,45 @@ export function decodeFrame (bytes: Uint8Array | Uint8ArrayList): pb.ChatFrame {
  * (other fields, other orders, unknown fields: protons decodes those).
  */
 export function decodeContentDelta (buf: Uint8Array): pb.ChatFrame | undefined {
-  if (buf.byteLength < 2 || buf[0] !== 0x12) return undefined
-  const outer = readVarint(buf, 1)
-  if (outer == null || outer.at + outer.value !== buf.byteLength) return undefined
-  if (outer.value === 0) return { delta: { content: '', thinking: '', toolCalls: [] } }
-  if (buf[outer.at] !== 0x0a) return undefined
-  const inner = readVarint(buf, outer.at + 1)
-  if (inner == null || inner.at + inner.value !== buf.byteLength) return undefined
-  const content = Buffer.from(buf.buffer, buf.byteOffset + inner.at, inner.value).toString('utf8')
-  return { delta: { content, thinking: '', toolCalls: [] } }
+  const content = contentDeltaText(buf)
+  return content === undefined ? undefined : { delta: { content, thinking: '', toolCalls: [] } }
 }
 
-function readVarint (buf: Uint8Array, at: number): { value: number, at: number } | undefined {
-  let value = 0
-  let scale = 1
-  for (let i = 0; i < 5 && at < buf.byteLength; i++) {
+/**
+ * The text of a frame that is exactly ChatFrame{delta{content}} (see
+ * decodeContentDelta), else undefined: the consumer turns it into its event
+ * without the frame's objects in between.
+ */
+export function contentDeltaText (buf: Uint8Array): string | undefined {
+  const end = buf.byteLength
+  if (end < 2 || buf[0] !== 0x12) return undefined
+  // the two lengths read inline (no object per varint): this runs once per token
+  let at = 1
+  let outer = 0
+  for (let scale = 1, i = 0; ; i++, scale *= 128) {
+    if (i === 5 || at >= end) return undefined
     const b = buf[at++]
-    value += (b & 0x7f) * scale
-    if (b < 0x80) return { value, at }
-    scale *= 128
+    outer += (b & 0x7f) * scale
+    if (b < 0x80) break
   }
-  return undefined
+  if (at + outer !== end) return undefined
+  if (outer === 0) return ''
+  if (buf[at++] !== 0x0a) return undefined
+  let inner = 0
+  for (let scale = 1, i = 0; ; i++, scale *= 128) {
+    if (i === 5 || at >= end) return undefined
+    const b = buf[at++]
+    inner += (b & 0x7f) * scale
+    if (b < 0x80) break
+  }
+  if (at + inner !== end) return undefined
+  return utf8(buf, at, end)
+}
+
+/** Buffer's own UTF-8 decoder on any Uint8Array, without making a Buffer view first (half the cost for a token) */
+const utf8Slice = (Buffer.prototype as unknown as { utf8Slice?: (this: Uint8Array, start: number, end: number) => string }).utf8Slice
+function utf8 (buf: Uint8Array, start: number, end: number): string {
+  return utf8Slice != null ? utf8Slice.call(buf, start, end) : Buffer.from(buf.buffer, buf.byteOffset + start, end - start).toString('utf8')
 }
 
 export function deltaFromPb (d: pb.ChatFrame.Delta): DeltaEvent {

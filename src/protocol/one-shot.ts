@@ -12,7 +12,6 @@ import type { Logger } from '../log.js'
 import { BreachLog } from './breach-log.js'
 import { FrameFormatError, FrameReader, FrameTooLargeError, TruncatedFrameError, writeFrame } from './frame-io.js'
 import type { Limits } from '../limits/index.js'
-import type { Uint8ArrayList } from 'uint8arraylist'
 
 /** Who may use this provider: why not (answered FORBIDDEN), or undefined to serve. */
 export type Authorize = (peer: string, connection: Connection) => string | undefined
@@ -63,7 +62,7 @@ export class PeerAdmission {
  * (BAD_REQUEST, TOO_LARGE, TIMEOUT) for what deserves an Error frame; anything else
  * means the stream itself failed.
  */
-export async function readRequestFrame (stream: Stream, maxBytes: number, timeoutMs: number, signal: AbortSignal, what: string): Promise<Uint8ArrayList> {
+export async function readRequestFrame (stream: Stream, maxBytes: number, timeoutMs: number, signal: AbortSignal, what: string): Promise<Uint8Array> {
   const reader = new FrameReader(stream, { maxFrameBytes: maxBytes })
   const arrival = AbortSignal.timeout(timeoutMs)
   try {

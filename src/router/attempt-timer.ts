@@ -4,25 +4,35 @@
  * not fall silent for longer than `stallMs`. Firing aborts the attempt's controller.
  */
 import { KrillError } from '../errors.js'
+import { StallTimer } from '../stall-timer.js'
 
 export class AttemptTimer {
-  private timer: NodeJS.Timeout | undefined
+  private firstToken: NodeJS.Timeout | undefined
+  /** after the first token: touched per token (cheaper than restarting a timer each time) */
+  private stall: StallTimer | undefined
   private fired: 'first-token' | 'stall' | undefined
-  private armed: 'first-token' | 'stall' | undefined
   private started = false
+  private cleared = false
 
   constructor (
     private readonly ac: AbortController,
     private readonly firstTokenMs: number,
     private readonly stallMs: number
   ) {
-    this.arm('first-token', firstTokenMs)
+    this.firstToken = setTimeout(() => { this.fire('first-token') }, firstTokenMs)
+    this.firstToken.unref()
   }
 
   /** call on every token-bearing event */
   progress (): void {
+    if (this.stall != null) {
+      this.stall.touch()
+      return
+    }
     this.started = true
-    this.arm('stall', this.stallMs)
+    if (this.cleared || this.fired != null) return
+    clearTimeout(this.firstToken)
+    this.stall = new StallTimer(this.stallMs, () => { this.fire('stall') }, { unref: true })
   }
 
   get tokensStarted (): boolean {
@@ -37,22 +47,13 @@ export class AttemptTimer {
   }
 
   clear (): void {
-    this.armed = undefined
-    clearTimeout(this.timer)
+    this.cleared = true
+    clearTimeout(this.firstToken)
+    this.stall?.clear()
   }
 
-  private arm (kind: 'first-token' | 'stall', ms: number): void {
-    // every token re-arms the stall timer: restarting it is cheaper than a new one
-    if (kind === 'stall' && this.armed === 'stall' && this.timer != null && this.fired == null) {
-      this.timer.refresh()
-      return
-    }
-    this.armed = kind
-    clearTimeout(this.timer)
-    this.timer = setTimeout(() => {
-      this.fired = kind
-      this.ac.abort(new KrillError('TIMEOUT', `${kind} timeout`))
-    }, ms)
-    this.timer.unref()
+  private fire (kind: 'first-token' | 'stall'): void {
+    this.fired = kind
+    this.ac.abort(new KrillError('TIMEOUT', `${kind} timeout`))
   }
 }

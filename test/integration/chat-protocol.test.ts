@@ -6,7 +6,8 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { KrillError } from '../../src/errors.js'
 import { requestChat } from '../../src/protocol/chat-client.js'
 import { FrameReader, writeFrame } from '../../src/protocol/frame-io.js'
-import { acceptedFrame, encodeFrame } from '../../src/protocol/frames.js'
+import { acceptedFrame, deltaFrame, doneFrame, encodeFrame } from '../../src/protocol/frames.js'
+import { lengthPrefixed } from '../../src/protocol/frame-io.js'
 import { CHAT_PROTOCOL } from '../../src/protocol/ids.js'
 import { DEFAULT_TOKENS } from '../fixtures/ollama-standin.js'
 import { MODEL, chatRequest, cleanup, collect, connectedClient, createNode, startProvider, text, tokens } from './chat-protocol-helpers.js'
@@ -206,6 +207,42 @@ describe('chat protocol: cancellation and failures', () => {
     expect(error).toBeInstanceOf(KrillError)
     expect(error.code).toBe('ENGINE_FAILED')
     expect(error.message).toBe(`peer ${rogue.peerId.toString()} closed the stream without a terminal frame`)
+  })
+
+  it('reads a burst of frames packed in one write as the same events, and refuses a delta before Accepted', async () => {
+    const burst = [
+      acceptedFrame(0, ''),
+      deltaFrame({ type: 'delta', content: 'a' }),
+      deltaFrame({ type: 'delta' }),
+      deltaFrame({ type: 'delta', content: '🦐 é' }),
+      deltaFrame({ type: 'delta', thinking: 'hmm', content: 'b' }),
+      deltaFrame({ type: 'delta', content: 'x'.repeat(300) }),
+      doneFrame({ doneReason: 'stop', promptTokens: 1, completionTokens: 4, totalDurationNs: 0, loadDurationNs: 0, promptEvalDurationNs: 0, evalDurationNs: 0 })
+    ]
+    const rogue = await createNode()
+    let deltaFirst = false
+    await rogue.handle(CHAT_PROTOCOL, async stream => {
+      const reader = new FrameReader(stream, { maxFrameBytes: 1 << 20 })
+      await reader.read()
+      const frames = deltaFirst ? burst.slice(1) : burst
+      stream.send(Uint8Array.from(frames.flatMap(f => [...lengthPrefixed(encodeFrame(f)).subarray()])))
+      await stream.close()
+    })
+    const client = await createNode()
+    await client.dial(rogue.getMultiaddrs()[0])
+    const { events, error } = await collect(requestChat(client, rogue.peerId, chatRequest()))
+    expect(error).toBeUndefined()
+    expect(events.slice(1, -1)).toEqual([
+      { type: 'delta', content: 'a' },
+      { type: 'delta' },
+      { type: 'delta', content: '🦐 é' },
+      { type: 'delta', content: 'b', thinking: 'hmm' },
+      { type: 'delta', content: 'x'.repeat(300) }
+    ])
+    expect(events.map(e => e.type)).toEqual(['accepted', 'delta', 'delta', 'delta', 'delta', 'delta', 'done'])
+    deltaFirst = true
+    const refused = await collect(requestChat(client, rogue.peerId, chatRequest()))
+    expect(refused.error?.message).toBe(`peer ${rogue.peerId.toString()} sent a frame before Accepted`)
   })
 
   it('refuses a request locally before dialing when it breaks the rules', async () => {

@@ -35,6 +35,21 @@ describe('FrameReader', () => {
     expect(await reader.read()).toBeNull()
   })
 
+  it('reads frames packed into one chunk and frames (and prefixes) split between chunks', async () => {
+    const [a, b] = await streamPair()
+    const reader = new FrameReader(b, { maxFrameBytes: 100_000 })
+    const payloads = ['one', 'two', 'x'.repeat(300), '', 'three', 'y'.repeat(20_000), 'end']
+    const wire = Uint8Array.from(payloads.flatMap(p => [...lengthPrefixed(text(p)).subarray()]))
+    // cuts inside a payload, inside a two-byte prefix (the 300-byte one) and at a boundary
+    const cuts = [0, 5, 9, 11, 400, 1_000, 15_000, wire.byteLength]
+    for (let i = 1; i < cuts.length; i++) a.send(wire.subarray(cuts[i - 1], cuts[i]))
+    await a.close()
+    const got: string[] = []
+    for (let f = await reader.read(); f != null; f = await reader.read()) got.push(str(f))
+    expect(got).toEqual(payloads)
+    expect(reader.bufferedBytes).toBe(0)
+  })
+
   it('refuses an oversized frame from its length prefix alone', async () => {
     const [a, b] = await streamPair()
     const reader = new FrameReader(b, { maxFrameBytes: 1024 })
