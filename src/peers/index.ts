@@ -9,5 +9,5 @@ export {
   isUnspecifiedHost,
   relayOf
 } from './addr.js'
-export { parsePeerId, shortPeerId } from './peer-id.js'
+export { shortPeerId } from './peer-id.js'
 export { RoundTripTimes, type RoundTripTimesOptions, type RttSource } from './rtt.js'

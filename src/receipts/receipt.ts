@@ -4,7 +4,7 @@
  * test/unit/receipts.test.ts checks its test vector against this file.
  */
 import { peerIdFromMultihash } from '@libp2p/peer-id'
-import { parsePeerId } from '../peers/index.js'
+import { parsePeerId } from '../peers/parse-peer-id.js'
 import * as Digest from 'multiformats/hashes/digest'
 import * as pb from '../protocol/generated/receipt.js'
 import { signEd25519, verifyEd25519 } from './ed25519-keys.js'
