@@ -133,8 +133,14 @@ class ProtectedConnection extends AbstractMultiaddrConnection {
     if (chunks.length === 0) return
     this.pending = []
     if (this.maConn.status !== 'open') return
-    const ok = this.maConn.send(chunks.length === 1 ? chunks[0] : concat(chunks))
-    if (!ok) this.full = true
+    try {
+      const ok = this.maConn.send(chunks.length === 1 ? chunks[0] : concat(chunks))
+      if (!ok) this.full = true
+    } catch (err: any) {
+      // the transport went under us (a relayed connection whose stream just closed):
+      // this runs in a microtask of its own, so nobody up the stack would catch it
+      this.abort(err instanceof Error ? err : new Error(String(err)))
+    }
   }
 
   async sendClose (options?: AbortOptions): Promise<void> {

@@ -7,8 +7,8 @@ import type { Connection, PeerId } from '@libp2p/interface'
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { describe, expect, it } from 'vitest'
+import { parsePeerId } from '../../src/peers/parse-peer-id.js'
 import {
-  parsePeerId,
   isLoopbackAddr,
   isLoopbackHost,
   isLoopbackHostHeader,

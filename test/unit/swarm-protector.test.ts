@@ -13,6 +13,7 @@ import { ping } from '@libp2p/ping'
 import { generateKey, preSharedKey } from '@libp2p/pnet'
 import { tcp } from '@libp2p/tcp'
 import { createLibp2p } from 'libp2p'
+import { multiaddrConnectionPair } from '@libp2p/utils'
 import { afterAll, describe, expect, it } from 'vitest'
 import { swarmKeyBytes } from '../../src/network/swarm-key.js'
 import { KeystreamXor, swarmKeyProtector } from '../../src/network/swarm-protector.js'
@@ -126,4 +127,24 @@ describe('swarm-key protector', () => {
     })
     expect(received).toBeGreaterThanOrEqual(10 + 2000 + 128 * big.byteLength)
   }, 30_000)
+  it('a transport that throws on a deferred write aborts the connection instead of throwing where nobody catches it', async () => {
+    const file = new Uint8Array(95)
+    generateKey(file)
+    const key = swarmKeyBytes(file)
+    const [rawOut, rawIn] = multiaddrConnectionPair()
+    const [out] = await Promise.all([swarmKeyProtector(key)().protect(rawOut), swarmKeyProtector(key)().protect(rawIn)])
+    // what a relayed connection does when its stream closed under it: its send throws while it still says 'open'
+    ;(rawOut as any).send = () => { throw new Error('Cannot write to a stream that is closed') }
+    const uncaught: unknown[] = []
+    const onUncaught = (err: unknown): void => { uncaught.push(err) }
+    process.on('uncaughtException', onUncaught)
+    try {
+      out.send(new Uint8Array(10))
+      await new Promise(resolve => setTimeout(resolve, 50))
+    } finally {
+      process.off('uncaughtException', onUncaught)
+    }
+    expect(uncaught).toEqual([])
+    expect(out.status).not.toBe('open')
+  })
 })
