@@ -75,10 +75,11 @@ export interface DhtSizes {
   addProvider: number
 }
 
-export function dhtSizes (addrs: Uint8Array[] = TYPICAL_ADDRS): DhtSizes {
+/** `closerPeers`: how many peers an answer names (K, or fewer in a network smaller than K + 2) */
+export function dhtSizes (addrs: Uint8Array[] = TYPICAL_ADDRS, closerPeers = K): DhtSizes {
   const peerKey = new Uint8Array(38)
   const cidKey = new Uint8Array(36)
-  const closer = Array.from({ length: K }, () => peerInfo(addrs))
+  const closer = Array.from({ length: closerPeers }, () => peerInfo(addrs))
   const base = framed({ type: MessageType.GET_PROVIDERS, key: cidKey, closer })
   return {
     findNodeRequest: framed({ type: MessageType.FIND_NODE, key: peerKey }),
@@ -181,13 +182,16 @@ export class DhtNetwork {
    * One lookup from node `from` for `key`: the peers asked, and (with `holders`,
    * a provider lookup) how many provider records the answers carried before it stopped.
    */
-  lookup (from: number, key: bigint, holders?: { peers: Set<number>, providers: number }): { asked: number, providersCarried: number } {
+  lookup (from: number, key: bigint, holders?: { peers: Set<number>, providers: number }, shape: LookupShape = {}): { asked: number, providersCarried: number } {
+    const alpha = shape.alpha ?? ALPHA
     const dist = (p: number): bigint => this.ids[p] ^ key
     const seen = new Set<number>([from])
     const start = this.closest(from, key)
     const rnd = prng(Number(key & 0xffffn) + from)
     start.sort(() => (rnd() > 0.5 ? 1 : -1))
-    const paths = start.map(p => ({ queue: [p], closest: [] as number[] }))
+    // the starting peers dealt round-robin over the disjoint paths (K by default)
+    const pathCount = Math.min(shape.disjointPaths ?? K, start.length)
+    const paths = Array.from({ length: pathCount }, (_, i) => ({ queue: start.filter((_p, j) => j % pathCount === i), closest: [] as number[] }))
     for (const p of start) seen.add(p)
     let asked = 0
     let providersCarried = 0
@@ -196,7 +200,7 @@ export class DhtNetwork {
     while (paths.some(pa => pa.queue.length > 0)) {
       for (const path of paths) {
         path.queue.sort((a, b) => cmp(dist(a), dist(b)))
-        const batch = path.queue.splice(0, ALPHA).filter(p => canAdd(path.closest, p))
+        const batch = path.queue.splice(0, alpha).filter(p => canAdd(path.closest, p))
         for (const p of batch) {
           asked++
           if (holders?.peers.has(p) === true) {
@@ -223,6 +227,12 @@ export class DhtNetwork {
   }
 }
 
+/** kad-dht's query shape (KadDHTInit alpha, disjointPaths); defaults ALPHA and K */
+export interface LookupShape {
+  alpha?: number
+  disjointPaths?: number
+}
+
 function cmp (a: bigint, b: bigint): number {
   return a < b ? -1 : a > b ? 1 : 0
 }
@@ -236,11 +246,12 @@ export interface LookupStats {
   refreshLookups: number
 }
 
-const cache = new Map<number, LookupStats>()
+const cache = new Map<string, LookupStats>()
 
 /** lookups in a network of `nodes` DHT servers, averaged over `samples` random keys */
-export function lookupStats (nodes: number, samples = 24): LookupStats {
-  const hit = cache.get(nodes)
+export function lookupStats (nodes: number, shape: LookupShape = {}, samples = 24): LookupStats {
+  const cacheKey = `${nodes}/${shape.alpha ?? ALPHA}/${shape.disjointPaths ?? K}`
+  const hit = cache.get(cacheKey)
   if (hit != null) return hit
   const net = new DhtNetwork(nodes)
   const rnd = prng(nodes)
@@ -249,7 +260,7 @@ export function lookupStats (nodes: number, samples = 24): LookupStats {
   let maxCpl = 0
   for (let s = 0; s < samples; s++) {
     const from = Math.floor(rnd() * nodes)
-    asked += net.lookup(from, randomKey()).asked
+    asked += net.lookup(from, randomKey(), undefined, shape).asked
     // the largest common prefix of `from` with a peer in its table: its own region's closest
     const own = net.ids[from]
     const [nearest] = net.closest(from, own, [from])
@@ -268,7 +279,7 @@ export function lookupStats (nodes: number, samples = 24): LookupStats {
       let carried = 0
       for (let s = 0; s < samples; s++) {
         const key = randomKey()
-        const r = net.lookup(Math.floor(rnd() * nodes), key, providers >= 1 ? { peers: new Set(net.trueClosest(key)), providers: Math.round(providers) } : undefined)
+        const r = net.lookup(Math.floor(rnd() * nodes), key, providers >= 1 ? { peers: new Set(net.trueClosest(key)), providers: Math.round(providers) } : undefined, shape)
         a += r.asked
         carried += r.providersCarried
       }
@@ -277,6 +288,6 @@ export function lookupStats (nodes: number, samples = 24): LookupStats {
       return out
     }
   }
-  cache.set(nodes, stats)
+  cache.set(cacheKey, stats)
   return stats
 }

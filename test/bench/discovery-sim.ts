@@ -25,7 +25,7 @@ import { encodeAnnouncement } from '../../src/discovery/announcement.js'
 import { shardTopic, SHARD_COUNT } from '../../src/discovery/shards.js'
 import { SyncResponse } from '../../src/protocol/generated/sync.js'
 import type { ModelInfo } from '../../src/engine/types.js'
-import { dhtSizes, K, lookupStats, QUERY_SELF_S, TABLE_REFRESH_S, TYPICAL_ADDRS } from './dht-sim.js'
+import { dhtSizes, K, lookupStats, QUERY_SELF_S, TABLE_REFRESH_S, TYPICAL_ADDRS, type LookupShape } from './dht-sim.js'
 
 export const MESH_DEGREE = 8
 export const D_LAZY = 6
@@ -74,6 +74,10 @@ export interface SimParams {
   dhtAddrs?: Uint8Array[]
   /** provides of each key per session: the first, krill's repeats while the routing table doubles at start-up, kad-dht's own after 24 h (default 3 + session / 24 h) */
   providesPerSession?: number
+  /** kad-dht's query shape (default its own: alpha 10, 20 disjoint paths) */
+  dhtShape?: LookupShape
+  /** kad-dht's routing-table refresh period in s (default 300; kad-dht 16 does not let it be set) */
+  dhtRefreshS?: number
   /** sharded: DHT lookups per hour of each model a node uses, besides the one when it subscribes to its shard (discovery.ts: at most one per 10 min while chatting; default 1) */
   usedLookupsPerHour?: number
 }
@@ -161,6 +165,8 @@ export function simulate (input: SimParams): SimResult {
     dhtAddrs: TYPICAL_ADDRS,
     providesPerSession: 3 + (input.sessionHours ?? 4) / 24,
     usedLookupsPerHour: 1,
+    dhtShape: {},
+    dhtRefreshS: TABLE_REFRESH_S,
     ...input
   }
   const session = p.sessionHours * 3600
@@ -226,10 +232,11 @@ function dhtTotal (d: DhtShare): number {
  */
 function dhtShare (p: Required<SimParams>, counts: number[], lookupsPerSession: number): DhtShare {
   const session = p.sessionHours * 3600
-  const stats = lookupStats(p.nodes)
-  const sizes = dhtSizes(p.dhtAddrs)
+  const stats = lookupStats(p.nodes, p.dhtShape)
+  // an answer names the asker's K closest, neither the asker nor the answering node
+  const sizes = dhtSizes(p.dhtAddrs, Math.max(0, Math.min(K, p.nodes - 2)))
   const lookupBytes = stats.asked * (sizes.findNodeRequest + sizes.closerAnswer)
-  const maintenance = ((stats.refreshLookups / TABLE_REFRESH_S) + 1 / QUERY_SELF_S) * lookupBytes
+  const maintenance = ((stats.refreshLookups / p.dhtRefreshS) + 1 / QUERY_SELF_S) * lookupBytes
   // every model a provider serves has two keys (name, digest)
   const keys = 2 * p.modelsPerProvider
   const provide = p.providerShare * keys * p.providesPerSession / session * (lookupBytes + K * sizes.addProvider)

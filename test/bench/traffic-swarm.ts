@@ -18,14 +18,14 @@
  */
 import { loadavg } from 'node:os'
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks'
-import { OllamaStandin } from '../fixtures/ollama-standin.js'
 import type { TestDaemon } from '../helpers/swarm.js'
 import { Cleanup } from './cleanup.js'
 import { addCounts, emptyCounts, GossipMeter, type GossipCounts } from './gossip-meter.js'
-import { startKrillInProcess, until } from './procs.js'
+import { startKrillInProcess, startStandinProc, until } from './procs.js'
 import { diffBytes, discoveryBytes, protocolBytes, type ProtocolBytes } from './protocol-meter.js'
 import { DEFAULT_QUOTA, quotaTicket } from '../../src/discovery/gossip-quota.js'
 import { modelId } from '../../src/models/index.js'
+import { modelShard } from '../../src/discovery/shards.js'
 
 /** the sharded swarm's TTL in the bench; the default is 1 h (DEFAULT_LARGE_TTL_MS) */
 export const COMPRESSED_TTL_MS = 60_000
@@ -66,6 +66,8 @@ export interface TrafficWindow {
 export interface TrafficResult {
   size: number
   sharded: boolean
+  /** sharded: the compressed TTL the run used */
+  shardTtlMs: number
   idle: TrafficWindow
   load: TrafficWindow
   /** ms from a newcomer being ready to its table listing the far provider's model */
@@ -141,6 +143,10 @@ function describeQuota (nodes: TestDaemon[]): string[] {
   for (const model of TRAFFIC_MODELS) {
     const ranked = nodes.map(n => ({ n, id: n.daemon.peerId.toString(), t: quotaTicket(n.daemon.peerId.toString(), model) })).sort((a, b) => a.t - b.t)
     const held = (n: TestDaemon): boolean => ((n.daemon.libp2p.services as unknown as { discovery?: { announcer?: { quotaHeld?: Set<string> } } }).discovery?.announcer?.quotaHeld?.has(modelId(model))) ?? false
+    const shard = modelShard(model)
+    const lastAt = (n: TestDaemon): number | undefined => ((n.daemon.libp2p.services as unknown as { discovery?: { announcer?: { shards?: Map<number, { at: number }> } } }).discovery?.announcer?.shards?.get(shard)?.at)
+    const ages = ranked.filter(r => held(r.n)).map(r => { const at = lastAt(r.n); return at == null ? '-' : ((Date.now() - at) / 1000).toFixed(0) })
+    out.push(`${model}: announcers' last publish on shard ${shard}, s ago: ${ages.join(' ')}`)
     const announcing = ranked.map((r, rank) => ({ rank, held: held(r.n), listedBy: nodes.filter(o => o !== r.n && o.daemon.providers.providersFor(model).some(p => p.peerId === r.id && p.source === 'gossip')).length }))
     out.push(`${model}: announcing (rank:listedBy) ${announcing.filter(a => a.held).map(a => `${a.rank}:${a.listedBy}`).join(' ')}; lowest ${DEFAULT_QUOTA} listed by ${announcing.slice(0, DEFAULT_QUOTA).map(a => a.listedBy).join(' ')}`)
   }
@@ -196,13 +202,23 @@ async function chatLoop (node: TestDaemon, stop: AbortSignal, done: (ok: boolean
  * as nodes of a large swarm do; otherwise the swarm runs as a small one does (one
  * topic, krill/models/1: the design before shards).
  */
-export async function measureTraffic (cleanup: Cleanup, size: number, trials: number, windowMs: number, log: (msg: string) => void, sharded = false, withLoad = true, idleWindowMs = windowMs): Promise<TrafficResult> {
-  // sharded: TTL compressed to the one-topic design's 60 s, so a window of seconds
-  // sees the refreshes a real hour would (the report scales the figure back to 1 h)
-  const shardFlags = sharded ? { largeSwarmProviders: 0, announceLargeTtlMs: COMPRESSED_TTL_MS } : {}
-  // a little work per chat, so capacity changes while it runs (as a real model's would)
-  const standin = await OllamaStandin.start({ models: TRAFFIC_MODELS.map(name => ({ name })), knobs: { tokensPerSecond: 50, tokens: Array.from({ length: 10 }, (_, i) => `t${i} `) } })
-  cleanup.add('traffic stand-in', async () => { await standin.stop() })
+export interface TrafficOptions {
+  /** the idle window (default: windowMs) */
+  idleWindowMs?: number
+  /** sharded: the compressed TTL of shard announcements (default COMPRESSED_TTL_MS) */
+  shardTtlMs?: number
+}
+
+export async function measureTraffic (cleanup: Cleanup, size: number, trials: number, windowMs: number, log: (msg: string) => void, sharded = false, withLoad = true, opts: TrafficOptions = {}): Promise<TrafficResult> {
+  const idleWindowMs = opts.idleWindowMs ?? windowMs
+  // sharded: TTL compressed (to the one-topic design's 60 s by default), so a window
+  // of seconds sees the refreshes a real hour would (the report scales the figure back to 1 h)
+  const shardTtlMs = opts.shardTtlMs ?? COMPRESSED_TTL_MS
+  const shardFlags = sharded ? { largeSwarmProviders: 0, announceLargeTtlMs: shardTtlMs } : {}
+  // in a process of its own, as a real Ollama is: its answers to the daemons' model
+  // polls do not wait on the swarm's own busy event loop. A little work per chat,
+  // so capacity changes while it runs (as a real model's would)
+  const standin = await startStandinProc(cleanup, { models: TRAFFIC_MODELS, knobs: { tokensPerSecond: 50, tokens: Array.from({ length: 10 }, (_, i) => `t${i} `) } })
   const nodes: TestDaemon[] = []
   log(`starting ${size} providers of ${TRAFFIC_MODELS.length} models (${sharded ? 'sharded' : 'one topic'})`)
   for (let i = 0; i < size; i++) {
@@ -262,5 +278,5 @@ export async function measureTraffic (cleanup: Cleanup, size: number, trials: nu
     else newcomerMisses++
     await node.daemon.stop()
   }
-  return { size, sharded, idle, load, newcomer, newcomerMisses, announcementMessageBytes }
+  return { size, sharded, shardTtlMs, idle, load, newcomer, newcomerMisses, announcementMessageBytes }
 }

@@ -9,7 +9,7 @@ import { stopChild, trackChild } from '../cleanup.js'
 import { latencyFigure, type Figure } from '../report.js'
 import { summarize } from '../stats.js'
 import { TRIAL_TIMEOUT_MS, type SwarmResult } from '../swarm-proc.js'
-import { COMPRESSED_TTL_MS, type TrafficResult, type TrafficWindow } from '../traffic-swarm.js'
+import type { TrafficResult, TrafficWindow } from '../traffic-swarm.js'
 import { DEFAULT_LARGE_TTL_MS } from '../../../src/discovery/announcer.js'
 import { simulate, SIM_POPULARITIES, SIM_SIZES } from '../discovery-sim.js'
 
@@ -85,12 +85,12 @@ function trafficFigures (t: TrafficResult): Figure[] {
   const bound = { text: '≤ 1 KB/s per node', met: false }
   const tag = t.sharded ? 'sharded' : 'one-topic'
   // the sharded run's TTL is compressed: its real rate is that many times lower
-  const scale = t.sharded ? COMPRESSED_TTL_MS / DEFAULT_LARGE_TTL_MS : 1
+  const scale = t.sharded ? t.shardTtlMs / DEFAULT_LARGE_TTL_MS : 1
   // only the announcements scale with the TTL; the DHT's traffic does not
   const rate = (id: string, label: string, w: TrafficWindow): Figure => {
     const announcements = (w.gossipBytesPerNode + w.syncBytesPerNode) * scale
     const perNode = announcements + w.dhtBytesPerNode
-    const note = `${announcements.toFixed(0)} B/s announcements + ${w.dhtBytesPerNode.toFixed(0)} B/s DHT${t.sharded ? ` (announcements measured ${(announcements / scale).toFixed(0)} B/s with a ${COMPRESSED_TTL_MS / 1000} s TTL)` : ''}`
+    const note = `${announcements.toFixed(0)} B/s announcements + ${w.dhtBytesPerNode.toFixed(0)} B/s DHT${t.sharded ? ` (announcements measured ${(announcements / scale).toFixed(0)} B/s with a ${t.shardTtlMs / 1000} s TTL)` : ''}`
     return { id, label, unit: 'B/s', krill: summarize([perNode]), target: { ...bound, met: perNode <= 1024 }, note }
   }
   return [
@@ -167,7 +167,7 @@ export const discoverySection: Section = {
       for (const sharded of [false, true]) {
         const t = await measureTrafficIn(ctx, size, ctx.quick ? 5 : 10, sharded)
         figures.push(...trafficFigures(t))
-        const design = sharded ? `sharded (TTL compressed to ${COMPRESSED_TTL_MS / 1000} s; ÷ ${DEFAULT_LARGE_TTL_MS / COMPRESSED_TTL_MS} for the real 1 h TTL)` : 'one topic (krill/models/1, the design before shards)'
+        const design = sharded ? `sharded (TTL compressed to ${t.shardTtlMs / 1000} s; ÷ ${DEFAULT_LARGE_TTL_MS / t.shardTtlMs} for the real 1 h TTL)` : 'one topic (krill/models/1, the design before shards)'
         notes.push(`${size} nodes, every one a provider of 3 models, ${design}: idle ${fmt(t.idle)}; under chat load (${t.load.chats ?? 0} chats completed and ${t.load.failedChats ?? 0} failed in ${t.load.seconds.toFixed(0)} s, each pinned to a random provider the node lists) ${fmt(t.load)}; gossipsub message ${t.announcementMessageBytes} B on average`)
       }
       notes.push(`${size} nodes: started and all knowing the first model in ${r.startSeconds.toFixed(1)} s; Ollama listing a model → its announcement leaving the provider: median ${summarize(r.toPublish).median.toFixed(0)} ms (model poll every 100 ms, at most one announcement a second)`)
