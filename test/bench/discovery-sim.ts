@@ -25,7 +25,7 @@ import { encodeAnnouncement } from '../../src/discovery/announcement.js'
 import { shardTopic, SHARD_COUNT } from '../../src/discovery/shards.js'
 import { SyncResponse } from '../../src/protocol/generated/sync.js'
 import type { ModelInfo } from '../../src/engine/types.js'
-import { dhtSizes, K, lookupStats, QUERY_SELF_S, TABLE_REFRESH_S, TYPICAL_ADDRS, type LookupShape } from './dht-sim.js'
+import { dhtSizes, K, lookupStats, QUERY_SELF_S, selfQueryBytes, TABLE_REFRESH_S, TYPICAL_ADDRS, type LookupShape } from './dht-sim.js'
 
 export const MESH_DEGREE = 8
 export const D_LAZY = 6
@@ -36,7 +36,7 @@ export const MESSAGE_ID_BYTES = 44 + 2
 
 /** a node's DHT bytes per second, received (mean over nodes: in a closed network bytes received = bytes sent) */
 export interface DhtShare {
-  /** kad-dht's own: routing-table refresh and self-query lookups every 5 min */
+  /** kad-dht's own: its self-query every 5 min (and its routing-table refresh, when counted) */
   maintenance: number
   /** providers' provide lookups and ADD_PROVIDER messages */
   provide: number
@@ -76,7 +76,9 @@ export interface SimParams {
   providesPerSession?: number
   /** kad-dht's query shape (default its own: alpha 10, 20 disjoint paths) */
   dhtShape?: LookupShape
-  /** kad-dht's routing-table refresh period in s (default 300; kad-dht 16 does not let it be set) */
+  /** count kad-dht's routing-table refresh (default false: kad-dht 16.4.5 never starts it, dht-sim.ts) */
+  dhtTableRefresh?: boolean
+  /** its period in s (default 300; kad-dht 16 does not let it be set) */
   dhtRefreshS?: number
   /** sharded: DHT lookups per hour of each model a node uses, besides the one when it subscribes to its shard (discovery.ts: at most one per 10 min while chatting; default 1) */
   usedLookupsPerHour?: number
@@ -166,6 +168,7 @@ export function simulate (input: SimParams): SimResult {
     providesPerSession: 3 + (input.sessionHours ?? 4) / 24,
     usedLookupsPerHour: 1,
     dhtShape: {},
+    dhtTableRefresh: false,
     dhtRefreshS: TABLE_REFRESH_S,
     ...input
   }
@@ -236,7 +239,7 @@ function dhtShare (p: Required<SimParams>, counts: number[], lookupsPerSession: 
   // an answer names the asker's K closest, neither the asker nor the answering node
   const sizes = dhtSizes(p.dhtAddrs, Math.max(0, Math.min(K, p.nodes - 2)))
   const lookupBytes = stats.asked * (sizes.findNodeRequest + sizes.closerAnswer)
-  const maintenance = ((stats.refreshLookups / p.dhtRefreshS) + 1 / QUERY_SELF_S) * lookupBytes
+  const maintenance = selfQueryBytes(p.nodes, sizes) / QUERY_SELF_S + (p.dhtTableRefresh ? stats.refreshLookups / p.dhtRefreshS * lookupBytes : 0)
   // every model a provider serves has two keys (name, digest)
   const keys = 2 * p.modelsPerProvider
   const provide = p.providerShare * keys * p.providesPerSession / session * (lookupBytes + K * sizes.addProvider)

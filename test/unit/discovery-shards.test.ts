@@ -83,13 +83,15 @@ describe('discovery simulator', () => {
     }
   })
 
-  it('counts the DHT in the total, and its maintenance grows with the network (more peers per lookup)', () => {
+  it('counts the DHT in the total; lookups ask more peers in a larger network, and a running table refresh would cost more there', () => {
     const small = simulate({ nodes: 1_000, design: 'sharded' })
     const large = simulate({ nodes: 100_000, design: 'sharded' })
     expect(large.totalBytes).toBeCloseTo(large.gossipBytes + large.syncBytes + large.dhtBytes, 6)
     expect(large.dhtBytes).toBeCloseTo(large.dht.maintenance + large.dht.provide + large.dht.lookups, 6)
     expect(large.dht.askedPerLookup).toBeGreaterThan(small.dht.askedPerLookup)
-    expect(large.dht.maintenance).toBeGreaterThan(small.dht.maintenance)
+    const refresh = (nodes: number): number => simulate({ nodes, design: 'sharded', dhtTableRefresh: true }).dht.maintenance
+    expect(refresh(100_000)).toBeGreaterThan(refresh(1_000))
+    expect(refresh(100_000)).toBeGreaterThan(large.dht.maintenance)
   })
 
   it('grows the one-topic cost with the swarm, linearly in the providers', () => {
