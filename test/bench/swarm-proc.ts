@@ -280,6 +280,7 @@ async function main (): Promise<void> {
     const result = process.env.SWARM_MODE === 'traffic'
       ? await measureTraffic(cleanup, size, trials, Number(process.env.SWARM_WINDOW_MS ?? 30_000), log, process.env.SWARM_SHARDED === '1', true, {
         idleWindowMs: Number(process.env.SWARM_IDLE_MS ?? process.env.SWARM_WINDOW_MS ?? 30_000),
+        standinProcess: true,
         ...(process.env.SWARM_TTL_MS != null ? { shardTtlMs: Number(process.env.SWARM_TTL_MS) } : {})
       })
       : await measureSwarm(cleanup, size, trials, log)

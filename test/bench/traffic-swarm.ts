@@ -19,6 +19,7 @@
 import { loadavg } from 'node:os'
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks'
 import type { TestDaemon } from '../helpers/swarm.js'
+import { OllamaStandin } from '../fixtures/ollama-standin.js'
 import { Cleanup } from './cleanup.js'
 import { addCounts, emptyCounts, GossipMeter, type GossipCounts } from './gossip-meter.js'
 import { startKrillInProcess, startStandinProc, until } from './procs.js'
@@ -207,6 +208,12 @@ export interface TrafficOptions {
   idleWindowMs?: number
   /** sharded: the compressed TTL of shard announcements (default COMPRESSED_TTL_MS) */
   shardTtlMs?: number
+  /**
+   * the Ollama stand-in in a process of its own (test/bench/standin-proc.js, from the
+   * build: the bench), as a real Ollama is, so its answers to the daemons' model polls
+   * do not wait on the swarm's own busy event loop; otherwise in this process (tests)
+   */
+  standinProcess?: boolean
 }
 
 export async function measureTraffic (cleanup: Cleanup, size: number, trials: number, windowMs: number, log: (msg: string) => void, sharded = false, withLoad = true, opts: TrafficOptions = {}): Promise<TrafficResult> {
@@ -215,15 +222,21 @@ export async function measureTraffic (cleanup: Cleanup, size: number, trials: nu
   // of seconds sees the refreshes a real hour would (the report scales the figure back to 1 h)
   const shardTtlMs = opts.shardTtlMs ?? COMPRESSED_TTL_MS
   const shardFlags = sharded ? { largeSwarmProviders: 0, announceLargeTtlMs: shardTtlMs } : {}
-  // in a process of its own, as a real Ollama is: its answers to the daemons' model
-  // polls do not wait on the swarm's own busy event loop. A little work per chat,
-  // so capacity changes while it runs (as a real model's would)
-  const standin = await startStandinProc(cleanup, { models: TRAFFIC_MODELS, knobs: { tokensPerSecond: 50, tokens: Array.from({ length: 10 }, (_, i) => `t${i} `) } })
+  // a little work per chat, so capacity changes while it runs (as a real model's would)
+  const knobs = { tokensPerSecond: 50, tokens: Array.from({ length: 10 }, (_, i) => `t${i} `) }
+  let standinUrl: string
+  if (opts.standinProcess === true) {
+    standinUrl = (await startStandinProc(cleanup, { models: TRAFFIC_MODELS, knobs })).url
+  } else {
+    const standin = await OllamaStandin.start({ models: TRAFFIC_MODELS.map(name => ({ name })), knobs })
+    cleanup.add('traffic stand-in', async () => { await standin.stop() })
+    standinUrl = standin.url
+  }
   const nodes: TestDaemon[] = []
   log(`starting ${size} providers of ${TRAFFIC_MODELS.length} models (${sharded ? 'sharded' : 'one topic'})`)
   for (let i = 0; i < size; i++) {
     const bootstrap = i === 0 ? [] : [nodes[0].daemon.addrs()[0]]
-    nodes.push(await startKrillInProcess(cleanup, { bootstrap, ollama: standin.url, modelRefreshMs: 1_000, ...shardFlags }))
+    nodes.push(await startKrillInProcess(cleanup, { bootstrap, ollama: standinUrl, modelRefreshMs: 1_000, ...shardFlags }))
     if ((i + 1) % 10 === 0) log(`${i + 1} started`)
   }
   const ids = nodes.map(n => n.daemon.peerId.toString())
