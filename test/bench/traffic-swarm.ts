@@ -4,17 +4,17 @@
  * models (one Ollama stand-in behind all of them), node 0 the bootstrap.
  *
  * - idle: after the swarm has settled, every node's received gossipsub bytes
- *   (GossipMeter, at the pubsub layer) and sync-exchange bytes over a window with no
- *   chats and no model changes; per node = the swarm's total / nodes / seconds.
+ *   (GossipMeter, at the pubsub layer), DHT and sync-exchange bytes over a window
+ *   with no chats and no model changes; per node = the swarm's total / nodes / seconds.
  * - chat load: the same window while every node keeps one chat at a time running,
- *   each pinned (x-krill-peer) to a random other node, so capacity really changes
- *   on the providers.
+ *   each pinned (x-krill-peer) to a random provider it lists, so capacity really
+ *   changes on the providers.
  * - newcomer: a fresh daemon joins through node 0; the time from its start until its
  *   provider table lists a model of a provider it has no connection to yet (the
  *   last node) — the sync exchange's job — timed from the moment its daemon is ready. Repeated `trials` times.
  *
- * DHT traffic is not counted (unknown here): the kad-dht offers no per-protocol byte
- * counter without libp2p metrics.
+ * DHT (/krill/kad/1.0.0) and sync-exchange bytes come from each daemon's own libp2p
+ * metrics, both directions (protocol-meter.ts); the figures are bytes received.
  */
 import { loadavg } from 'node:os'
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks'
