@@ -277,6 +277,10 @@ export async function measureTraffic (cleanup: Cleanup, size: number, trials: nu
     load.failedChats = failed
   }
 
+  // the windows' figures in the log at once: on a starved machine the newcomer trials below can take many minutes
+  const brief = (w: TrafficWindow): Record<string, number> => ({ seconds: w.seconds, gossip: w.gossipBytesPerNode, dht: w.dhtBytesPerNode, sync: w.syncBytesPerNode, total: w.totalBytesPerNode, chats: w.chats ?? 0 })
+  log(`windows per node and second: ${JSON.stringify({ idle: brief(idle), load: brief(load) })}`)
+
   const newcomer: number[] = []
   let newcomerMisses = 0
   // the provider furthest down the list that node 0 (the newcomer's only first peer) lists
