@@ -21,7 +21,7 @@ async function measureSwarm (ctx: BenchContext, size: number, trials: number): P
 }
 
 async function measureTrafficIn (ctx: BenchContext, size: number, trials: number, sharded: boolean): Promise<TrafficResult> {
-  // the full run's idle window spans kad-dht's routing-table refresh period (5 min), so the DHT's upkeep is in it
+  // the full run's idle window spans kad-dht's self-query period (5 min), so the DHT's upkeep is in it
   // 50 in-process daemons on one event loop stall for seconds at a time: a 60 s TTL
   // (refreshes 20 s apart) expires under them, so that swarm's shard TTL is 300 s
   const ttl = size >= 50 ? 300_000 : 60_000
