@@ -25,6 +25,7 @@ import { encodeAnnouncement } from '../../src/discovery/announcement.js'
 import { shardTopic, SHARD_COUNT } from '../../src/discovery/shards.js'
 import { SyncResponse } from '../../src/protocol/generated/sync.js'
 import type { ModelInfo } from '../../src/engine/types.js'
+import { dhtSizes, K, lookupStats, QUERY_SELF_S, selfQueryBytes, TABLE_REFRESH_S, TYPICAL_ADDRS, type LookupShape } from './dht-sim.js'
 
 export const MESH_DEGREE = 8
 export const D_LAZY = 6
@@ -32,6 +33,18 @@ export const HISTORY_GOSSIP = 3
 export const IDONTWANT_MIN_DATA = 512
 /** StrictSign message id: the author's protobuf public key (36 bytes for Ed25519) + seqno (8), + framing */
 export const MESSAGE_ID_BYTES = 44 + 2
+
+/** a node's DHT bytes per second, received (mean over nodes: in a closed network bytes received = bytes sent) */
+export interface DhtShare {
+  /** kad-dht's own: its self-query every 5 min (and its routing-table refresh, when counted) */
+  maintenance: number
+  /** providers' provide lookups and ADD_PROVIDER messages */
+  provide: number
+  /** krill's provider lookups (a shard joined; a used model now and then) */
+  lookups: number
+  /** peers one lookup asks at this size (dht-sim.ts) */
+  askedPerLookup: number
+}
 
 export type Popularity = 'zipf' | 'uniform' | 'same' | 'longtail'
 
@@ -57,6 +70,18 @@ export interface SimParams {
   syncAsks?: number
   /** model changes per provider and day (default 1) */
   modelChangesPerDay?: number
+  /** the addresses each DHT peer record carries (default dht-sim's TYPICAL_ADDRS: TCP and QUIC on IPv4, TCP on IPv6, a relay circuit) */
+  dhtAddrs?: Uint8Array[]
+  /** provides of each key per session: the first, krill's repeats while the routing table doubles at start-up, kad-dht's own after 24 h (default 3 + session / 24 h) */
+  providesPerSession?: number
+  /** kad-dht's query shape (default its own: alpha 10, 20 disjoint paths) */
+  dhtShape?: LookupShape
+  /** count kad-dht's routing-table refresh (default false: kad-dht 16.4.5 never starts it, dht-sim.ts) */
+  dhtTableRefresh?: boolean
+  /** its period in s (default 300; kad-dht 16 does not let it be set) */
+  dhtRefreshS?: number
+  /** sharded: DHT lookups per hour of each model a node uses, besides the one when it subscribes to its shard (discovery.ts: at most one per 10 min while chatting; default 1) */
+  usedLookupsPerHour?: number
 }
 
 export interface SimResult {
@@ -64,6 +89,10 @@ export interface SimResult {
   /** per node and second */
   gossipBytes: number
   syncBytes: number
+  /** the DHT (all three parts below) */
+  dhtBytes: number
+  dht: DhtShare
+  /** gossip + sync + DHT */
   totalBytes: number
   /** new messages a node receives per second */
   messagesPerSecond: number
@@ -135,6 +164,12 @@ export function simulate (input: SimParams): SimResult {
     quota: 8,
     syncAsks: 8,
     modelChangesPerDay: 1,
+    dhtAddrs: TYPICAL_ADDRS,
+    providesPerSession: 3 + (input.sessionHours ?? 4) / 24,
+    usedLookupsPerHour: 1,
+    dhtShape: {},
+    dhtTableRefresh: false,
+    dhtRefreshS: TABLE_REFRESH_S,
     ...input
   }
   const session = p.sessionHours * 3600
@@ -151,7 +186,9 @@ export function simulate (input: SimParams): SimResult {
     const held = Math.min(providers, 1024)
     const newConnections = topicPeers * 2 / session
     const sync = newConnections * held * sizes.syncEntry
-    return { params: p, gossipBytes: gossip, syncBytes: sync, totalBytes: gossip + sync, messagesPerSecond: rate * (p.nodes - 1) / p.nodes, messageBytes: sizes.rpc, dataBytes: sizes.data, syncEntryBytes: sizes.syncEntry }
+    // the one-topic design looks nothing up while gossip lists the model
+    const dht = dhtShare(p, [], 0)
+    return { params: p, gossipBytes: gossip, syncBytes: sync, dhtBytes: dhtTotal(dht), dht, totalBytes: gossip + sync + dhtTotal(dht), messagesPerSecond: rate * (p.nodes - 1) / p.nodes, messageBytes: sizes.rpc, dataBytes: sizes.data, syncEntryBytes: sizes.syncEntry }
   }
   // sharded: one message per shard a provider serves in, one model each (almost always)
   const sizes = wireSizes(SIM_MODELS.slice(0, 1), shardTopic(1), p.ttlMs)
@@ -181,7 +218,45 @@ export function simulate (input: SimParams): SimResult {
   // only a newcomer asks: its first peers' answers, held = their shards' records
   const held = Math.min(1024, perShard * subscribedShards)
   const sync = p.syncAsks * held * sizes.syncEntry / session
-  return { params: p, gossipBytes: gossip, syncBytes: sync, totalBytes: gossip + sync, messagesPerSecond: rate, messageBytes: sizes.rpc, dataBytes: sizes.data, syncEntryBytes: sizes.syncEntry }
+  // a provider lookup when a node joins each shard it listens to, and now and then for a model it uses
+  const dht = dhtShare(p, counts, subscribedShards + p.usedModels * p.usedLookupsPerHour * p.sessionHours)
+  return { params: p, gossipBytes: gossip, syncBytes: sync, dhtBytes: dhtTotal(dht), dht, totalBytes: gossip + sync + dhtTotal(dht), messagesPerSecond: rate, messageBytes: sizes.rpc, dataBytes: sizes.data, syncEntryBytes: sizes.syncEntry }
+}
+
+function dhtTotal (d: DhtShare): number {
+  return d.maintenance + d.provide + d.lookups
+}
+
+/**
+ * A node's DHT bytes per second (dht-sim.ts: lookups emulated on kad-dht's
+ * algorithm, messages in its codec), every node a DHT server. `counts`: providers
+ * of each model (for the size of provider answers); `lookupsPerSession`: krill's
+ * provider lookups per node and session, each of a model chosen by popularity.
+ */
+function dhtShare (p: Required<SimParams>, counts: number[], lookupsPerSession: number): DhtShare {
+  const session = p.sessionHours * 3600
+  const stats = lookupStats(p.nodes, p.dhtShape)
+  // an answer names the asker's K closest, neither the asker nor the answering node
+  const sizes = dhtSizes(p.dhtAddrs, Math.max(0, Math.min(K, p.nodes - 2)))
+  const lookupBytes = stats.asked * (sizes.findNodeRequest + sizes.closerAnswer)
+  const maintenance = selfQueryBytes(p.nodes, sizes) / QUERY_SELF_S + (p.dhtTableRefresh ? stats.refreshLookups / p.dhtRefreshS * lookupBytes : 0)
+  // every model a provider serves has two keys (name, digest)
+  const keys = 2 * p.modelsPerProvider
+  const provide = p.providerShare * keys * p.providesPerSession / session * (lookupBytes + K * sizes.addProvider)
+  let lookups = 0
+  if (lookupsPerSession > 0 && counts.length > 0) {
+    const weight = counts.reduce((a, b) => a + b, 0)
+    // the expected cost of looking up a model chosen by popularity (most models share few provider counts: group them)
+    const byCount = new Map<number, number>()
+    for (const n of counts) byCount.set(Math.round(n), (byCount.get(Math.round(n)) ?? 0) + n / weight)
+    let perLookup = 0
+    for (const [n, share] of byCount) {
+      const r = stats.providerLookup(n)
+      perLookup += share * (r.asked * (sizes.getProvidersRequest + sizes.closerAnswer) + r.providersCarried * sizes.perProvider)
+    }
+    lookups = lookupsPerSession / session * perLookup
+  }
+  return { maintenance, provide, lookups, askedPerLookup: stats.asked }
 }
 
 export const SIM_SIZES = [1_000, 10_000, 100_000]

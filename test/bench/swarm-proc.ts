@@ -278,7 +278,11 @@ async function main (): Promise<void> {
   try {
     // SWARM_MODE=traffic: discovery bytes per node (traffic-swarm.ts) instead of propagation
     const result = process.env.SWARM_MODE === 'traffic'
-      ? await measureTraffic(cleanup, size, trials, Number(process.env.SWARM_WINDOW_MS ?? 30_000), log, process.env.SWARM_SHARDED === '1')
+      ? await measureTraffic(cleanup, size, trials, Number(process.env.SWARM_WINDOW_MS ?? 30_000), log, process.env.SWARM_SHARDED === '1', true, {
+        idleWindowMs: Number(process.env.SWARM_IDLE_MS ?? process.env.SWARM_WINDOW_MS ?? 30_000),
+        standinProcess: true,
+        ...(process.env.SWARM_TTL_MS != null ? { shardTtlMs: Number(process.env.SWARM_TTL_MS) } : {})
+      })
       : await measureSwarm(cleanup, size, trials, log)
     log(`stopping ${size} nodes`)
     message = { type: 'result', result }

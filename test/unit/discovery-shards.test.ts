@@ -73,14 +73,25 @@ describe('gossip quota', () => {
 })
 
 describe('discovery simulator', () => {
-  it('keeps the sharded design under 1 KB/s per node at 100k nodes, whatever the popularity; the one-topic design is far above', () => {
+  it('keeps the sharded announcements (gossip + sync) under 1 KB/s per node at 100k nodes, whatever the popularity; the one-topic design is far above', () => {
     for (const popularity of SIM_POPULARITIES) {
       const sharded = simulate({ nodes: 100_000, design: 'sharded', popularity })
       const one = simulate({ nodes: 100_000, design: 'one-topic', popularity })
-      console.log(`100k nodes, ${popularity}: one topic ${(one.totalBytes / 1024).toFixed(0)} KB/s, sharded ${sharded.totalBytes.toFixed(0)} B/s per node`)
-      expect(sharded.totalBytes).toBeLessThanOrEqual(1024)
+      console.log(`100k nodes, ${popularity}: one topic ${(one.totalBytes / 1024).toFixed(0)} KB/s, sharded gossip + sync ${(sharded.gossipBytes + sharded.syncBytes).toFixed(0)} B/s, DHT ${(sharded.dhtBytes / 1024).toFixed(1)} KB/s per node`)
+      expect(sharded.gossipBytes + sharded.syncBytes).toBeLessThanOrEqual(1024)
       expect(one.totalBytes).toBeGreaterThan(1024 * 1024)
     }
+  })
+
+  it('counts the DHT in the total; lookups ask more peers in a larger network, and a running table refresh would cost more there', () => {
+    const small = simulate({ nodes: 1_000, design: 'sharded' })
+    const large = simulate({ nodes: 100_000, design: 'sharded' })
+    expect(large.totalBytes).toBeCloseTo(large.gossipBytes + large.syncBytes + large.dhtBytes, 6)
+    expect(large.dhtBytes).toBeCloseTo(large.dht.maintenance + large.dht.provide + large.dht.lookups, 6)
+    expect(large.dht.askedPerLookup).toBeGreaterThan(small.dht.askedPerLookup)
+    const refresh = (nodes: number): number => simulate({ nodes, design: 'sharded', dhtTableRefresh: true }).dht.maintenance
+    expect(refresh(100_000)).toBeGreaterThan(refresh(1_000))
+    expect(refresh(100_000)).toBeGreaterThan(large.dht.maintenance)
   })
 
   it('grows the one-topic cost with the swarm, linearly in the providers', () => {
