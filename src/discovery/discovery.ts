@@ -3,6 +3,7 @@
  * the DHT, driven by the local model watcher. The daemon creates it after libp2p has
  * started and stops it before libp2p stops (so the withdrawal still goes out).
  */
+import { DEFAULT_QUOTA } from './gossip-quota.js'
 import type { GossipSub } from '@libp2p/gossipsub'
 import type { Startable } from '@libp2p/interface'
 import type { KadDHT } from '@libp2p/kad-dht'
@@ -165,15 +166,22 @@ export class Discovery implements Startable {
   async findProviders (model: string, opts: FindProvidersOptions = {}): Promise<ProviderEntry[]> {
     this.interest(model)
     const known = this.providers.providersFor(model, opts.digest)
-    if (known.some(e => e.source === 'gossip')) {
+    const gossiping = known.filter(e => e.source === 'gossip').length
+    if (gossiping > 0) {
       // at scale only a quota of a model's providers gossip it; the quiet ones are in
       // the DHT, so a large swarm also looks there now and then, off the chat's path
-      // (the next chats spread past the quota)
-      if (this.dueForDhtLookup(model)) void this.dht.findProviders(model, opts).catch(() => {})
+      // (the next chats spread past the quota). Below a full quota there are no quiet
+      // ones (a vacancy is filled), so the lookup would find nobody new.
+      if (gossiping >= this.gossipQuota && this.dueForDhtLookup(model)) void this.dht.findProviders(model, opts).catch(() => {})
       return known
     }
     await this.dht.findProviders(model, opts)
     return this.providers.providersFor(model, opts.digest)
+  }
+
+  /** how many providers of one model gossip it at scale */
+  private get gossipQuota (): number {
+    return this.opts.announcer?.quota ?? DEFAULT_QUOTA
   }
 
   /** large swarms: one DHT lookup per model every DHT_REFRESH_MS besides gossip */

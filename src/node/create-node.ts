@@ -19,6 +19,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { LevelDatastore } from 'datastore-level'
 import { PeerRecordCache } from './peer-record-cache.js'
 import { halfWindowUpdates } from './yamux-window.js'
+import { capProviderAnswers } from './dht-provider-cap.js'
 import { logger } from '../log.js'
 import { createLibp2p, type ServiceFactoryMap } from 'libp2p'
 import type { GossipsubOpts } from '@libp2p/gossipsub'
@@ -317,6 +318,8 @@ export async function createKrillNode<S extends Record<string, unknown> = Record
       } as ServiceFactoryMap<KrillServices & S>
     })
     node = libp2p
+    // answers name at most 20 providers of a key (dht-provider-cap.ts)
+    if (!capProviderAnswers(libp2p.services.dht)) log.warn('this kad-dht has no providers store to cap: answers carry every provider record')
     return {
       libp2p,
       nat: policy,

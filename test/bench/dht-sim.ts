@@ -221,8 +221,10 @@ export class DhtNetwork {
         for (const p of batch) {
           asked++
           if (holders?.peers.has(p) === true) {
-            providersCarried += holders.providers
-            providersFound += holders.providers
+            // an answer names every record it holds, or a sample of at most the cap (krill's DHT: dht-provider-cap.ts)
+            const named = Math.min(holders.providers, shape.maxProvidersPerAnswer ?? Infinity)
+            providersCarried += named
+            providersFound += named
           }
           const answer = this.closest(p, key, [from, p])
           path.closest.push(p)
@@ -248,6 +250,8 @@ export class DhtNetwork {
 export interface LookupShape {
   alpha?: number
   disjointPaths?: number
+  /** provider records one answer names at most (kad-dht: all it holds; krill caps at 20) */
+  maxProvidersPerAnswer?: number
 }
 
 function cmp (a: bigint, b: bigint): number {
@@ -267,7 +271,7 @@ const cache = new Map<string, LookupStats>()
 
 /** lookups in a network of `nodes` DHT servers, averaged over `samples` random keys */
 export function lookupStats (nodes: number, shape: LookupShape = {}, samples = 24): LookupStats {
-  const cacheKey = `${nodes}/${shape.alpha ?? ALPHA}/${shape.disjointPaths ?? K}`
+  const cacheKey = `${nodes}/${shape.alpha ?? ALPHA}/${shape.disjointPaths ?? K}/${shape.maxProvidersPerAnswer ?? 'all'}`
   const hit = cache.get(cacheKey)
   if (hit != null) return hit
   const net = new DhtNetwork(nodes)

@@ -25,6 +25,7 @@ import { encodeAnnouncement } from '../../src/discovery/announcement.js'
 import { shardTopic, SHARD_COUNT } from '../../src/discovery/shards.js'
 import { SyncResponse } from '../../src/protocol/generated/sync.js'
 import type { ModelInfo } from '../../src/engine/types.js'
+import { MAX_PROVIDERS_PER_ANSWER } from '../../src/node/dht-provider-cap.js'
 import { dhtSizes, K, lookupStats, QUERY_SELF_S, selfQueryBytes, TABLE_REFRESH_S, TYPICAL_ADDRS, type LookupShape } from './dht-sim.js'
 
 export const MESH_DEGREE = 8
@@ -74,7 +75,7 @@ export interface SimParams {
   dhtAddrs?: Uint8Array[]
   /** provides of each key per session: the first, krill's repeats while the routing table doubles at start-up, kad-dht's own after 24 h (default 3 + session / 24 h) */
   providesPerSession?: number
-  /** kad-dht's query shape (default its own: alpha 10, 20 disjoint paths) */
+  /** kad-dht's query shape (default its own: alpha 10, 20 disjoint paths; answers name at most 20 providers, as krill's DHT does) */
   dhtShape?: LookupShape
   /** count kad-dht's routing-table refresh (default false: kad-dht 16.4.5 never starts it, dht-sim.ts) */
   dhtTableRefresh?: boolean
@@ -167,7 +168,7 @@ export function simulate (input: SimParams): SimResult {
     dhtAddrs: TYPICAL_ADDRS,
     providesPerSession: 3 + (input.sessionHours ?? 4) / 24,
     usedLookupsPerHour: 1,
-    dhtShape: {},
+    dhtShape: { maxProvidersPerAnswer: MAX_PROVIDERS_PER_ANSWER },
     dhtTableRefresh: false,
     dhtRefreshS: TABLE_REFRESH_S,
     ...input
@@ -187,7 +188,7 @@ export function simulate (input: SimParams): SimResult {
     const newConnections = topicPeers * 2 / session
     const sync = newConnections * held * sizes.syncEntry
     // the one-topic design looks nothing up while gossip lists the model
-    const dht = dhtShare(p, [], 0)
+    const dht = dhtShare(p, [], 0, 0)
     return { params: p, gossipBytes: gossip, syncBytes: sync, dhtBytes: dhtTotal(dht), dht, totalBytes: gossip + sync + dhtTotal(dht), messagesPerSecond: rate * (p.nodes - 1) / p.nodes, messageBytes: sizes.rpc, dataBytes: sizes.data, syncEntryBytes: sizes.syncEntry }
   }
   // sharded: one message per shard a provider serves in, one model each (almost always)
@@ -219,7 +220,8 @@ export function simulate (input: SimParams): SimResult {
   const held = Math.min(1024, perShard * subscribedShards)
   const sync = p.syncAsks * held * sizes.syncEntry / session
   // a provider lookup when a node joins each shard it listens to, and now and then for a model it uses
-  const dht = dhtShare(p, counts, subscribedShards + p.usedModels * p.usedLookupsPerHour * p.sessionHours)
+  // (discovery.ts looks a used model up in the background only once its quota is full: below it nobody is quiet)
+  const dht = dhtShare(p, counts, subscribedShards, p.usedModels * p.usedLookupsPerHour * p.sessionHours)
   return { params: p, gossipBytes: gossip, syncBytes: sync, dhtBytes: dhtTotal(dht), dht, totalBytes: gossip + sync + dhtTotal(dht), messagesPerSecond: rate, messageBytes: sizes.rpc, dataBytes: sizes.data, syncEntryBytes: sizes.syncEntry }
 }
 
@@ -233,7 +235,7 @@ function dhtTotal (d: DhtShare): number {
  * of each model (for the size of provider answers); `lookupsPerSession`: krill's
  * provider lookups per node and session, each of a model chosen by popularity.
  */
-function dhtShare (p: Required<SimParams>, counts: number[], lookupsPerSession: number): DhtShare {
+function dhtShare (p: Required<SimParams>, counts: number[], joinLookupsPerSession: number, usedLookupsPerSession: number): DhtShare {
   const session = p.sessionHours * 3600
   const stats = lookupStats(p.nodes, p.dhtShape)
   // an answer names the asker's K closest, neither the asker nor the answering node
@@ -244,17 +246,20 @@ function dhtShare (p: Required<SimParams>, counts: number[], lookupsPerSession: 
   const keys = 2 * p.modelsPerProvider
   const provide = p.providerShare * keys * p.providesPerSession / session * (lookupBytes + K * sizes.addProvider)
   let lookups = 0
-  if (lookupsPerSession > 0 && counts.length > 0) {
+  if (joinLookupsPerSession + usedLookupsPerSession > 0 && counts.length > 0) {
     const weight = counts.reduce((a, b) => a + b, 0)
     // the expected cost of looking up a model chosen by popularity (most models share few provider counts: group them)
     const byCount = new Map<number, number>()
     for (const n of counts) byCount.set(Math.round(n), (byCount.get(Math.round(n)) ?? 0) + n / weight)
-    let perLookup = 0
+    let perJoin = 0
+    let perUsed = 0
     for (const [n, share] of byCount) {
       const r = stats.providerLookup(n)
-      perLookup += share * (r.asked * (sizes.getProvidersRequest + sizes.closerAnswer) + r.providersCarried * sizes.perProvider)
+      const cost = share * (r.asked * (sizes.getProvidersRequest + sizes.closerAnswer) + r.providersCarried * sizes.perProvider)
+      perJoin += cost
+      if (n >= p.quota) perUsed += cost
     }
-    lookups = lookupsPerSession / session * perLookup
+    lookups = (joinLookupsPerSession * perJoin + usedLookupsPerSession * perUsed) / session
   }
   return { maintenance, provide, lookups, askedPerLookup: stats.asked }
 }
