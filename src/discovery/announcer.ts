@@ -414,6 +414,7 @@ export class Announcer {
     // our first list waits (briefly) for a sync answer to tell us the swarm's size
     const waitLeft = this.startedAt + FIRST_SYNC_WAIT_MS - Date.now()
     if (!this.listed && !this.heardSwarm && models.length > 0 && waitLeft > 0) {
+      this.holdWhole(models)
       this.schedule(waitLeft)
       return
     }
@@ -488,8 +489,8 @@ export class Announcer {
     }
   }
 
-  private async publish (models: ModelInfo[]): Promise<void> {
-    const now = Date.now()
+  /** our whole list as an announcement with the next seq */
+  private encodeWhole (models: ModelInfo[], now: number): { bytes: Uint8Array, skipped: string[] } {
     this.seq = Math.max(this.seq + 1, now)
     const ann: ValidAnnouncement = {
       models,
@@ -499,7 +500,24 @@ export class Announcer {
       timestampMs: now,
       ttlMs: this.ttlMs
     }
-    const { bytes, skipped } = encodeAnnouncement(ann, this.limits)
+    return encodeAnnouncement(ann, this.limits)
+  }
+
+  /**
+   * While our first list waits for a sync answer it is not gossiped, but a peer that
+   * asks us (the sync exchange, one peer at a time) gets it: one that connected and
+   * asked before we published would otherwise wait for our next refresh.
+   */
+  private holdWhole (models: ModelInfo[]): void {
+    if (this.own != null) return
+    const now = Date.now()
+    const { bytes, skipped } = this.encodeWhole(models, now)
+    if (models.length > skipped.length) this.own = { data: bytes, seq: this.seq, expiresAt: now + this.ttlMs }
+  }
+
+  private async publish (models: ModelInfo[]): Promise<void> {
+    const now = Date.now()
+    const { bytes, skipped } = this.encodeWhole(models, now)
     const skippedKey = skipped.join('\n')
     if (skippedKey !== '' && skippedKey !== this.lastSkipped) log.warn(`not announcing ${skipped.length} model(s): ${skipped.join('; ')}`)
     this.lastSkipped = skippedKey
