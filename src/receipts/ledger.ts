@@ -7,6 +7,7 @@
  *   /krill/ledger/entry/<recorded ms, 13 digits>-<id>   one JSON entry
  *   /krill/ledger/folded/<peer id>                      totals of folded entries
  */
+import { pipe } from 'it-pipe'
 import { Key } from 'interface-datastore'
 import type { ReceiptKind } from '../protocol/receipt-exchange.js'
 import type { Datastore } from 'interface-datastore'
@@ -204,12 +205,9 @@ export class Ledger {
     return old.length
   }
 
-  private async * scan (): AsyncGenerator<LedgerEntry> {
+  private scan (): AsyncIterable<LedgerEntry> {
     // keys start with the recording time: the datastore returns them oldest first
-    for await (const { value } of this.store.query({ prefix: ENTRY_PREFIX })) {
-      const entry = parseEntry(value)
-      if (entry != null) yield entry
-    }
+    return pipe(this.store.query({ prefix: ENTRY_PREFIX }), decodeEntries)
   }
 
   private count (e: LedgerEntry): void {
@@ -262,5 +260,13 @@ function parseFolded (value: Uint8Array): Folded {
     }
   } catch {
     return emptyFolded()
+  }
+}
+
+/** stored ledger records → entries (an unreadable record is skipped) */
+async function * decodeEntries (source: Iterable<{ value: Uint8Array }> | AsyncIterable<{ value: Uint8Array }>): AsyncGenerator<LedgerEntry> {
+  for await (const { value } of source) {
+    const entry = parseEntry(value)
+    if (entry != null) yield entry
   }
 }
