@@ -8,6 +8,7 @@
  */
 import * as varint from 'uint8-varint'
 import { Uint8ArrayList } from 'uint8arraylist'
+import { writeVarint } from './frames.js'
 import type { Stream, StreamCloseEvent, StreamMessageEvent } from '@libp2p/interface'
 
 /** The peer declared a frame longer than we accept. */
@@ -378,8 +379,8 @@ export class FrameWriter {
   write (payload: Uint8Array, signal?: AbortSignal): Promise<void> | undefined {
     if (this.failed != null) throw this.failed
     const n = payload.byteLength
-    let at = this.reserve(varintBytes(n) + n)
-    at = putVarint(this.buf as Buffer, at, n)
+    let at = this.reserve(varint.encodingLength(n) + n)
+    at = writeVarint(this.buf as Buffer, at, n)
     ;(this.buf as Buffer).set(payload, at)
     this.used = at + n
     return this.queued(signal)
@@ -393,16 +394,16 @@ export class FrameWriter {
   writeContent (content: string, signal?: AbortSignal): Promise<void> | undefined {
     if (this.failed != null) throw this.failed
     const n = Buffer.byteLength(content, 'utf8')
-    const inner = n === 0 ? 0 : 1 + varintBytes(n) + n
-    const frame = 1 + varintBytes(inner) + inner
-    let at = this.reserve(varintBytes(frame) + frame)
+    const inner = n === 0 ? 0 : 1 + varint.encodingLength(n) + n
+    const frame = 1 + varint.encodingLength(inner) + inner
+    let at = this.reserve(varint.encodingLength(frame) + frame)
     const buf = this.buf as Buffer
-    at = putVarint(buf, at, frame)
+    at = writeVarint(buf, at, frame)
     buf[at++] = 0x12
-    at = putVarint(buf, at, inner)
+    at = writeVarint(buf, at, inner)
     if (n > 0) {
       buf[at++] = 0x0a
-      at = putVarint(buf, at, n)
+      at = writeVarint(buf, at, n)
       at += buf.write(content, at, 'utf8')
     }
     this.used = at
@@ -489,20 +490,7 @@ export class FrameWriter {
   }
 }
 
-function varintBytes (n: number): number {
-  let bytes = 1
-  while (n >= 0x80) { n = Math.floor(n / 128); bytes++ }
-  return bytes
-}
 
-function putVarint (out: Uint8Array, at: number, n: number): number {
-  while (n >= 0x80) {
-    out[at++] = (n % 128) | 0x80
-    n = Math.floor(n / 128)
-  }
-  out[at++] = n
-  return at
-}
 
 export async function waitForDrain (stream: Stream, signal?: AbortSignal): Promise<void> {
   if (!stream.writableNeedsDrain) return

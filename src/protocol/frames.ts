@@ -3,6 +3,7 @@
  * protobuf types (src/protocol/generated/chat.ts), plus frame encode/decode.
  * Nothing here enforces limits or value ranges; validate.ts does that.
  */
+import * as varint from 'uint8-varint'
 import { ErrorCode, KrillError, errorCodeName } from '../errors.js'
 import * as pb from './generated/chat.js'
 import type { ErrorCodeName } from '../errors.js'
@@ -215,8 +216,8 @@ export function encodeFrame (frame: pb.ChatFrame): Uint8Array {
 export function encodeContentDelta (content: string): Uint8Array {
   const n = Buffer.byteLength(content, 'utf8')
   if (n === 0) return Uint8Array.of(0x12, 0x00)
-  const inner = 1 + varintLength(n) + n
-  const out = Buffer.allocUnsafe(1 + varintLength(inner) + inner)
+  const inner = 1 + varint.encodingLength(n) + n
+  const out = Buffer.allocUnsafe(1 + varint.encodingLength(inner) + inner)
   let at = 0
   out[at++] = 0x12
   at = writeVarint(out, at, inner)
@@ -226,19 +227,10 @@ export function encodeContentDelta (content: string): Uint8Array {
   return out
 }
 
-function varintLength (n: number): number {
-  let bytes = 1
-  while (n >= 0x80) { n = Math.floor(n / 128); bytes++ }
-  return bytes
-}
-
-function writeVarint (out: Uint8Array, at: number, n: number): number {
-  while (n >= 0x80) {
-    out[at++] = (n % 128) | 0x80
-    n = Math.floor(n / 128)
-  }
-  out[at++] = n
-  return at
+/** writes `n` as a protobuf varint at `at`; returns the offset after it */
+export function writeVarint (out: Uint8Array, at: number, n: number): number {
+  varint.encode(n, out, at)
+  return at + varint.encodingLength(n)
 }
 
 export function decodeFrame (bytes: Uint8Array | Uint8ArrayList): pb.ChatFrame {
